@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import running_fake
+from voicebridge.config import Settings
+from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer
+
+MS = 0.001  # seconds
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRealtimeServer]:
+    with running_fake(FakeRealtimeOptions(speed=10.0, response_delay_ms=50)) as (server, _):
+        yield server
+
+
+@pytest.fixture
+def settings(fake: FakeRealtimeServer) -> Settings:
+    return Settings(realtime_url=fake.url, start_timeout=5.0, upstream_connect_timeout=3.0)

@@ -1,0 +1,213 @@
+"""Bridge decisions for one call, driven with parsed events and explicit times."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import openai.types.realtime as ort
+import pydantic
+import pytest
+
+from voicebridge.core import realtime as rt, twilio as tw
+from voicebridge.core.call import (
+    CallCore,
+    EndCall,
+    FlushPlayback,
+    Playback,
+    Probe,
+    SendTwilio,
+    SendUpstream,
+)
+
+CLIENT_EVENT = pydantic.TypeAdapter(ort.RealtimeClientEvent)
+SID = "MZ" + "1" * 32
+DELTA = base64.b64encode(b"\x55" * 800).decode()  # 100 ms μ-law
+
+
+def start_event(sid: str = SID) -> tw.Start:
+    return tw.Start(sid, "CA" + "2" * 32, "AC" + "3" * 32, ("inbound",), "audio/x-mulaw", 8000, 1)
+
+
+def session(interrupt: bool = True, out: str = "audio/pcmu") -> dict:
+    return {
+        "type": "realtime",
+        "audio": {
+            "input": {"format": {"type": "audio/pcmu"},
+                      "turn_detection": {"type": "server_vad", "interrupt_response": interrupt}},
+            "output": {"format": {"type": out}},
+        },
+    }
+
+
+def ready_core(interrupt: bool = True) -> CallCore:
+    core = CallCore(rt.SessionConfig(instructions="hi", voice="marin"))
+    assert core.receive_twilio(start_event(), 0.0) == [Probe()]
+    assert core.receive_realtime(rt.SessionUpdated(session(interrupt)), 0.0) == []
+    assert core.session_ready
+    return core
+
+
+def write_all(core: CallCore, actions: list, now: float) -> list[str]:
+    out: list[str] = []
+    for a in actions:
+        if isinstance(a, (Playback, Probe)):
+            out += core.render(a, now)
+    return out
+
+
+def play_response(core: CallCore, chunks: int, now: float, resp: str = "resp_1",
+                  item: str = "item_1") -> list[str]:
+    core.receive_realtime(rt.ResponseCreated(resp), now)
+    sent: list[str] = []
+    for _ in range(chunks):
+        sent += write_all(core, core.receive_realtime(rt.AudioDelta(resp, item, DELTA), now), now)
+    return sent
+
+
+def test_media_goes_upstream_untouched() -> None:
+    """Caller audio becomes input_audio_buffer.append with the same base64."""
+    core = ready_core()
+    [action] = core.receive_twilio(tw.Media(SID, 20, "AAEC", 1), 1.0)
+    assert isinstance(action, SendUpstream) and action.audio
+    assert json.loads(action.text) == {"type": "input_audio_buffer.append", "audio": "AAEC"}
+    CLIENT_EVENT.validate_json(action.text)
+    assert core.stats.frames_in == 1
+
+
+def test_media_before_start_and_foreign_stream_are_counted() -> None:
+    """Out-of-order or foreign media is ignored and counted by reason."""
+    core = CallCore(rt.SessionConfig(instructions="hi", voice="marin"))
+    assert core.receive_twilio(tw.Media(SID, 0, "AA==", 1), 0.0) == []
+    core.receive_twilio(start_event(), 0.0)
+    assert core.receive_twilio(tw.Media("MZother", 0, "AA==", 1), 0.0) == []
+    assert core.receive_twilio(start_event(), 0.0) == []
+    assert core.stats.ignored == {"media_before_start": 1, "wrong_stream_sid": 1, "second_start": 1}
+
+
+def test_stop_ends_the_call_normally() -> None:
+    """Twilio's stop ends the call without the failure path."""
+    core = ready_core()
+    assert core.receive_twilio(tw.Stop(SID), 5.0) == [EndCall("caller_hangup", failed=False)]
+
+
+def test_wrong_session_format_fails_the_call() -> None:
+    """A session that would play PCM as μ-law ends the call through the failure path."""
+    core = CallCore(rt.SessionConfig(instructions="hi", voice="marin"))
+    core.receive_twilio(start_event(), 0.0)
+    [end] = core.receive_realtime(rt.SessionUpdated(session(out="audio/pcm")), 0.0)
+    assert isinstance(end, EndCall) and end.failed
+    assert "session_format_mismatch" in end.reason
+
+
+def test_each_chunk_is_followed_by_a_unique_mark() -> None:
+    """Model audio is forwarded as-is, each chunk followed by its own mark."""
+    core = ready_core()
+    sent = [json.loads(t) for t in play_response(core, 3, 100.0)]
+    media = [m for m in sent if m["event"] == "media"]
+    marks = [m["mark"]["name"] for m in sent if m["event"] == "mark"]
+    assert [m["media"]["payload"] for m in media] == [DELTA] * 3
+    assert len(set(marks)) == len(marks) >= 3
+    assert core.stats.chunks_out == 3
+    assert core.stats.audio_out_ms == pytest.approx(300.0)
+
+
+def test_barge_in_clears_truncates_and_drops_late_audio() -> None:
+    """Speech over playing audio: clear, truncate at heard, late deltas dropped."""
+    core = ready_core()
+    play_response(core, 20, 100.0)  # 2 s written at t=100
+    core.receive_realtime(rt.ResponseDone("resp_1", "completed", None, None, []), 150.0)
+    # Audio is still playing although the response is done: the common case.
+    actions = core.receive_realtime(rt.SpeechStarted("item_u", 700), 800.0)
+    assert isinstance(actions[0], FlushPlayback)
+    assert isinstance(actions[1], SendTwilio)
+    assert json.loads(actions[1].text) == {"event": "clear", "streamSid": SID}
+    [truncate] = [a for a in actions if isinstance(a, SendUpstream)]
+    event = json.loads(truncate.text)
+    CLIENT_EVENT.validate_json(truncate.text)
+    assert event["type"] == "conversation.item.truncate"
+    assert event["item_id"] == "item_1" and event["content_index"] == 0
+    assert event["audio_end_ms"] == 700  # no echoes yet, no network: written 700 ms ago
+    assert core.stats.barge_ins == 1 and core.stats.truncations == 1
+    assert core.receive_realtime(rt.AudioDelta("resp_1", "item_1", DELTA), 810.0) == []
+    assert core.stats.late_deltas_dropped == 1
+
+
+def test_no_cancel_when_the_server_interrupts_itself() -> None:
+    """With interrupt_response on, response.cancel is never sent."""
+    core = ready_core(interrupt=True)
+    play_response(core, 10, 0.0)
+    actions = core.receive_realtime(rt.SpeechStarted("u", 0), 100.0)
+    assert not any("response.cancel" in a.text for a in actions if isinstance(a, SendUpstream))
+
+
+def test_cancel_when_interrupt_response_is_off() -> None:
+    """With interrupt_response off, an active response is cancelled by the bridge."""
+    core = ready_core(interrupt=False)
+    play_response(core, 10, 0.0)
+    actions = core.receive_realtime(rt.SpeechStarted("u", 0), 100.0)
+    cancels = [a for a in actions if isinstance(a, SendUpstream) and "response.cancel" in a.text]
+    assert len(cancels) == 1
+    CLIENT_EVENT.validate_json(cancels[0].text)
+    assert json.loads(cancels[0].text)["response_id"] == "resp_1"
+
+
+def test_no_cancel_once_the_response_is_done() -> None:
+    """A finished response is not cancelled, even with interrupt_response off."""
+    core = ready_core(interrupt=False)
+    play_response(core, 10, 0.0)
+    core.receive_realtime(rt.ResponseDone("resp_1", "completed", None, None, []), 10.0)
+    actions = core.receive_realtime(rt.SpeechStarted("u", 0), 100.0)
+    assert not any("response.cancel" in a.text for a in actions if isinstance(a, SendUpstream))
+    assert any("conversation.item.truncate" in a.text for a in actions if isinstance(a, SendUpstream))
+
+
+def test_no_truncate_when_everything_was_heard() -> None:
+    """Speech after playback finished is not a barge-in at all."""
+    core = ready_core()
+    play_response(core, 5, 0.0)
+    assert core.receive_realtime(rt.SpeechStarted("u", 0), 10_000.0) == []
+    assert core.stats.barge_ins == 0
+
+
+def test_queued_audio_counts_as_pending() -> None:
+    """Audio received but not yet written is interrupted too, truncated at what played."""
+    core = ready_core()
+    core.receive_realtime(rt.ResponseCreated("resp_1"), 0.0)
+    pending = core.receive_realtime(rt.AudioDelta("resp_1", "item_1", DELTA), 0.0)
+    assert isinstance(pending[0], Playback)
+    actions = core.receive_realtime(rt.SpeechStarted("u", 0), 5.0)
+    [truncate] = [a for a in actions if isinstance(a, SendUpstream)]
+    assert json.loads(truncate.text)["audio_end_ms"] == 0
+    # A queued chunk of the interrupted response is never written.
+    assert core.render(pending[0], 6.0) == ()
+
+
+def test_clear_echoes_are_ignored_and_unknown_marks_counted() -> None:
+    """Echoes caused by clear do not move the estimate; stray names are counted."""
+    core = ready_core()
+    sent = [json.loads(t) for t in play_response(core, 5, 0.0)]
+    names = [m["mark"]["name"] for m in sent if m["event"] == "mark"]
+    core.receive_realtime(rt.SpeechStarted("u", 0), 100.0)
+    for name in names:
+        assert core.receive_twilio(tw.Mark(SID, name), 110.0) == []
+    assert core.stats.ignored.get("unknown_mark", 0) == 0
+    core.receive_twilio(tw.Mark(SID, "never-sent"), 120.0)
+    assert core.stats.ignored["unknown_mark"] == 1
+
+
+def test_usage_is_totalled() -> None:
+    """Token usage of every response.done adds up."""
+    core = ready_core()
+    usage = {"total_tokens": 30, "input_tokens": 10, "output_tokens": 20}
+    core.receive_realtime(rt.ResponseDone("r1", "completed", None, usage, []), 0.0)
+    core.receive_realtime(rt.ResponseDone("r2", "completed", None, usage, []), 0.0)
+    assert core.stats.tokens["total_tokens"] == 60
+
+
+def test_upstream_errors_are_counted_and_survived() -> None:
+    """An upstream error event is counted by code and does not end the call."""
+    core = ready_core()
+    err = rt.ErrorEvent("invalid_request_error", "response_cancel_not_active", "x", None, "vb_3")
+    assert core.receive_realtime(err, 0.0) == []
+    assert core.stats.upstream_errors["response_cancel_not_active"] == 1

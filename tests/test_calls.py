@@ -1,0 +1,197 @@
+"""Whole calls through a real uvicorn, the fake Realtime server and the Twilio emulator."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import openai.types.realtime as ort
+import pydantic
+import pytest
+
+from tests.servers import running_bridge
+from voicebridge.config import Settings
+from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer
+from voicebridge.peers.recording import load_recording, packaged_call
+from voicebridge.peers.twilio_emulator import EmulatedCall, Network, place_call
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CLIENT_EVENT = pydantic.TypeAdapter(ort.RealtimeClientEvent)
+SERVER_EVENT = pydantic.TypeAdapter(ort.RealtimeServerEvent)
+APOLOGY = Settings().failure_say
+
+
+def assert_protocol_clean(fake: FakeRealtimeServer) -> None:
+    for session in fake.sessions:
+        for event in session.received:
+            CLIENT_EVENT.validate_python(event)
+        for event in session.sent:
+            SERVER_EVENT.validate_python(event)
+        assert not any("beta" in h for h in session.headers if h.startswith("openai"))
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+async def test_full_call(fake: FakeRealtimeServer, settings: Settings) -> None:
+    """A call answered by the webhook is a conversation: audio up, speech back, no failure."""
+    recording = packaged_call("books_a_table")
+    with running_bridge(settings) as bridge:
+        report = await place_call(bridge.webhook, recording, speed=4.0, tail_ms=3000)
+        wait_until(lambda: bridge.state.calls_total == 1 and bridge.state.active_calls == 0)
+    assert report.twiml is not None and report.twiml.stream_url == bridge.ws_url
+    assert set(report.twiml.parameters) == {"From", "To"}
+    assert report.violations == []
+    assert report.closed_by == "caller" and report.failure_path == ()
+    [session] = fake.sessions
+    assert session.appended == [p for _, p in report.caller_audio]
+    assert session.model == settings.realtime_model
+    assert session.headers.get("authorization") is None  # no key configured, none sent
+    update = session.received[0]
+    assert update["type"] == "session.update"
+    assert update["session"]["audio"]["input"]["format"] == {"type": "audio/pcmu"}
+    assert update["session"]["audio"]["output"]["format"] == {"type": "audio/pcmu"}
+    assert update["session"]["audio"]["output"]["voice"] == settings.voice
+    # The caller heard the model: every delta of the first answer, in order, untouched.
+    first = next(iter(session.items.values()))
+    played = [c.payload for c in report.player.chunks]
+    assert played[: len(first.deltas)] == first.deltas
+    assert report.player.heard_ms() > 1000
+    assert report.received_events("mark") and report.echoes_sent > 0
+    assert_protocol_clean(fake)
+    [result] = bridge.state.last_results
+    assert not result.failed and result.reason == "caller_hangup"
+    assert result.stats.frames_in == report.frames_sent
+
+
+async def test_real_call_reaches_upstream_byte_identical(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """All 616 payloads of a real capture arrive upstream unchanged and in order."""
+    recording = load_recording(FIXTURES / "real_call.jsonl")
+    assert "customParameters" not in recording.messages[1]["start"]
+    with running_bridge(settings) as bridge:
+        call = EmulatedCall(bridge.ws_url, recording, speed=8.0)  # start as captured
+        report = await call.run()
+        wait_until(lambda: fake.active == 0)
+    assert len(recording.payloads) == 616
+    assert fake.sessions[0].appended == recording.payloads
+    assert report.violations == []
+    assert_protocol_clean(fake)
+
+
+async def test_barge_in_on_a_slow_network(fake: FakeRealtimeServer, settings: Settings) -> None:
+    """Talking over the model: clear at once, truncate at what was heard (±60 ms)."""
+    net = Network(down_ms=60, up_ms=60, jitter_ms=20, playout_ms=60, seed=7)
+    with running_bridge(settings) as bridge:
+        report = await place_call(bridge.webhook, packaged_call("interrupts"), network=net,
+                                  hangup_at_ms=7000)
+        wait_until(lambda: fake.active == 0)
+    [session] = fake.sessions
+    assert len(session.truncations) == 1, session.truncations
+    truncate = session.truncations[0]
+    item = session.items[truncate["item_id"]]
+    heard = report.player.heard_ms(set(item.deltas))
+    assert 300 < heard < item.audio_ms_sent - 100  # a real interruption, mid-answer
+    assert abs(truncate["audio_end_ms"] - heard) <= 60, (truncate["audio_end_ms"], heard)
+    assert session.truncated and not session.errors_sent
+    # Nothing of the interrupted answer reached the caller after the clear.
+    [clear_at] = report.player.clears
+    assert not [c for c in report.player.chunks
+                if c.payload in set(item.deltas) and c.played > 0
+                and c.start + c.played > clear_at + 0.5]
+    late = [c for c in report.player.chunks if c.payload in set(item.deltas) and c.arrived > clear_at]
+    assert late == []
+    assert report.violations == []
+    assert_protocol_clean(fake)
+    [result] = bridge.state.last_results
+    assert result.stats.barge_ins == 1 and result.stats.truncations == 1
+
+
+async def test_hang_up_closes_upstream_within_a_second(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """Twilio's stop closes the upstream socket within 1 s."""
+    with running_bridge(settings) as bridge:
+        report = await place_call(bridge.webhook, packaged_call("interrupts"),
+                                  hangup_at_ms=1500)
+        wait_until(lambda: fake.active == 0)
+    [session] = fake.sessions
+    assert report.stop_sent_at is not None and session.closed_at is not None
+    assert session.closed_at - (report.t0 + report.stop_sent_at / 1000) < 1.0
+    assert report.failure_path == ()
+
+
+async def test_upstream_failure_plays_the_failure_path(
+    fake: FakeRealtimeServer, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the upstream drops mid-call, Twilio's socket is closed and the apology plays."""
+    fake.options = dataclasses.replace(fake.options, close_after_ms=800)
+    caplog.set_level(logging.INFO)
+    with running_bridge(settings) as bridge:
+        report = await place_call(bridge.webhook, packaged_call("interrupts"), timeout=10)
+        wait_until(lambda: bridge.state.active_calls == 0)
+    assert report.closed_by == "server"
+    assert report.failure_path == (("Say", APOLOGY), ("Hangup", ""))
+    assert report.ended_at < 3000
+    [result] = bridge.state.last_results
+    assert result.failed and "upstream" in result.reason
+    assert "outcome=failed" in caplog.text
+
+
+async def test_wrong_session_format_plays_the_failure_path(
+    fake: FakeRealtimeServer, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session echoing PCM output is refused: noise must never reach the caller."""
+    fake.options = dataclasses.replace(fake.options, echo_output_format="audio/pcm")
+    with running_bridge(settings) as bridge:
+        report = await place_call(bridge.webhook, packaged_call("interrupts"), timeout=10)
+        wait_until(lambda: bridge.state.active_calls == 0)
+    assert report.failure_path == (("Say", APOLOGY), ("Hangup", ""))
+    assert report.player.heard_ms() == 0
+    assert "session_format_mismatch" in caplog.text
+
+
+async def test_unreachable_upstream_plays_the_failure_path(settings: Settings) -> None:
+    """No upstream at all: the caller hears the apology, quickly."""
+    broken = dataclasses.replace(settings, realtime_url="ws://127.0.0.1:9/v1/realtime")
+    with running_bridge(broken) as bridge:
+        report = await place_call(bridge.webhook, packaged_call("interrupts"), timeout=10)
+    assert report.failure_path == (("Say", APOLOGY), ("Hangup", ""))
+    assert report.ended_at < 2000
+
+
+async def test_tasks_return_to_baseline_after_mixed_calls(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """After 20+ calls of every kind, the server's loop holds no leftover tasks."""
+    net = Network(down_ms=20, up_ms=20, jitter_ms=5, playout_ms=20, seed=3)
+    healthy = fake.options
+    failing = dataclasses.replace(fake.options, close_after_ms=300)
+    with running_bridge(settings) as bridge:
+        baseline = bridge.task_count()
+        outcomes = []
+        for i in range(24):
+            kind = i % 4
+            fake.options = failing if kind == 3 else healthy
+            report = await place_call(
+                bridge.webhook,
+                packaged_call("interrupts"),
+                network=net,
+                speed=8.0 if kind == 0 else 4.0,
+                hangup_at_ms={0: None, 1: 2000, 2: 300, 3: None}[kind],
+                timeout=20,
+            )
+            outcomes.append(report.closed_by)
+            assert report.violations == []
+        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        wait_until(lambda: bridge.task_count() <= baseline, timeout=5)
+        assert bridge.state.calls_total == 24
+    assert outcomes.count("server") == 6
+    assert sum(r.stats.barge_ins for r in bridge.state.last_results) > 0

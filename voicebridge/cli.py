@@ -1,0 +1,77 @@
+"""The ``voicebridge`` command: serve, demo, fake-realtime."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from voicebridge.config import Settings, load_environ
+from voicebridge.errors import ConfigError
+
+__all__ = ["main"]
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The websockets client logs every frame at DEBUG; keep it quieter than ours.
+    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebridge", description=__doc__)
+    parser.add_argument("--env-file", default=".env", help="optional dotenv file (default .env)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the Twilio webhook and the call WebSocket")
+    serve.add_argument(
+        "--fake-upstream", action="store_true", help="use the built-in fake Realtime server"
+    )
+
+    fake = sub.add_parser("fake-realtime", help="run the fake Realtime API server")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8765)
+    fake.add_argument("--speed", type=float, default=5.0, help="audio pacing vs real time")
+
+    demo = sub.add_parser("demo", help="a whole call offline: bridge, fake model, emulated caller")
+    demo.add_argument("--call", default="interrupts", help="a packaged call name or a .jsonl path")
+    demo.add_argument("--wav", default="demo-call.wav", help="stereo WAV: caller left, heard right")
+    demo.add_argument("--network-ms", type=float, default=60.0, help="one-way delay each way")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    environ = load_environ(args.env_file)
+    try:
+        settings = Settings.from_env(environ)
+    except ConfigError as exc:
+        print(f"voicebridge: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        if args.command == "serve":
+            from voicebridge.server.serve import serve
+
+            asyncio.run(serve(settings, fake_upstream=args.fake_upstream))
+        elif args.command == "fake-realtime":
+            from voicebridge.peers.fake_realtime import FakeRealtimeOptions, run_fake_realtime
+
+            options = FakeRealtimeOptions(speed=args.speed)
+            asyncio.run(run_fake_realtime(args.host, args.port, options))
+        elif args.command == "demo":
+            from voicebridge.peers.demo import run_demo
+
+            return asyncio.run(run_demo(settings, args.call, args.wav, args.network_ms))
+    except ConfigError as exc:
+        print(f"voicebridge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,193 @@
+"""Settings: read once from the environment (and an optional ``.env``), frozen, validated.
+
+Every setting is documented in README.md ("Settings") and ``.env.example``. Functions
+receive a :class:`Settings`; nothing else in voicebridge reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from voicebridge.errors import ConfigError
+
+__all__ = ["Secret", "Settings", "load_environ"]
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a friendly assistant answering a phone call. Speak naturally and keep "
+    "answers short: one or two sentences. If you did not understand, ask again."
+)
+DEFAULT_FAILURE_SAY = "Sorry, we could not connect your call. Please try again later. Goodbye."
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('****')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Upstream (OpenAI Realtime API, GA)
+    openai_api_key: Secret = Secret("")  # OPENAI_API_KEY: sent as Authorization: Bearer
+    realtime_url: str = "wss://api.openai.com/v1/realtime"  # REALTIME_URL
+    realtime_model: str = "gpt-realtime-2.1"  # REALTIME_MODEL, unless the URL has ?model=
+    voice: str = "marin"  # VOICE
+    instructions: str = DEFAULT_INSTRUCTIONS  # INSTRUCTIONS
+    # Twilio side
+    public_url: str | None = None  # PUBLIC_URL: https:// base Twilio reaches us at
+    welcome_say: str = ""  # WELCOME_SAY: spoken by Twilio before connecting, if set
+    failure_say: str = DEFAULT_FAILURE_SAY  # FAILURE_SAY: heard when a call fails
+    # Server
+    host: str = "0.0.0.0"  # HOST
+    port: int = 8000  # PORT
+    forwarded_allow_ips: str = "127.0.0.1"  # FORWARDED_ALLOW_IPS (uvicorn's convention)
+    log_level: str = "INFO"  # LOG_LEVEL
+    # Limits and timeouts
+    start_timeout: float = 10.0  # START_TIMEOUT: WebSocket accept -> Twilio `start`, s
+    upstream_connect_timeout: float = 5.0  # UPSTREAM_CONNECT_TIMEOUT, s
+    caller_queue_frames: int = 250  # CALLER_QUEUE_FRAMES: 20 ms frames held for upstream
+    playback_queue_chunks: int = 600  # PLAYBACK_QUEUE_CHUNKS: model deltas held for Twilio
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables.
+
+        Raises:
+            ConfigError: a value is malformed; the message names the variable and the fix.
+        """
+        defaults = cls()
+
+        def text(name: str, default: str) -> str:
+            value = environ.get(name)
+            return default if value is None or value.strip() == "" else value.strip()
+
+        def number(name: str, default: float, kind: type[int] | type[float]) -> float:
+            raw = environ.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                value = kind(raw.strip())
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}") from None
+            if value <= 0:
+                raise ConfigError(f"{name}={raw!r} must be greater than 0")
+            return value
+
+        port = int(number("PORT", defaults.port, int))
+        if port > 65535:
+            raise ConfigError(f"PORT={port} is not a TCP port (1-65535)")
+        public_url = environ.get("PUBLIC_URL", "").strip().rstrip("/") or None
+        settings = cls(
+            openai_api_key=Secret(environ.get("OPENAI_API_KEY", "").strip()),
+            realtime_url=text("REALTIME_URL", defaults.realtime_url),
+            realtime_model=text("REALTIME_MODEL", defaults.realtime_model),
+            voice=text("VOICE", defaults.voice),
+            instructions=text("INSTRUCTIONS", defaults.instructions),
+            public_url=public_url,
+            welcome_say=text("WELCOME_SAY", ""),
+            failure_say=text("FAILURE_SAY", defaults.failure_say),
+            host=text("HOST", defaults.host),
+            port=port,
+            forwarded_allow_ips=text("FORWARDED_ALLOW_IPS", defaults.forwarded_allow_ips),
+            log_level=text("LOG_LEVEL", defaults.log_level).upper(),
+            start_timeout=number("START_TIMEOUT", defaults.start_timeout, float),
+            upstream_connect_timeout=number(
+                "UPSTREAM_CONNECT_TIMEOUT", defaults.upstream_connect_timeout, float
+            ),
+            caller_queue_frames=int(
+                number("CALLER_QUEUE_FRAMES", defaults.caller_queue_frames, int)
+            ),
+            playback_queue_chunks=int(
+                number("PLAYBACK_QUEUE_CHUNKS", defaults.playback_queue_chunks, int)
+            ),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        url = urlsplit(self.realtime_url)
+        if url.scheme not in ("ws", "wss") or not url.hostname:
+            raise ConfigError(
+                f"REALTIME_URL={self.realtime_url!r} must be a ws:// or wss:// URL, "
+                "e.g. wss://api.openai.com/v1/realtime"
+            )
+        if self.public_url is not None:
+            pub = urlsplit(self.public_url)
+            if pub.scheme in ("ws", "wss"):
+                raise ConfigError(
+                    f"PUBLIC_URL={self.public_url!r}: give the https:// base Twilio posts the "
+                    "webhook to (e.g. https://voice.example.com); voicebridge derives the "
+                    "wss:// stream URL from it"
+                )
+            local = pub.hostname in ("localhost", "127.0.0.1", "::1")
+            if not pub.hostname or not (pub.scheme == "https" or (pub.scheme == "http" and local)):
+                raise ConfigError(
+                    f"PUBLIC_URL={self.public_url!r} must be an https:// URL such as "
+                    "https://voice.example.com (Twilio only streams to wss://)"
+                )
+            if pub.query or pub.fragment:
+                raise ConfigError(f"PUBLIC_URL={self.public_url!r} must not have a query string")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+
+    @property
+    def upstream_is_openai(self) -> bool:
+        host = urlsplit(self.realtime_url).hostname or ""
+        return host == "openai.com" or host.endswith(".openai.com")
+
+    def upstream_url(self) -> str:
+        """REALTIME_URL with ``?model=REALTIME_MODEL`` added unless it names a model."""
+        url = urlsplit(self.realtime_url)
+        query = parse_qs(url.query, keep_blank_values=True)
+        if "model" in query:
+            return self.realtime_url
+        pairs = [(k, v) for k, vs in query.items() for v in vs] + [("model", self.realtime_model)]
+        return urlunsplit(url._replace(query=urlencode(pairs)))
+
+    def check_can_serve(self) -> None:
+        """Refuse to serve real calls that would certainly fail upstream."""
+        if self.upstream_is_openai and not self.openai_api_key:
+            raise ConfigError(
+                "OPENAI_API_KEY is empty and REALTIME_URL points at OpenAI: set OPENAI_API_KEY "
+                "(in the environment or .env), or run `voicebridge serve --fake-upstream` to "
+                "use the built-in fake Realtime server"
+            )
+
+    def describe(self) -> dict[str, object]:
+        """Settings for a start-up log line; secrets stay masked."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "instructions"}
+
+
+def load_environ(env_file: str | os.PathLike[str] | None = ".env") -> dict[str, str]:
+    """The process environment over the values of an optional ``.env`` file."""
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ)
+    return merged

@@ -1,0 +1,311 @@
+"""One call's bridge state: Twilio events and Realtime events in, actions out. No I/O.
+
+The asyncio shell (``voicebridge.server.call``) feeds every received message to
+:meth:`CallCore.receive_twilio` / :meth:`CallCore.receive_realtime` with the current
+time, and carries out the returned actions in order. Audio for the caller leaves as
+:class:`Playback` items that the Twilio writer renders with :meth:`CallCore.render`
+at the moment it writes them, so "sent" means written to the socket.
+
+Barge-in (PROTOCOLS.md C.3, C.6), on ``input_audio_buffer.speech_started`` while assistant
+audio is playing or queued:
+
+1. snapshot what the caller heard of the item being played (``PlaybackTracker``);
+2. drop queued audio and send Twilio ``clear``; ignore the echoes it causes;
+3. ``conversation.item.truncate`` at the heard position, capped at what was sent,
+   unless everything received was heard;
+4. ``response.cancel`` only if a response is active and the server does not cancel
+   it itself (``interrupt_response`` off);
+5. drop late deltas of the interrupted response.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from voicebridge.core import realtime as rt, twilio as tw
+from voicebridge.core.audio import b64_decoded_len
+from voicebridge.core.playback import PlaybackTracker
+
+__all__ = [
+    "CallCore",
+    "CallStats",
+    "EndCall",
+    "FlushPlayback",
+    "Phase",
+    "Playback",
+    "Probe",
+    "SendTwilio",
+    "SendUpstream",
+]
+
+_BYTES_PER_MS = {"audio/pcmu": 8.0, "audio/pcma": 8.0, "audio/pcm": 48.0}
+_RECENT = 32  # interrupted response ids remembered for dropping late deltas
+
+
+class Phase(enum.Enum):
+    WAITING_START = "waiting_start"
+    STREAMING = "streaming"
+    ENDED = "ended"
+
+
+# -- actions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendUpstream:
+    text: str
+    audio: bool = False  # caller audio may be dropped under overflow; control never is
+
+
+@dataclass(frozen=True, slots=True)
+class SendTwilio:
+    """A ready message for Twilio, sent ahead of queued playback."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Playback:
+    """Assistant audio waiting for the Twilio writer."""
+
+    item_id: str
+    response_id: str
+    payload: str  # base64 μ-law 8 kHz
+    ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A round-trip probe mark, named when written."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlushPlayback:
+    """Drop every queued Playback: it was interrupted before reaching Twilio."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    reason: str
+    failed: bool  # True: close Twilio's socket so the TwiML failure path plays
+
+
+Action = SendUpstream | SendTwilio | Playback | Probe | FlushPlayback | EndCall
+
+
+@dataclass(slots=True)
+class CallStats:
+    frames_in: int = 0
+    chunks_out: int = 0
+    audio_out_ms: float = 0.0
+    barge_ins: int = 0
+    truncations: int = 0
+    truncated_heard_ms: float = 0.0
+    truncated_sent_ms: float = 0.0
+    late_deltas_dropped: int = 0
+    responses: int = 0
+    dtmf: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)  # Twilio input ignored, by reason
+    upstream_errors: Counter[str] = field(default_factory=Counter)  # by error code
+    tokens: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class _Item:
+    response_id: str
+    received_ms: float = 0.0
+
+
+class CallCore:
+    """Bridge decisions for one call. Times are ms on any monotonic clock."""
+
+    def __init__(self, session: rt.SessionConfig) -> None:
+        self.session_config = session
+        self.phase = Phase.WAITING_START
+        self.start: tw.Start | None = None
+        self.playback = PlaybackTracker()
+        self.stats = CallStats()
+        self.session_ready = False
+        self.interrupt_response = True  # replaced by the session.updated echo
+        self.active_response: str | None = None
+        self.last_error: rt.ErrorEvent | None = None
+        self._out_bytes_per_ms = _BYTES_PER_MS[session.output_format]
+        self._items: dict[str, _Item] = {}
+        self._interrupted: deque[str] = deque(maxlen=_RECENT)
+        self._event_seq = 0
+
+    @property
+    def stream_sid(self) -> str:
+        return self.start.stream_sid if self.start else ""
+
+    def next_event_id(self) -> str:
+        self._event_seq += 1
+        return f"vb_{self._event_seq}"
+
+    # -- Twilio --------------------------------------------------------------------
+
+    def receive_twilio(self, event: tw.TwilioEvent, now: float) -> list[Action]:
+        if isinstance(event, tw.Media):
+            if self.phase is not Phase.STREAMING:
+                return self._ignore("media_before_start")
+            if event.stream_sid != self.stream_sid:
+                return self._ignore("wrong_stream_sid")
+            self.stats.frames_in += 1
+            return [SendUpstream(rt.append_audio(event.payload), audio=True)]
+        if isinstance(event, tw.Mark):
+            if event.stream_sid != self.stream_sid:
+                return self._ignore("wrong_stream_sid")
+            kind = self.playback.mark_echoed(event.name, now)
+            if kind == "unknown":
+                return self._ignore("unknown_mark")
+            return []
+        if isinstance(event, tw.Start):
+            if self.phase is not Phase.WAITING_START:
+                return self._ignore("second_start")
+            self.start = event
+            self.phase = Phase.STREAMING
+            return [Probe()]  # Twilio is idle: this echo measures the round trip
+        if isinstance(event, tw.Stop):
+            self.phase = Phase.ENDED
+            return [EndCall("caller_hangup", failed=False)]
+        if isinstance(event, tw.Dtmf):
+            self.stats.dtmf += 1
+            return []
+        if isinstance(event, tw.Connected):
+            return []
+        return self._ignore(f"unknown_event:{event.event}"[:48])
+
+    def _ignore(self, reason: str) -> list[Action]:
+        self.stats.ignored[reason] += 1
+        return []
+
+    # -- Realtime ------------------------------------------------------------------
+
+    def receive_realtime(self, event: rt.RealtimeEvent, now: float) -> list[Action]:
+        if isinstance(event, rt.AudioDelta):
+            return self._audio_delta(event)
+        if isinstance(event, rt.SpeechStarted):
+            return self._speech_started(now)
+        if isinstance(event, rt.ResponseCreated):
+            self.active_response = event.response_id
+            self.stats.responses += 1
+            return []
+        if isinstance(event, rt.ResponseDone):
+            if self.active_response == event.response_id:
+                self.active_response = None
+            self._add_usage(event.usage)
+            return []
+        if isinstance(event, rt.ErrorEvent):
+            self.stats.upstream_errors[event.code or event.type or "unknown"] += 1
+            self.last_error = event
+            return []
+        if isinstance(event, rt.SessionUpdated):
+            return self._session_updated(event.session)
+        return []
+
+    def _audio_delta(self, ev: rt.AudioDelta) -> list[Action]:
+        if ev.response_id in self._interrupted:
+            self.stats.late_deltas_dropped += 1
+            return []
+        ms = b64_decoded_len(ev.delta) / self._out_bytes_per_ms
+        item = self._items.get(ev.item_id)
+        if item is None:
+            item = self._items[ev.item_id] = _Item(ev.response_id)
+            while len(self._items) > _RECENT:
+                del self._items[next(iter(self._items))]
+        item.received_ms += ms
+        return [Playback(ev.item_id, ev.response_id, ev.delta, ms)]
+
+    def _session_updated(self, session: dict[str, Any]) -> list[Action]:
+        want = (self.session_config.input_format, self.session_config.output_format)
+        got = rt.session_audio_formats(session)
+        if got != want:
+            return [EndCall(f"session_format_mismatch: asked {want}, got {got}", failed=True)]
+        self.interrupt_response = rt.session_interrupts_response(session)
+        self.session_ready = True
+        return []
+
+    def _add_usage(self, usage: dict[str, Any] | None) -> None:
+        if not usage:
+            return
+        for key in ("total_tokens", "input_tokens", "output_tokens"):
+            value = usage.get(key)
+            if isinstance(value, int):
+                self.stats.tokens[key] += value
+
+    def audio_pending(self, now: float) -> bool:
+        """Assistant audio is playing at Twilio or waiting to be written."""
+        if self.playback.playing(now):
+            return True
+        return any(
+            item.received_ms > self.playback.written_ms(item_id) + 0.5
+            for item_id, item in self._items.items()
+            if item.response_id not in self._interrupted
+        )
+
+    def _speech_started(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if self.audio_pending(now):
+            actions += self._barge_in(now)
+        return actions
+
+    def _barge_in(self, now: float) -> list[Action]:
+        self.stats.barge_ins += 1
+        # 1. Snapshot before anything changes: what the clear will leave the caller with.
+        target = self.playback.item_at(now)
+        if target is None:
+            # Nothing written is still playing: the cut falls on audio still queued here.
+            target = next(
+                (
+                    item_id
+                    for item_id, item in reversed(self._items.items())
+                    if item.received_ms > self.playback.written_ms(item_id) + 0.5
+                ),
+                None,
+            )
+        heard = self.playback.heard_ms(target, now) if target else 0.0
+        # 2. Clear Twilio and forget what is queued; echoes of cleared marks are ignored.
+        self.playback.cleared()
+        actions: list[Action] = [FlushPlayback(), SendTwilio(tw.clear_message(self.stream_sid))]
+        # 3. Tell the model how much was heard.
+        if target is not None:
+            item = self._items[target]
+            self._interrupted.append(item.response_id)
+            sent = self.playback.written_ms(target)
+            if heard < item.received_ms:
+                end = int(min(heard, sent))
+                actions.append(SendUpstream(rt.truncate_item(target, end, self.next_event_id())))
+                self.stats.truncations += 1
+                self.stats.truncated_heard_ms += end
+                self.stats.truncated_sent_ms += sent
+        # 4. Cancel only what the server will not cancel itself.
+        if self.active_response is not None:
+            if self.active_response not in self._interrupted:
+                self._interrupted.append(self.active_response)
+            if not self.interrupt_response:
+                actions.append(
+                    SendUpstream(rt.response_cancel(self.next_event_id(), self.active_response))
+                )
+        return actions
+
+    # -- rendering for the Twilio writer ------------------------------------------
+
+    def render(self, action: Playback | Probe, now: float) -> tuple[str, ...]:
+        """Messages to write for a queued item, accounted as sent at ``now``."""
+        sid = self.stream_sid
+        if isinstance(action, Probe):
+            return (tw.mark_message(sid, self.playback.probe(now)),)
+        if action.response_id in self._interrupted:
+            self.stats.late_deltas_dropped += 1
+            return ()
+        out: tuple[str, ...] = ()
+        if self.playback.wants_probe(now):
+            # Twilio is idle, so a mark now comes straight back: a free round-trip sample.
+            out = (tw.mark_message(sid, self.playback.probe(now)),)
+        name = self.playback.audio_written(action.item_id, action.ms, now)
+        self.stats.chunks_out += 1
+        self.stats.audio_out_ms += action.ms
+        return (*out, tw.media_message(sid, action.payload), tw.mark_message(sid, name))

@@ -1,0 +1,320 @@
+"""OpenAI Realtime API (GA) events, parsed and built without I/O.
+
+Only the GA shape is produced: ``session.type`` is required, audio settings live under
+``session.audio.input`` / ``.output``, and no beta event names appear (beta is refused by
+the server with close code 4000 ``beta_api_shape_disabled``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from voicebridge.errors import RealtimeProtocolError
+
+__all__ = [
+    "AudioDelta",
+    "AudioDone",
+    "ErrorEvent",
+    "ItemTruncated",
+    "Other",
+    "RealtimeEvent",
+    "ResponseCreated",
+    "ResponseDone",
+    "SessionConfig",
+    "SessionCreated",
+    "SessionUpdated",
+    "SpeechStarted",
+    "SpeechStopped",
+    "append_audio",
+    "parse_realtime",
+    "response_cancel",
+    "response_create",
+    "session_audio_formats",
+    "session_interrupts_response",
+    "session_update",
+    "truncate_item",
+]
+
+AudioFormat = Literal["audio/pcmu", "audio/pcma", "audio/pcm"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """What voicebridge asks of a session; rendered by :func:`session_update`."""
+
+    instructions: str
+    voice: str
+    input_format: AudioFormat = "audio/pcmu"
+    output_format: AudioFormat = "audio/pcmu"
+    turn_detection: dict[str, Any] | None = field(
+        default_factory=lambda: {
+            "type": "server_vad",
+            "create_response": True,
+            "interrupt_response": True,
+        }
+    )
+
+
+def _format(fmt: AudioFormat) -> dict[str, Any]:
+    # "Only a 24kHz sample rate is supported" for audio/pcm.
+    return {"type": fmt, "rate": 24000} if fmt == "audio/pcm" else {"type": fmt}
+
+
+def _dumps(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"))
+
+
+def session_update(config: SessionConfig, event_id: str) -> str:
+    session: dict[str, Any] = {
+        "type": "realtime",
+        "output_modalities": ["audio"],
+        "instructions": config.instructions,
+        "audio": {
+            "input": {
+                "format": _format(config.input_format),
+                "turn_detection": config.turn_detection,
+            },
+            "output": {"format": _format(config.output_format), "voice": config.voice},
+        },
+    }
+    return _dumps({"type": "session.update", "event_id": event_id, "session": session})
+
+
+def append_audio(audio_b64: str) -> str:
+    """``input_audio_buffer.append``; no event_id: the server never answers it."""
+    return '{"type":"input_audio_buffer.append","audio":' + json.dumps(audio_b64) + "}"
+
+
+def truncate_item(item_id: str, audio_end_ms: int, event_id: str) -> str:
+    return _dumps(
+        {
+            "type": "conversation.item.truncate",
+            "event_id": event_id,
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": audio_end_ms,
+        }
+    )
+
+
+def response_cancel(event_id: str, response_id: str | None = None) -> str:
+    event: dict[str, Any] = {"type": "response.cancel", "event_id": event_id}
+    if response_id:
+        event["response_id"] = response_id
+    return _dumps(event)
+
+
+def response_create(event_id: str, instructions: str | None = None) -> str:
+    event: dict[str, Any] = {"type": "response.create", "event_id": event_id}
+    if instructions:
+        event["response"] = {"instructions": instructions}
+    return _dumps(event)
+
+
+# -- server events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCreated:
+    session: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdated:
+    session: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    item_id: str
+    audio_start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCreated:
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDelta:
+    response_id: str
+    item_id: str
+    delta: str  # base64 audio in the session's output format
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDone:
+    response_id: str
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    response_id: str
+    status: str  # completed | cancelled | failed | incomplete
+    status_details: dict[str, Any] | None
+    usage: dict[str, Any] | None
+    output: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    type: str
+    code: str | None
+    message: str
+    param: str | None
+    event_id: str | None  # the client event that caused it, when known
+
+
+@dataclass(frozen=True, slots=True)
+class ItemTruncated:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Other:
+    """A valid server event voicebridge does not act on."""
+
+    type: str
+
+
+RealtimeEvent = (
+    SessionCreated | SessionUpdated | SpeechStarted | SpeechStopped | ResponseCreated
+    | AudioDelta | AudioDone | ResponseDone | ErrorEvent | ItemTruncated | Other
+)
+
+
+def _s(ev: dict[str, Any], key: str) -> str:
+    value = ev.get(key)
+    if not isinstance(value, str):
+        raise RealtimeProtocolError("bad_shape", f"{ev.get('type')!r} field {key!r} is not a string")
+    return value
+
+
+def _i(ev: dict[str, Any], key: str) -> int:
+    value = ev.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RealtimeProtocolError("bad_shape", f"{ev.get('type')!r} field {key!r} is not an int")
+    return value
+
+
+def _d(ev: dict[str, Any], key: str) -> dict[str, Any]:
+    value = ev.get(key)
+    if not isinstance(value, dict):
+        raise RealtimeProtocolError("bad_shape", f"{ev.get('type')!r} field {key!r} is not an object")
+    return value
+
+
+def _audio_delta(ev: dict[str, Any]) -> RealtimeEvent:
+    return AudioDelta(_s(ev, "response_id"), _s(ev, "item_id"), _s(ev, "delta"))
+
+
+def _response_done(ev: dict[str, Any]) -> RealtimeEvent:
+    resp = _d(ev, "response")
+    details = resp.get("status_details")
+    usage = resp.get("usage")
+    output = resp.get("output")
+    return ResponseDone(
+        response_id=_s(resp, "id"),
+        status=str(resp.get("status", "")),
+        status_details=details if isinstance(details, dict) else None,
+        usage=usage if isinstance(usage, dict) else None,
+        output=output if isinstance(output, list) else [],
+    )
+
+
+def _error(ev: dict[str, Any]) -> RealtimeEvent:
+    err = _d(ev, "error")
+
+    def opt(key: str) -> str | None:
+        value = err.get(key)
+        return value if isinstance(value, str) else None
+
+    return ErrorEvent(
+        type=str(err.get("type", "")),
+        code=opt("code"),
+        message=str(err.get("message", "")),
+        param=opt("param"),
+        event_id=opt("event_id"),
+    )
+
+
+_PARSERS: dict[str, Any] = {
+    "response.output_audio.delta": _audio_delta,
+    "response.output_audio.done": lambda ev: AudioDone(_s(ev, "response_id"), _s(ev, "item_id")),
+    "input_audio_buffer.speech_started": lambda ev: SpeechStarted(
+        _s(ev, "item_id"), _i(ev, "audio_start_ms")
+    ),
+    "input_audio_buffer.speech_stopped": lambda ev: SpeechStopped(
+        _s(ev, "item_id"), _i(ev, "audio_end_ms")
+    ),
+    "response.created": lambda ev: ResponseCreated(_s(_d(ev, "response"), "id")),
+    "response.done": _response_done,
+    "error": _error,
+    "conversation.item.truncated": lambda ev: ItemTruncated(
+        _s(ev, "item_id"), _i(ev, "audio_end_ms")
+    ),
+    "session.created": lambda ev: SessionCreated(_d(ev, "session")),
+    "session.updated": lambda ev: SessionUpdated(_d(ev, "session")),
+}
+
+
+def parse_realtime(text: str | bytes) -> RealtimeEvent:
+    """Parse one server event.
+
+    Raises:
+        RealtimeProtocolError: not JSON, not an object, no ``type``, or a known event
+            missing a field voicebridge needs. Unknown types come back as ``Other``.
+    """
+    try:
+        ev = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise RealtimeProtocolError("not_json", "event is not JSON") from None
+    if not isinstance(ev, dict):
+        raise RealtimeProtocolError("bad_shape", "event is not a JSON object")
+    kind = ev.get("type")
+    if not isinstance(kind, str):
+        raise RealtimeProtocolError("bad_shape", "event has no 'type' string")
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        return Other(kind)
+    event: RealtimeEvent = parser(ev)
+    return event
+
+
+def session_audio_formats(session: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The (input, output) audio format types a session reports."""
+
+    def fmt(direction: str) -> str | None:
+        audio = session.get("audio")
+        if not isinstance(audio, dict):
+            return None
+        side = audio.get(direction)
+        if not isinstance(side, dict) or not isinstance(side.get("format"), dict):
+            return None
+        value = side["format"].get("type")
+        return value if isinstance(value, str) else None
+
+    return fmt("input"), fmt("output")
+
+
+def session_interrupts_response(session: dict[str, Any]) -> bool:
+    """Whether the server cancels a response itself when the caller starts speaking."""
+    audio = session.get("audio")
+    if not isinstance(audio, dict):
+        return False
+    side = audio.get("input")
+    td = side.get("turn_detection") if isinstance(side, dict) else None
+    if not isinstance(td, dict):
+        return False
+    # The API's default for both server_vad and semantic_vad is true.
+    return bool(td.get("interrupt_response", True))

@@ -1,0 +1,156 @@
+"""A loopback stand-in for ``wss://api.openai.com/v1/realtime`` speaking the GA protocol.
+
+It lets the whole project run and be tested offline: the handshake checks (path, API key, the
+retired ``OpenAI-Beta`` header), server VAD over the appended audio, and responses that speak
+packaged speech clips faster than real time. Every connection is recorded in a
+``FakeSession`` for tests to inspect afterwards. Protocol reference: PROTOCOLS.md section B.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from http import HTTPStatus
+from types import TracebackType
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from .fake_connection import FakeConnection
+from .fake_session import FakeItem, FakeRealtimeOptions, FakeSession
+
+__all__ = [
+    "FakeItem",
+    "FakeRealtimeOptions",
+    "FakeRealtimeServer",
+    "FakeSession",
+    "run_fake_realtime",
+]
+
+log = logging.getLogger(__name__)
+
+REALTIME_PATH = "/v1/realtime"
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # input_audio_buffer.append may carry up to 15 MiB (B.4)
+CLOSE_TIMEOUT_S = 0.5  # keeps close() well under a second even if a client never answers
+
+
+class FakeRealtimeServer:
+    """The fake upstream; ``async with FakeRealtimeServer(options) as fake: fake.url``."""
+
+    def __init__(self, options: FakeRealtimeOptions = FakeRealtimeOptions()) -> None:  # noqa: B008
+        # (a frozen dataclass: sharing the default instance is safe)
+        self.options = options
+        self.sessions: list[FakeSession] = []
+        self.connections_total = 0  # handshakes accepted
+        self.active = 0  # connections currently open
+        self._server: Server | None = None
+        self._host = "127.0.0.1"
+        self._closing = asyncio.Event()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on ``host:port`` (0 picks a free port)."""
+        if self._server is not None:
+            raise RuntimeError("fake Realtime server already started")
+        self._host = host
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            max_size=MAX_MESSAGE_BYTES,
+            compression=None,
+            close_timeout=CLOSE_TIMEOUT_S,
+        )
+        log.debug("fake Realtime listening on %s", self.url)
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("fake Realtime server not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"ws://{host}:{self.port}{REALTIME_PATH}"
+
+    async def close(self) -> None:
+        """Close every connection (1001) and the listener."""
+        if self._server is None:
+            return
+        self._closing.set()  # cuts any accept_delay_ms short
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+
+    async def __aenter__(self) -> FakeRealtimeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        if self.options.accept_delay_ms > 0:
+            try:
+                async with asyncio.timeout(self.options.accept_delay_ms / 1000):
+                    await self._closing.wait()
+            except TimeoutError:
+                pass
+            else:
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Server closing\n")
+        if urlsplit(request.path).path != REALTIME_PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
+        key = self.options.api_key
+        if key is not None and request.headers.get("Authorization") != f"Bearer {key}":
+            body = {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                    "message": "Incorrect API key provided.",
+                    "param": None,
+                }
+            }
+            return connection.respond(HTTPStatus.UNAUTHORIZED, json.dumps(body) + "\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None  # set once the handshake completed
+        model = parse_qs(urlsplit(request.path).query).get("model", [None])[0]
+        record = FakeSession(
+            path=request.path,
+            headers={name.lower(): value for name, value in request.headers.raw_items()},
+            model=model,
+        )
+        self.sessions.append(record)
+        self.connections_total += 1
+        self.active += 1
+        log.debug("fake Realtime: connection %d opened (model=%s)", self.connections_total, model)
+        try:
+            await FakeConnection(ws, record, self.options).run()
+        finally:
+            self.active -= 1
+            record.closed_at = time.monotonic()
+            record.close_code = ws.close_code
+
+
+async def run_fake_realtime(host: str, port: int, options: FakeRealtimeOptions) -> None:
+    """Serve the fake until cancelled."""
+    server = FakeRealtimeServer(options)
+    await server.start(host, port)
+    log.info("fake Realtime API listening on %s", server.url)
+    try:
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        await server.close()

@@ -1,0 +1,300 @@
+"""One call: the Twilio socket and the Realtime socket, joined by bounded queues.
+
+``run_call`` owns four tasks in one TaskGroup — a receive half and a send half for each
+direction, so neither socket's reader ever waits on the other socket:
+
+    twilio-in  --(upstream queue: caller audio, control)-->  upstream-out
+    upstream-in --(playback queue: model audio, marks, clear)--> twilio-out
+
+Any task ends the call by raising ``_CallEnded``; the TaskGroup then cancels the rest and
+``run_call`` closes both sockets. A failed call closes Twilio's socket so the TwiML after
+``</Connect>`` (the apology) plays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
+
+from voicebridge.config import Settings
+from voicebridge.core import realtime as rt, twilio as tw
+from voicebridge.core.call import (
+    Action,
+    CallCore,
+    CallStats,
+    EndCall,
+    FlushPlayback,
+    Phase,
+    Playback,
+    Probe,
+    SendTwilio,
+    SendUpstream,
+)
+from voicebridge.errors import ProtocolError, UpstreamError
+from voicebridge.server.queues import FrameQueue, QueueOverflow
+from voicebridge.server.upstream import close_upstream, open_upstream
+
+__all__ = ["CallResult", "run_call", "session_config"]
+
+log = logging.getLogger(__name__)
+
+
+class _CallEnded(Exception):
+    def __init__(self, reason: str, failed: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.failed = failed
+
+
+@dataclass(slots=True)
+class CallResult:
+    reason: str
+    failed: bool
+    call_sid: str = ""
+    stream_sid: str = ""
+    duration_s: float = 0.0
+    stats: CallStats = field(default_factory=CallStats)
+    caller_frames_dropped: int = 0
+    playback_dropped: int = 0
+
+
+def session_config(settings: Settings) -> rt.SessionConfig:
+    return rt.SessionConfig(instructions=settings.instructions, voice=settings.voice)
+
+
+def _now() -> float:
+    return time.monotonic() * 1000.0
+
+
+def mask_number(number: str) -> str:
+    """+14155550123 -> +1415***0123; keeps enough to recognise a number in logs."""
+    if len(number) <= 6:
+        return "***" if number else ""
+    return number[:5] + "***" + number[-4:]
+
+
+class _Call:
+    def __init__(self, ws: WebSocket, settings: Settings) -> None:
+        self.ws = ws
+        self.settings = settings
+        self.core = CallCore(session_config(settings))
+        self.upstream_q: FrameQueue[str] = FrameQueue(settings.caller_queue_frames)
+        self.playback_q: FrameQueue[Playback | Probe | str] = FrameQueue(
+            settings.playback_queue_chunks
+        )
+        self.session_ready = asyncio.Event()
+        self.log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(log, {})
+        self._logged: set[str] = set()
+
+    # -- actions -------------------------------------------------------------------
+
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendUpstream):
+                if not action.audio:
+                    self.upstream_q.put_control(action.text)
+                elif not self.upstream_q.put_audio(action.text):
+                    self._once("caller_drop", "upstream not keeping up: dropping oldest caller audio")
+            elif isinstance(action, Playback):
+                if not self.playback_q.put_audio(action):
+                    self._once("playback_drop", "Twilio not keeping up: dropping oldest model audio")
+            elif isinstance(action, (SendTwilio, Probe)):
+                self.playback_q.put_control(action.text if isinstance(action, SendTwilio) else action)
+            elif isinstance(action, FlushPlayback):
+                self.playback_q.drain_audio()
+            elif isinstance(action, EndCall):
+                raise _CallEnded(action.reason, action.failed)
+
+    def _once(self, key: str, message: str) -> None:
+        """Log a recurring condition once per call; the counters carry the totals."""
+        if key not in self._logged:
+            self._logged.add(key)
+            self.log.warning("%s", message)
+
+    # -- Twilio side ---------------------------------------------------------------
+
+    async def receive_twilio(self) -> tw.TwilioEvent | None:
+        """The next Twilio event, or None for a frame that was ignored (and counted)."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise _CallEnded("caller_disconnected", failed=False)
+        text = message.get("text")
+        if text is None:
+            self.core.stats.ignored["binary_frame"] += 1
+            self._once("binary_frame", "Twilio sent a binary frame; ignored")
+            return None
+        try:
+            return tw.parse_twilio(text)
+        except ProtocolError as exc:
+            self.core.stats.ignored[exc.reason] += 1
+            self._once(f"twilio:{exc.reason}", f"bad message from Twilio ignored: {exc}")
+            return None
+
+    async def wait_start(self) -> None:
+        while self.core.phase is Phase.WAITING_START:
+            event = await self.receive_twilio()
+            if event is not None:
+                self.apply(self.core.receive_twilio(event, _now()))
+
+    async def twilio_in(self) -> None:
+        while True:
+            event = await self.receive_twilio()
+            if event is not None:
+                self.apply(self.core.receive_twilio(event, _now()))
+
+    async def twilio_out(self) -> None:
+        send = self.ws.send_text
+        try:
+            while True:
+                item = await self.playback_q.get()
+                if isinstance(item, str):
+                    await send(item)
+                    continue
+                for text in self.core.render(item, _now()):
+                    await send(text)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise _CallEnded(f"twilio_send_failed: {exc!r}", failed=False) from None
+
+    # -- upstream side -------------------------------------------------------------
+
+    async def upstream_in(self, conn: ClientConnection) -> None:
+        try:
+            async for text in conn:
+                try:
+                    event = rt.parse_realtime(text)
+                except ProtocolError as exc:
+                    self.core.stats.upstream_errors[f"bad_event:{exc.reason}"] += 1
+                    self._once(f"rt:{exc.reason}", f"bad event from the Realtime API ignored: {exc}")
+                    continue
+                actions = self.core.receive_realtime(event, _now())
+                if isinstance(event, rt.ErrorEvent):
+                    self._log_upstream_error(event)
+                self.apply(actions)
+                if self.core.session_ready and not self.session_ready.is_set():
+                    self.session_ready.set()
+        except ConnectionClosedOK:
+            pass
+        except ConnectionClosed as exc:
+            raise _CallEnded(f"upstream_lost: {exc}", failed=True) from None
+        code = conn.close_code
+        raise _CallEnded(f"upstream_closed: code {code}", failed=True)
+
+    def _log_upstream_error(self, err: rt.ErrorEvent) -> None:
+        if err.code == "response_cancel_not_active":
+            # A race with the response's own end; harmless.
+            self.log.debug("upstream: %s", err.message)
+        else:
+            self.log.warning(
+                "upstream error %s (%s) for event %s: %s", err.code, err.type, err.event_id, err.message
+            )
+
+    async def upstream_out(self, conn: ClientConnection) -> None:
+        try:
+            while True:
+                await conn.send(await self.upstream_q.get())
+        except ConnectionClosed as exc:
+            raise _CallEnded(f"upstream_lost: {exc}", failed=True) from None
+
+    # -- the call ------------------------------------------------------------------
+
+    async def run(self) -> CallResult:
+        started = time.monotonic()
+        result = CallResult("unknown", failed=True)
+        conn: ClientConnection | None = None
+        try:
+            try:
+                async with asyncio.timeout(self.settings.start_timeout):
+                    await self.wait_start()
+            except TimeoutError:
+                raise _CallEnded("no_start: Twilio sent no `start` in time", failed=True) from None
+            self._call_started()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.twilio_in(), name="twilio-in")
+                tg.create_task(self.twilio_out(), name="twilio-out")
+                try:
+                    conn = await open_upstream(self.settings)
+                except UpstreamError as exc:
+                    raise _CallEnded(f"upstream_connect_failed: {exc}", failed=True) from None
+                await conn.send(rt.session_update(self.core.session_config, self.core.next_event_id()))
+                tg.create_task(self.upstream_in(conn), name="upstream-in")
+                tg.create_task(self.upstream_out(conn), name="upstream-out")
+                try:
+                    async with asyncio.timeout(self.settings.upstream_connect_timeout):
+                        await self.session_ready.wait()
+                except TimeoutError:
+                    raise _CallEnded("session_not_confirmed", failed=True) from None
+        except* _CallEnded as group:
+            ended = group.exceptions[0]
+            assert isinstance(ended, _CallEnded)
+            result = CallResult(ended.reason, ended.failed)
+        except* QueueOverflow as group:
+            result = CallResult(f"queue_overflow: {group.exceptions[0]}", failed=True)
+        except* ConnectionClosed as group:
+            result = CallResult(f"upstream_lost: {group.exceptions[0]}", failed=True)
+        except* Exception as group:
+            self.log.error("call failed", exc_info=group)
+            result = CallResult("internal_error", failed=True)
+        finally:
+            if conn is not None:
+                await close_upstream(conn)
+            await self._close_twilio(1011 if result.failed else 1000)
+        start = self.core.start
+        result.call_sid = start.call_sid if start else ""
+        result.stream_sid = start.stream_sid if start else ""
+        result.duration_s = time.monotonic() - started
+        result.stats = self.core.stats
+        result.caller_frames_dropped = self.upstream_q.dropped
+        result.playback_dropped = self.playback_q.dropped
+        self._call_ended(result)
+        return result
+
+    async def _close_twilio(self, code: int) -> None:
+        # Closing our side makes Twilio run the TwiML after </Connect>: for a failed call,
+        # that is the apology.
+        if self.ws.application_state is WebSocketState.DISCONNECTED:
+            return
+        try:
+            async with asyncio.timeout(1.0):
+                await self.ws.close(code)
+        except (TimeoutError, RuntimeError, OSError, WebSocketDisconnect):
+            pass
+
+    def _call_started(self) -> None:
+        start = self.core.start
+        assert start is not None
+        self.log = logging.LoggerAdapter(
+            log, {"call_sid": start.call_sid, "stream_sid": start.stream_sid}
+        )
+        params = start.custom_parameters
+        self.log.info(
+            "call started call_sid=%s stream_sid=%s from=%s to=%s",
+            start.call_sid,
+            start.stream_sid,
+            mask_number(params.get("From", "")),
+            mask_number(params.get("To", "")),
+        )
+
+    def _call_ended(self, r: CallResult) -> None:
+        s = r.stats
+        level = logging.WARNING if r.failed else logging.INFO
+        self.log.log(
+            level,
+            "call ended call_sid=%s stream_sid=%s outcome=%s reason=%s duration=%.1fs "
+            "frames_in=%d chunks_out=%d caller_dropped=%d playback_dropped=%d barge_ins=%d "
+            "truncations=%d late_deltas=%d ignored=%s upstream_errors=%s tokens=%s",
+            r.call_sid, r.stream_sid, "failed" if r.failed else "ok", r.reason, r.duration_s,
+            s.frames_in, s.chunks_out, r.caller_frames_dropped, r.playback_dropped,
+            s.barge_ins, s.truncations, s.late_deltas_dropped, dict(s.ignored),
+            dict(s.upstream_errors), dict(s.tokens),
+        )
+
+
+async def run_call(ws: WebSocket, settings: Settings) -> CallResult:
+    """Bridge one accepted Media Streams WebSocket until the call ends."""
+    return await _Call(ws, settings).run()
