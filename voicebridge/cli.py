@@ -20,8 +20,8 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # The websockets client logs every frame at DEBUG; keep it quieter than ours.
-    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # websockets logs every connection at INFO and every frame at DEBUG: too chatty.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from voicebridge.config import Settings
-from voicebridge.core.twiml import stream_twiml, stream_url
+from voicebridge.core.twiml import stream_twiml, stream_url, twiml_escape
 from voicebridge.server.call import CallResult, run_call
 
 __all__ = ["AppState", "create_app"]
@@ -70,6 +70,14 @@ def create_app(settings: Settings) -> Starlette:
         )
         return Response(twiml, media_type="text/xml")
 
+    async def twilio_fallback(request: Request) -> Response:
+        # "Primary handler fails": Twilio could not fetch or run our TwiML. Apologise.
+        twiml = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n'
+            f"  <Say>{twiml_escape(settings.failure_say)}</Say>\n  <Hangup />\n</Response>\n"
+        )
+        return Response(twiml, media_type="text/xml")
+
     async def realtime(websocket: WebSocket) -> None:
         await websocket.accept()
         state.active_calls += 1
@@ -93,6 +101,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/twilio/stream", twilio_stream, methods=["GET", "POST"]),
+            Route("/twilio/fallback", twilio_fallback, methods=["GET", "POST"]),
             WebSocketRoute("/realtime", realtime),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

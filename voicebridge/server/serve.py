@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import signal
+import threading
+from collections.abc import Generator
 from contextlib import AsyncExitStack
+from types import FrameType
 
 import uvicorn
 
 from voicebridge.config import Settings
 from voicebridge.server.app import create_app
 
-__all__ = ["serve", "uvicorn_config"]
+__all__ = ["BridgeServer", "serve", "uvicorn_config"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,32 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     )
 
 
+class BridgeServer(uvicorn.Server):
+    """uvicorn's server with voicebridge owning SIGTERM and SIGINT.
+
+    uvicorn re-raises a caught SIGTERM after shutting down, so the process would die "by
+    signal" instead of exiting 0 as a PaaS expects after a clean stop.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        log.info("received %s: shutting down", signal.Signals(sig).name)
+        if self.should_exit:
+            self.force_exit = True  # a second signal: stop waiting for connections
+        self.should_exit = True
+
+
 async def serve(settings: Settings, *, fake_upstream: bool = False) -> None:
     """Serve until stopped; with ``fake_upstream`` a built-in fake Realtime server is used."""
     async with AsyncExitStack() as stack:
@@ -45,5 +76,5 @@ async def serve(settings: Settings, *, fake_upstream: bool = False) -> None:
         else:
             settings.check_can_serve()
         log.info("settings: %s", settings.describe())
-        server = uvicorn.Server(uvicorn_config(settings))
+        server = BridgeServer(uvicorn_config(settings))
         await server.serve()

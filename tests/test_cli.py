@@ -1,0 +1,99 @@
+"""The ``voicebridge`` command as an operator runs it: real processes, real ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import wave
+from pathlib import Path
+
+from voicebridge.peers.recording import packaged_call
+from voicebridge.peers.twilio_emulator import place_call
+
+ENV_KEYS = ("OPENAI_API_KEY", "REALTIME_URL", "PUBLIC_URL", "PORT", "HOST")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def voicebridge(*args: str, env: dict[str, str], cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "voicebridge", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
+    """No key and an OpenAI URL: a clear refusal that says what to do."""
+    result = voicebridge("serve", env=clean_env(), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "OPENAI_API_KEY" in result.stderr and "--fake-upstream" in result.stderr
+
+
+def test_bad_setting_is_a_clear_error(tmp_path: Path) -> None:
+    """A malformed setting stops start-up with its name in the message."""
+    result = voicebridge("serve", env=clean_env(PORT="eighty"), cwd=tmp_path)
+    assert result.returncode == 2 and "PORT" in result.stderr
+
+
+def test_dotenv_is_read(tmp_path: Path) -> None:
+    """Settings in .env count; the environment wins over them."""
+    (tmp_path / ".env").write_text("PUBLIC_URL=wss://wrong.example.com\n")
+    result = voicebridge("serve", env=clean_env(), cwd=tmp_path)
+    assert result.returncode == 2 and "PUBLIC_URL" in result.stderr
+    result = voicebridge("serve", env=clean_env(PUBLIC_URL="https://ok.example.com"),
+                         cwd=tmp_path)
+    assert "PUBLIC_URL" not in result.stderr and "OPENAI_API_KEY" in result.stderr
+
+
+async def test_serve_with_fake_upstream_answers_a_call(tmp_path: Path) -> None:
+    """`voicebridge serve --fake-upstream` serves a whole call, then stops on SIGTERM."""
+    port = free_port()
+    env = clean_env(PORT=str(port), HOST="127.0.0.1", OPENAI_API_KEY="sk-test-secret-value")
+    proc = subprocess.Popen([sys.executable, "-m", "voicebridge", "serve", "--fake-upstream"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=1) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+                time.sleep(0.1)
+        report = await place_call(base + "/twilio/stream", packaged_call("books_a_table"),
+                                  speed=5.0, tail_ms=1500)
+        assert report.closed_by == "caller" and report.violations == []
+        assert report.player.heard_ms() > 500
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    assert "call ended" in out and "outcome=ok" in out
+    assert "sk-test-secret-value" not in out
+
+
+def test_demo_writes_a_stereo_wav_and_a_summary(tmp_path: Path) -> None:
+    """The README's first command: a whole call with a barge-in, heard in a WAV."""
+    result = voicebridge("demo", "--wav", "call.wav", env=clean_env(), cwd=tmp_path, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "barge-in" in result.stdout and "truncation" in result.stdout
+    assert "0 protocol violations" in result.stdout
+    with wave.open(str(tmp_path / "call.wav")) as w:
+        assert w.getnchannels() == 2 and w.getframerate() == 8000
+        assert w.getnframes() > 8000 * 10

@@ -1,0 +1,247 @@
+"""Settings: defaults, environment variables, validation, derived URLs and secret masking."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voicebridge.config import DEFAULT_FAILURE_SAY, DEFAULT_INSTRUCTIONS, Secret, Settings, load_environ
+from voicebridge.errors import ConfigError
+
+KEY = "sk-proj-THIS-MUST-NEVER-BE-PRINTED-1234"
+
+# Every variable Settings.from_env reads: (value to set, attribute, expected attribute value).
+ENV_VARS: dict[str, tuple[str, str, Any]] = {
+    "OPENAI_API_KEY": (f"  {KEY} ", "openai_api_key", Secret(KEY)),
+    "REALTIME_URL": ("ws://127.0.0.1:9000/v1/realtime", "realtime_url",
+                     "ws://127.0.0.1:9000/v1/realtime"),
+    "REALTIME_MODEL": ("gpt-realtime-2", "realtime_model", "gpt-realtime-2"),
+    "VOICE": ("cedar", "voice", "cedar"),
+    "INSTRUCTIONS": ("Talk like a pirate.", "instructions", "Talk like a pirate."),
+    "PUBLIC_URL": ("https://voice.example.com/", "public_url", "https://voice.example.com"),
+    "WELCOME_SAY": ("Hello!", "welcome_say", "Hello!"),
+    "FAILURE_SAY": ("Oops.", "failure_say", "Oops."),
+    "HOST": ("127.0.0.1", "host", "127.0.0.1"),
+    "PORT": ("9001", "port", 9001),
+    "FORWARDED_ALLOW_IPS": ("*", "forwarded_allow_ips", "*"),
+    "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
+    "START_TIMEOUT": ("2.5", "start_timeout", 2.5),
+    "UPSTREAM_CONNECT_TIMEOUT": ("1.25", "upstream_connect_timeout", 1.25),
+    "CALLER_QUEUE_FRAMES": ("17", "caller_queue_frames", 17),
+    "PLAYBACK_QUEUE_CHUNKS": ("33", "playback_queue_chunks", 33),
+}
+
+
+def from_env(**environ: str) -> Settings:
+    return Settings.from_env(environ)
+
+
+# -- defaults and variables -----------------------------------------------------------
+
+
+def test_defaults() -> None:
+    """An empty environment gives the documented defaults."""
+    s = Settings.from_env({})
+    assert s == Settings()
+    assert not s.openai_api_key
+    assert s.realtime_url == "wss://api.openai.com/v1/realtime"
+    assert s.realtime_model == "gpt-realtime-2.1"
+    assert s.voice == "marin"
+    assert s.instructions == DEFAULT_INSTRUCTIONS
+    assert s.public_url is None
+    assert s.welcome_say == ""
+    assert s.failure_say == DEFAULT_FAILURE_SAY
+    assert (s.host, s.port) == ("0.0.0.0", 8000)
+    assert s.forwarded_allow_ips == "127.0.0.1"
+    assert s.log_level == "INFO"
+    assert (s.start_timeout, s.upstream_connect_timeout) == (10.0, 5.0)
+    assert (s.caller_queue_frames, s.playback_queue_chunks) == (250, 600)
+
+
+def test_blank_values_mean_default() -> None:
+    """Variables set to an empty or blank string fall back to their defaults."""
+    assert Settings.from_env({name: "  " for name in ENV_VARS}) == Settings()
+
+
+def test_the_variable_table_covers_from_env() -> None:
+    """Every upper-case variable name in the Settings.from_env source is exercised by this file."""
+    source = inspect.getsource(Settings.from_env)
+    names = set(re.findall(r'"([A-Z][A-Z0-9_]*)"', source))
+    assert names == set(ENV_VARS)
+
+
+@pytest.mark.parametrize("name", sorted(ENV_VARS))
+def test_each_variable_is_read(name: str) -> None:
+    """Setting one variable changes exactly its setting to the parsed value."""
+    raw, attr, expected = ENV_VARS[name]
+    s = Settings.from_env({name: raw})
+    assert getattr(s, attr) == expected
+    assert getattr(s, attr) != getattr(Settings(), attr)
+
+
+# -- validation -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "http"), ("PORT", "80.5"), ("PORT", "0"), ("PORT", "-1"), ("PORT", "65536"),
+        ("START_TIMEOUT", "-1"), ("START_TIMEOUT", "0"), ("START_TIMEOUT", "soon"),
+        ("UPSTREAM_CONNECT_TIMEOUT", "-0.5"),
+        ("CALLER_QUEUE_FRAMES", "-3"), ("PLAYBACK_QUEUE_CHUNKS", "1.5"),
+        ("REALTIME_URL", "http://api.openai.com/v1/realtime"),
+        ("REALTIME_URL", "https://api.openai.com/v1/realtime"),
+        ("REALTIME_URL", "wss:///v1/realtime"),
+        ("PUBLIC_URL", "wss://voice.example.com"),
+        ("PUBLIC_URL", "ws://localhost:8000"),
+        ("PUBLIC_URL", "http://example.com"),
+        ("PUBLIC_URL", "https://voice.example.com/?token=abc"),
+        ("PUBLIC_URL", "https://voice.example.com/#frag"),
+        ("PUBLIC_URL", "voice.example.com"),
+        ("LOG_LEVEL", "verbose"),
+    ],
+)
+def test_invalid_value_raises_config_error_naming_the_variable(name: str, value: str) -> None:
+    """An invalid value raises ConfigError whose message names the variable."""
+    with pytest.raises(ConfigError, match=rf"\b{name}\b"):
+        Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize("name", ["START_TIMEOUT", "UPSTREAM_CONNECT_TIMEOUT"])
+def test_nan_timeout_is_rejected(name: str) -> None:
+    """A timeout of 'nan' is not a positive number of seconds and raises ConfigError."""
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: "nan"})
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["http://localhost:8000", "http://127.0.0.1:8000", "http://[::1]:8000",
+     "https://voice.example.com", "https://example.com/prefix"],
+)
+def test_public_url_allowed(value: str) -> None:
+    """https URLs, and http only on the local host, are accepted as PUBLIC_URL."""
+    assert Settings.from_env({"PUBLIC_URL": value}).public_url == value
+
+
+def test_public_url_trailing_slashes_removed() -> None:
+    """Trailing slashes of PUBLIC_URL are removed, the path prefix kept."""
+    s = Settings.from_env({"PUBLIC_URL": " https://example.com/voice// "})
+    assert s.public_url == "https://example.com/voice"
+
+
+def test_validate_applies_to_direct_construction() -> None:
+    """validate() checks a Settings built in code, not only from the environment."""
+    with pytest.raises(ConfigError, match="PUBLIC_URL"):
+        Settings(public_url="http://example.com").validate()
+    Settings(public_url="https://example.com").validate()
+
+
+# -- upstream URL and can-serve check -------------------------------------------------
+
+
+def test_upstream_url_adds_the_model() -> None:
+    """The default URL gets ?model=REALTIME_MODEL."""
+    s = Settings.from_env({"REALTIME_MODEL": "gpt-realtime-2"})
+    assert s.upstream_url() == "wss://api.openai.com/v1/realtime?model=gpt-realtime-2"
+
+
+def test_upstream_url_keeps_other_query_parameters() -> None:
+    """Existing query parameters stay, in order, and model is appended."""
+    s = Settings(realtime_url="wss://res.openai.azure.com/openai/v1/realtime?foo=bar&x=1%2F2")
+    url = s.upstream_url()
+    assert url.startswith("wss://res.openai.azure.com/openai/v1/realtime?")
+    assert url.split("?", 1)[1] == "foo=bar&x=1%2F2&model=gpt-realtime-2.1"
+
+
+def test_upstream_url_with_a_model_is_left_alone() -> None:
+    """A URL that already names a model is returned unchanged."""
+    url = "wss://api.openai.com/v1/realtime?model=gpt-realtime-mini&x=1"
+    assert Settings(realtime_url=url, realtime_model="other").upstream_url() == url
+
+
+def test_check_can_serve_refuses_empty_key_for_openai() -> None:
+    """With REALTIME_URL on api.openai.com, an empty (or blank) key is refused naming OPENAI_API_KEY."""
+    for env in ({}, {"OPENAI_API_KEY": "   "}):
+        with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+            Settings.from_env(env).check_can_serve()
+
+
+def test_check_can_serve_accepts_a_key_for_openai() -> None:
+    """With a key set, serving against OpenAI is allowed."""
+    Settings.from_env({"OPENAI_API_KEY": KEY}).check_can_serve()
+
+
+@pytest.mark.parametrize(
+    "url", ["ws://127.0.0.1:9000/v1/realtime", "wss://realtime.example.net/v1/realtime",
+            "wss://notopenai.com/v1/realtime"],
+)
+def test_check_can_serve_allows_empty_key_elsewhere(url: str) -> None:
+    """An empty key is fine when the upstream is not OpenAI (a fake or a proxy)."""
+    Settings.from_env({"REALTIME_URL": url}).check_can_serve()
+
+
+# -- secrets --------------------------------------------------------------------------
+
+
+def test_secret_never_shows_its_value() -> None:
+    """A Secret's repr, str, f-string, %-format and str.format hide the value; reveal() returns it."""
+    s = Secret(KEY)
+    shown = [repr(s), str(s), f"{s}", f"{s!r}", "%s" % s, "%r" % (s,), "{}".format(s), str([s])]  # noqa: UP031
+    assert all(KEY not in text for text in shown)
+    assert all("****" in text for text in shown)
+    assert s.reveal() == KEY
+    assert bool(s) and not Secret("")
+
+
+def test_settings_repr_and_describe_hide_the_key() -> None:
+    """Neither the Settings repr nor describe() (the start-up log line) shows the key."""
+    s = Settings.from_env({"OPENAI_API_KEY": KEY})
+    described = s.describe()
+    assert KEY not in repr(s)
+    assert KEY not in str(described)
+    assert KEY not in json.dumps(described, default=str)
+    assert described["openai_api_key"] == Secret(KEY)
+    assert "instructions" not in described
+    assert described["port"] == 8000
+
+
+# -- .env file ------------------------------------------------------------------------
+
+
+def test_load_environ_reads_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values from a .env file appear in the merged environment without touching os.environ."""
+    monkeypatch.delenv("VB_TEST_FROM_FILE", raising=False)
+    env = tmp_path / ".env"
+    env.write_text('VB_TEST_FROM_FILE="hello world"\n# comment\nVB_TEST_OTHER=1\n', encoding="utf-8")
+    merged = load_environ(env)
+    assert merged["VB_TEST_FROM_FILE"] == "hello world"
+    assert merged["VB_TEST_OTHER"] == "1"
+    assert "VB_TEST_FROM_FILE" not in os.environ
+
+
+def test_real_environment_wins_over_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable set in the process environment overrides the same one in .env."""
+    env = tmp_path / ".env"
+    env.write_text("VOICE=cedar\nVB_TEST_ONLY_IN_FILE=file\n", encoding="utf-8")
+    monkeypatch.setenv("VOICE", "alloy")
+    monkeypatch.delenv("VB_TEST_ONLY_IN_FILE", raising=False)
+    merged = load_environ(str(env))
+    assert merged["VOICE"] == "alloy"
+    assert merged["VB_TEST_ONLY_IN_FILE"] == "file"
+    assert Settings.from_env(merged).voice == "alloy"
+
+
+def test_load_environ_without_file_is_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing file, or None, gives just the process environment."""
+    monkeypatch.setenv("VB_TEST_MARKER", "present")
+    assert load_environ(tmp_path / "missing.env") == dict(os.environ)
+    assert load_environ(None)["VB_TEST_MARKER"] == "present"

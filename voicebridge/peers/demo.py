@@ -1,0 +1,93 @@
+"""``voicebridge demo``: one whole call offline — bridge, fake model, emulated caller.
+
+The bridge runs under uvicorn on a free loopback port exactly as ``serve`` runs it; the
+fake Realtime server answers; the Twilio emulator places a recorded call through the real
+webhook and WebSocket over an emulated network. The caller's side and what the caller
+heard are written to a stereo WAV, and a summary is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import uvicorn
+
+from voicebridge.config import Settings
+from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
+from voicebridge.peers.recording import Recording, load_recording, packaged_call, speech_segments
+from voicebridge.peers.twilio_emulator import CallReport, Network, place_call
+from voicebridge.server.serve import uvicorn_config
+
+__all__ = ["run_demo", "summarize"]
+
+
+def _recording(name: str) -> Recording:
+    path = Path(name)
+    return load_recording(path) if path.suffix in (".jsonl", ".json") else packaged_call(name)
+
+
+async def run_demo(settings: Settings, call: str, wav: str, network_ms: float) -> int:
+    recording = _recording(call)
+    net = Network(down_ms=network_ms, up_ms=network_ms, jitter_ms=network_ms / 4,
+                  playout_ms=60.0, seed=1)
+    async with FakeRealtimeServer(FakeRealtimeOptions()) as fake:
+        settings = dataclasses.replace(settings, realtime_url=fake.url, host="127.0.0.1", port=0)
+        server = uvicorn.Server(uvicorn_config(settings))
+        serving = asyncio.create_task(server.serve(), name="demo-bridge")
+        try:
+            async with asyncio.timeout(10):
+                while not server.started:
+                    if serving.done():
+                        serving.result()
+                    await asyncio.sleep(0.01)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            webhook = f"http://127.0.0.1:{port}/twilio/stream"
+            print(f"bridge on http://127.0.0.1:{port}, fake model on {fake.url}")
+            print(f"calling with {recording.name!r} ({recording.duration_ms / 1000:.1f} s), "
+                  f"network {network_ms:g} ms each way ...")
+            report = await place_call(webhook, recording, network=net, tail_ms=2000,
+                                      timeout=recording.duration_ms / 1000 + 60)
+        finally:
+            server.should_exit = True
+            await serving
+        session = fake.sessions[-1] if fake.sessions else None
+    report.write_wav(wav)
+    for line in summarize(report, session):
+        print(line)
+    print(f"wrote {wav} (left: caller, right: what the caller heard)")
+    return 0 if report.closed_by == "caller" and not report.violations else 1
+
+
+def summarize(report: CallReport, session: FakeSession | None) -> list[str]:
+    """Turns, barge-ins, truncations and latencies of an emulated call."""
+    lines = [f"call {report.call_sid}: ended by {report.closed_by}, "
+             f"{report.frames_sent} frames sent, {len(report.violations)} protocol violations"]
+    if report.failure_path:
+        lines.append(f"failure path played: {report.failure_path}")
+    if session is None:
+        return lines
+    heard_items = [it for it in session.items.values()
+                   if report.player.heard_ms(set(it.deltas)) > 0]
+    lines.append(f"assistant turns heard: {len(heard_items)}")
+    caller = speech_segments(p for _, p in report.caller_audio)
+    played = [c for c in report.player.chunks if c.played > 0]
+    for start, end in caller:
+        after = [c.start for c in played if c.start >= end]
+        if after:
+            lines.append(f"caller spoke {start / 1000:.2f}-{end / 1000:.2f} s -> assistant "
+                         f"heard {min(after) - end:.0f} ms after the caller stopped")
+    for clear_at in report.player.clears:
+        began = [s for s, _ in caller if s <= clear_at]
+        if began:
+            lines.append(f"barge-in: assistant silenced {clear_at - max(began):.0f} ms after "
+                         "the caller started talking over it")
+    for t in session.truncations:
+        item = session.items.get(t["item_id"])
+        if item is None:
+            continue
+        heard = report.player.heard_ms(set(item.deltas))
+        lines.append(f"truncation: model told {t['audio_end_ms']} ms heard of "
+                     f"{item.audio_ms_sent:.0f} ms sent (caller actually heard {heard:.0f} ms)")
+    return lines
