@@ -32,7 +32,9 @@ ALLOWED_EXTRAS = {"session.id", "session.object", "session.expires_at"}
 
 def _tone_frame() -> bytes:
     """20 ms of a loud 440 Hz tone, μ-law 8 kHz."""
-    samples = array.array("h", (int(12000 * math.sin(2 * math.pi * 440 * i / 8000)) for i in range(160)))
+    samples = array.array(
+        "h", (int(12000 * math.sin(2 * math.pi * 440 * i / 8000)) for i in range(160))
+    )
     return audioop.lin2ulaw(samples.tobytes(), 2)
 
 
@@ -148,7 +150,9 @@ async def make_fake() -> AsyncIterator[MakeFake]:
     assert_conforms([s for server in servers for s in server.sessions])
 
 
-async def open_client(fake: FakeRealtimeServer, query: str = "?model=gpt-realtime-2.1", **kw: Any) -> Client:
+async def open_client(
+    fake: FakeRealtimeServer, query: str = "?model=gpt-realtime-2.1", **kw: Any
+) -> Client:
     client = Client(await connect(fake.url + query, **kw))
     created = await client.recv()
     assert created["type"] == "session.created"
@@ -157,7 +161,9 @@ async def open_client(fake: FakeRealtimeServer, query: str = "?model=gpt-realtim
 
 async def run_response(client: Client) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Ask for a response; return its audio deltas and its response.done."""
-    await client.send({"type": "response.create", "response": {"instructions": "Greet the caller."}})
+    await client.send(
+        {"type": "response.create", "response": {"instructions": "Greet the caller."}}
+    )
     done, before = await client.until("response.done")
     return [e for e in before if e["type"] == "response.output_audio.delta"], done
 
@@ -199,7 +205,9 @@ async def test_session_created_then_ga_update_is_echoed(make_fake: MakeFake) -> 
         audio = updated["session"]["audio"]
         assert audio["input"]["format"] == {"type": "audio/pcmu"}
         assert audio["output"]["format"] == {"type": "audio/pcmu"}
-        assert audio["input"]["turn_detection"]["silence_duration_ms"] == 500  # merged, not replaced
+        assert (
+            audio["input"]["turn_detection"]["silence_duration_ms"] == 500
+        )  # merged, not replaced
         assert updated["session"]["id"] == session["id"]
     record = fake.sessions[0]
     assert record.model == "gpt-realtime-2.1" and record.path.startswith("/v1/realtime?")
@@ -219,14 +227,16 @@ async def test_appended_payloads_are_recorded_untouched(make_fake: MakeFake) -> 
 
 
 async def test_loud_run_triggers_vad_and_a_complete_response(make_fake: MakeFake) -> None:
-    """Speech then silence gives started/stopped on the input timeline, then a whole spoken reply."""
+    """Speech then silence: started/stopped on the input timeline, then a whole spoken reply."""
     fake = await make_fake(delta_ms=100)
     async with await open_client(fake) as client:
         await client.update(GA_PCMU)
         # 500 ms silence, 400 ms speech, 600 ms silence.
         await client.append([SILENT] * 25 + [LOUD] * 20 + [SILENT] * 30)
         started, _ = await client.until("input_audio_buffer.speech_started")
-        assert started["audio_start_ms"] == 500 - 300  # start of the voiced run minus prefix padding
+        assert (
+            started["audio_start_ms"] == 500 - 300
+        )  # start of the voiced run minus prefix padding
         stopped, _ = await client.until("input_audio_buffer.speech_stopped")
         assert stopped["audio_end_ms"] == 500 + 400 + 500  # includes silence_duration_ms
         assert stopped["item_id"] == started["item_id"]
@@ -276,7 +286,7 @@ async def test_loud_run_triggers_vad_and_a_complete_response(make_fake: MakeFake
 
 
 async def test_cancel_without_active_response_is_an_error(make_fake: MakeFake) -> None:
-    """response.cancel with nothing running gets response_cancel_not_active, and the session lives on."""
+    """response.cancel with nothing running is response_cancel_not_active; the session lives on."""
     fake = await make_fake()
     async with await open_client(fake) as client:
         await client.send({"type": "response.cancel", "event_id": "cancel_1"})
@@ -313,7 +323,10 @@ async def test_second_response_create_while_active_is_refused(make_fake: MakeFak
         done, _ = await client.until("response.done")
         assert done["response"]["id"] == resp_id
         assert done["response"]["status"] == "cancelled"
-        assert done["response"]["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+        assert done["response"]["status_details"] == {
+            "type": "cancelled",
+            "reason": "client_cancelled",
+        }
 
 
 async def test_truncate_past_the_audio_is_invalid_value(make_fake: MakeFake) -> None:
@@ -325,8 +338,13 @@ async def test_truncate_past_the_audio_is_invalid_value(make_fake: MakeFake) -> 
         item_id = done["response"]["output"][0]["id"]
         have = int(delta_ms_ulaw(deltas))
         await client.send(
-            {"type": "conversation.item.truncate", "event_id": "tr_1", "item_id": item_id,
-             "content_index": 0, "audio_end_ms": have + 250}
+            {
+                "type": "conversation.item.truncate",
+                "event_id": "tr_1",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": have + 250,
+            }
         )
         error, _ = await client.until("error")
         assert error["error"] == {
@@ -337,18 +355,33 @@ async def test_truncate_past_the_audio_is_invalid_value(make_fake: MakeFake) -> 
             "event_id": "tr_1",
         }
         await client.send(
-            {"type": "conversation.item.truncate", "item_id": "item_nope", "content_index": 0, "audio_end_ms": 0}
+            {
+                "type": "conversation.item.truncate",
+                "item_id": "item_nope",
+                "content_index": 0,
+                "audio_end_ms": 0,
+            }
         )
         error, _ = await client.until("error")
         assert error["error"]["message"] == "Item with item_id not found: item_nope"
         await client.send(
-            {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
-             "content": [{"type": "input_text", "text": "hi"}]}}
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "hi"}],
+                },
+            }
         )
         added, _ = await client.until("conversation.item.done")
         await client.send(
-            {"type": "conversation.item.truncate", "item_id": added["item"]["id"], "content_index": 0,
-             "audio_end_ms": 0}
+            {
+                "type": "conversation.item.truncate",
+                "item_id": added["item"]["id"],
+                "content_index": 0,
+                "audio_end_ms": 0,
+            }
         )
         error, _ = await client.until("error")
         assert error["error"]["message"] == "Only model output audio messages can be truncated"
@@ -357,7 +390,9 @@ async def test_truncate_past_the_audio_is_invalid_value(make_fake: MakeFake) -> 
     assert int(record.items[item_id].audio_ms_sent) == have
 
 
-async def test_truncate_within_the_audio_succeeds_and_stops_an_active_item(make_fake: MakeFake) -> None:
+async def test_truncate_within_the_audio_succeeds_and_stops_an_active_item(
+    make_fake: MakeFake,
+) -> None:
     """conversation.item.truncated comes back; truncating a live item ends its audio."""
     fake = await make_fake(speed=20.0, delta_ms=100)
     async with await open_client(fake) as client:
@@ -366,11 +401,18 @@ async def test_truncate_within_the_audio_succeeds_and_stops_an_active_item(make_
         first, _ = await client.until("response.output_audio.delta")
         item_id = first["item_id"]
         await client.send(
-            {"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 60}
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": 60,
+            }
         )
         truncated, _ = await client.until("conversation.item.truncated")
         assert {k: truncated[k] for k in ("item_id", "content_index", "audio_end_ms")} == {
-            "item_id": item_id, "content_index": 0, "audio_end_ms": 60
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": 60,
         }
         done, after = await client.until("response.done")
         assert not [e for e in after if e["type"] == "response.output_audio.delta"]
@@ -378,7 +420,12 @@ async def test_truncate_within_the_audio_succeeds_and_stops_an_active_item(make_
         sent_ms = fake.sessions[0].items[item_id].audio_ms_sent
         assert 100 <= sent_ms < load_clips()[0].duration_ms - 200  # the clip was cut short
         await client.send(
-            {"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 40}
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": 40,
+            }
         )
         again, _ = await client.until("conversation.item.truncated")
         assert again["audio_end_ms"] == 40
@@ -386,7 +433,7 @@ async def test_truncate_within_the_audio_succeeds_and_stops_an_active_item(make_
 
 
 async def test_speech_during_a_response_cancels_it_as_turn_detected(make_fake: MakeFake) -> None:
-    """With interrupt_response, speech_started ends the response: no more deltas, status cancelled."""
+    """With interrupt_response, speech_started ends the response: no more deltas, cancelled."""
     fake = await make_fake(speed=20.0)
     async with await open_client(fake) as client:
         await client.update(GA_PCMU)
@@ -395,7 +442,9 @@ async def test_speech_during_a_response_cancels_it_as_turn_detected(make_fake: M
         await client.append([LOUD] * 4)
         started, _ = await client.until("input_audio_buffer.speech_started")
         done, between = await client.until("response.done")
-        closing = [e["type"] for e in between if e["type"] != "response.output_audio_transcript.delta"]
+        closing = [
+            e["type"] for e in between if e["type"] != "response.output_audio_transcript.delta"
+        ]
         assert closing == [
             "response.output_audio.done",
             "response.output_audio_transcript.done",
@@ -404,7 +453,10 @@ async def test_speech_during_a_response_cancels_it_as_turn_detected(make_fake: M
             "conversation.item.done",
         ]
         assert done["response"]["status"] == "cancelled"
-        assert done["response"]["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
+        assert done["response"]["status_details"] == {
+            "type": "cancelled",
+            "reason": "turn_detected",
+        }
         assert done["response"]["output"][0]["status"] == "incomplete"
         await asyncio.sleep(100 * MS)  # twenty delta intervals at speed 20
         later = await client.sync()
@@ -416,9 +468,11 @@ async def test_speech_during_a_response_cancels_it_as_turn_detected(make_fake: M
 
 
 async def test_beta_header_gets_error_then_close_4000(make_fake: MakeFake) -> None:
-    """The retired OpenAI-Beta: realtime=v1 header is answered with beta_api_shape_disabled and 4000."""
+    """The retired `OpenAI-Beta: realtime=v1` gets beta_api_shape_disabled, then close 4000."""
     fake = await make_fake()
-    async with connect(fake.url + "?model=gpt-realtime", additional_headers={"OpenAI-Beta": "realtime=v1"}) as ws:
+    async with connect(
+        fake.url + "?model=gpt-realtime", additional_headers={"OpenAI-Beta": "realtime=v1"}
+    ) as ws:
         client = Client(ws)
         error = await client.recv()
         assert error["type"] == "error"
@@ -434,7 +488,7 @@ async def test_beta_header_gets_error_then_close_4000(make_fake: MakeFake) -> No
 
 
 async def test_handshake_checks_api_key_and_path(make_fake: MakeFake) -> None:
-    """A wrong or missing key is refused with 401, a wrong path with 404; the right key is accepted."""
+    """A wrong or missing key is refused with 401, a wrong path with 404; the right key works."""
     fake = await make_fake(api_key="sk-test")
     for headers in ({"Authorization": "Bearer sk-wrong"}, {}):
         with pytest.raises(InvalidStatus) as refused:
@@ -442,7 +496,10 @@ async def test_handshake_checks_api_key_and_path(make_fake: MakeFake) -> None:
                 pass
         assert refused.value.response.status_code == 401
     with pytest.raises(InvalidStatus) as missing:
-        async with connect(fake.url.replace("/v1/realtime", "/v1/other"), additional_headers={"Authorization": "Bearer sk-test"}):
+        async with connect(
+            fake.url.replace("/v1/realtime", "/v1/other"),
+            additional_headers={"Authorization": "Bearer sk-test"},
+        ):
             pass
     assert missing.value.response.status_code == 404
     assert fake.connections_total == 0
@@ -456,9 +513,15 @@ async def test_pcm_output_is_pcm16_24khz(make_fake: MakeFake) -> None:
     fake = await make_fake(delta_ms=80)
     async with await open_client(fake) as client:
         updated = await client.update(
-            {"type": "realtime", "audio": {"output": {"format": {"type": "audio/pcm", "rate": 24000}}}}
+            {
+                "type": "realtime",
+                "audio": {"output": {"format": {"type": "audio/pcm", "rate": 24000}}},
+            }
         )
-        assert updated["session"]["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": 24000}
+        assert updated["session"]["audio"]["output"]["format"] == {
+            "type": "audio/pcm",
+            "rate": 24000,
+        }
         deltas, done = await run_response(client)
     sizes = [len(base64.b64decode(e["delta"])) for e in deltas]
     assert all(size == 48 * 80 for size in sizes[:-1]) and sizes[-1] <= 48 * 80
@@ -487,9 +550,7 @@ async def test_close_after_ms_closes_with_1011(make_fake: MakeFake) -> None:
                 await client.recv()
         assert time.monotonic() - updated_at >= 140 * MS
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
-    async with asyncio.timeout(1):
-        while fake.active:
-            await asyncio.sleep(5 * MS)
+    await fake.close()  # waits for the connection handler to finish its record
     assert fake.sessions[0].close_code == 1011 and fake.sessions[0].closed_at is not None
 
 
@@ -504,13 +565,18 @@ async def test_bad_input_gets_errors_and_the_session_stays_open(make_fake: MakeF
         error, _ = await client.until("error")
         assert (error["error"]["code"], error["error"]["param"]) == ("invalid_value", "type")
         await client.send(
-            {"type": "session.update", "session": {"modalities": ["audio"], "input_audio_format": "g711_ulaw"}},
+            {
+                "type": "session.update",
+                "session": {"modalities": ["audio"], "input_audio_format": "g711_ulaw"},
+            },
             check=False,
         )
         error, _ = await client.until("error")
         assert error["error"]["type"] == "invalid_request_error"
         assert error["error"]["param"] == "session.modalities"
-        await client.send({"type": "session.update", "session": {"instructions": "hi"}}, check=False)
+        await client.send(
+            {"type": "session.update", "session": {"instructions": "hi"}}, check=False
+        )
         error, _ = await client.until("error")
         assert error["error"]["param"] == "session.type"
         updated = await client.update(GA_PCMU)
@@ -522,7 +588,10 @@ async def test_turn_detection_null_and_semantic_vad(make_fake: MakeFake) -> None
     """No VAD events without turn detection; semantic_vad stops after a fixed 500 ms of silence."""
     fake = await make_fake()
     async with await open_client(fake) as client:
-        off = {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}, "turn_detection": None}}}
+        off = {
+            "type": "realtime",
+            "audio": {"input": {"format": {"type": "audio/pcmu"}, "turn_detection": None}},
+        }
         updated = await client.update(off)
         assert updated["session"]["audio"]["input"]["turn_detection"] is None
         await client.append([LOUD] * 20 + [SILENT] * 30)  # 1000 ms of input timeline
@@ -531,7 +600,10 @@ async def test_turn_detection_null_and_semantic_vad(make_fake: MakeFake) -> None
         committed, _ = await client.until("input_audio_buffer.committed")
         await client.until("conversation.item.done")
 
-        semantic = {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}
+        semantic = {
+            "type": "realtime",
+            "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}},
+        }
         updated = await client.update(semantic)
         assert updated["session"]["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
         assert "threshold" not in updated["session"]["audio"]["input"]["turn_detection"]
@@ -571,14 +643,28 @@ async def test_every_event_kind_validates_against_the_openai_types(make_fake: Ma
         first, _ = await client.until("response.output_audio.delta")
         await client.append([LOUD] * 4)  # barge-in
         await client.until("response.done")
-        await client.send({"type": "conversation.item.truncate", "item_id": first["item_id"],
-                           "content_index": 0, "audio_end_ms": 50})
+        await client.send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": first["item_id"],
+                "content_index": 0,
+                "audio_end_ms": 50,
+            }
+        )
         await client.until("conversation.item.truncated")
         await client.append([SILENT] * 26)
         await client.until("input_audio_buffer.speech_stopped")
         await client.until("response.done")
-        await client.send({"type": "conversation.item.create", "item": {
-            "type": "function_call_output", "call_id": "call_1", "output": "{\"ok\": true}"}})
+        await client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "function_call_output",
+                    "call_id": "call_1",
+                    "output": '{"ok": true}',
+                },
+            }
+        )
         added, _ = await client.until("conversation.item.done")
         await client.send({"type": "conversation.item.retrieve", "item_id": added["item"]["id"]})
         await client.until("conversation.item.retrieved")
@@ -588,7 +674,9 @@ async def test_every_event_kind_validates_against_the_openai_types(make_fake: Ma
         await client.until("input_audio_buffer.cleared")
         await client.send({"type": "input_audio_buffer.commit"})
         await client.until("error")  # buffer too small
-        await client.update({"type": "realtime", "audio": {"output": {"format": {"type": "audio/pcma"}}}})
+        await client.update(
+            {"type": "realtime", "audio": {"output": {"format": {"type": "audio/pcma"}}}}
+        )
         await client.send({"type": "response.create"})
         await client.send({"type": "response.cancel"})
         await client.until("response.done")
@@ -596,14 +684,29 @@ async def test_every_event_kind_validates_against_the_openai_types(make_fake: Ma
 
     kinds = {e["type"] for e in fake.sessions[0].sent}
     assert kinds >= {
-        "session.created", "session.updated", "input_audio_buffer.speech_started",
-        "input_audio_buffer.speech_stopped", "input_audio_buffer.committed", "input_audio_buffer.cleared",
-        "conversation.item.added", "conversation.item.done", "conversation.item.truncated",
-        "conversation.item.retrieved", "conversation.item.deleted", "response.created",
-        "rate_limits.updated", "response.output_item.added", "response.content_part.added",
-        "response.output_audio.delta", "response.output_audio_transcript.delta",
-        "response.output_audio.done", "response.output_audio_transcript.done",
-        "response.content_part.done", "response.output_item.done", "response.done", "error",
+        "session.created",
+        "session.updated",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "input_audio_buffer.cleared",
+        "conversation.item.added",
+        "conversation.item.done",
+        "conversation.item.truncated",
+        "conversation.item.retrieved",
+        "conversation.item.deleted",
+        "response.created",
+        "rate_limits.updated",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_audio.delta",
+        "response.output_audio_transcript.delta",
+        "response.output_audio.done",
+        "response.output_audio_transcript.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.done",
+        "error",
     }
     assert assert_conforms(fake.sessions) == len(fake.sessions[0].sent) > 50
     ids = [e["event_id"] for e in fake.sessions[0].sent]

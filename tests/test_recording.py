@@ -109,5 +109,11 @@ def test_segments_merge_across_short_gaps_and_split_on_long_ones() -> None:
 
 def test_threshold_decides_what_is_voiced() -> None:
     """A frame counts as voiced only when its RMS is above the threshold."""
-    assert speech_segments([LOUD], threshold=500) == [(0.0, 20.0)]
-    assert speech_segments([LOUD], threshold=40_000) == []
+    assert speech_segments([LOUD] * 3, threshold=500) == [(0.0, 60.0)]
+    assert speech_segments([LOUD] * 3, threshold=40_000) == []
+
+
+def test_a_click_is_not_speech() -> None:
+    """A single loud frame is shorter than min_voiced_ms and is not an utterance."""
+    assert speech_segments([LOUD]) == []
+    assert speech_segments([LOUD], min_voiced_ms=20) == [(0.0, 20.0)]

@@ -6,6 +6,7 @@ receive a :class:`Settings`; nothing else in voicebridge reads ``os.environ``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -93,8 +94,8 @@ class Settings:
                 value = kind(raw.strip())
             except ValueError:
                 raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}") from None
-            if value <= 0:
-                raise ConfigError(f"{name}={raw!r} must be greater than 0")
+            if not (0 < value < math.inf):
+                raise ConfigError(f"{name}={raw!r} must be a number greater than 0")
             return value
 
         port = int(number("PORT", defaults.port, int))
@@ -149,7 +150,7 @@ class Settings:
                     f"PUBLIC_URL={self.public_url!r} must be an https:// URL such as "
                     "https://voice.example.com (Twilio only streams to wss://)"
                 )
-            if pub.query or pub.fragment:
+            if pub.query or pub.fragment or "?" in self.public_url or "#" in self.public_url:
                 raise ConfigError(f"PUBLIC_URL={self.public_url!r} must not have a query string")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")

@@ -146,8 +146,8 @@ def parse_twilio(text: str | bytes) -> TwilioEvent:
             account_sid=str(start.get("accountSid", "")),
             tracks=tuple(str(t) for t in tracks) if isinstance(tracks, list) else (),
             encoding=str(fmt.get("encoding", "audio/x-mulaw")),
-            sample_rate=int(fmt.get("sampleRate", 8000)),
-            channels=int(fmt.get("channels", 1)),
+            sample_rate=_int(fmt, "sampleRate", event) if "sampleRate" in fmt else 8000,
+            channels=_int(fmt, "channels", event) if "channels" in fmt else 1,
             custom_parameters={str(k): str(v) for k, v in params.items()},
         )
     if event == "connected":

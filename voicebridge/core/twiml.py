@@ -25,10 +25,9 @@ def twiml_escape(text: str) -> str:
 def stream_url(public_base: str, path: str = "/realtime") -> str:
     """``wss://host[/prefix]/realtime`` from the public https base (``ws://`` for http)."""
     base = public_base.rstrip("/")
-    if base.startswith("https://"):
-        base = "wss://" + base[len("https://"):]
-    elif base.startswith("http://"):
-        base = "ws://" + base[len("http://"):]
+    scheme, sep, rest = base.partition("://")
+    if sep and scheme.lower() in ("https", "http"):
+        base = ("wss" if scheme.lower() == "https" else "ws") + "://" + rest
     return base + path
 
 

@@ -38,7 +38,7 @@ class Clip:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One delta's worth of a clip: base64 audio, its duration, and the transcript text it carries."""
+    """One delta of a clip: base64 audio, its duration, and the transcript text it carries."""
 
     audio_b64: str
     ms: float
@@ -71,7 +71,7 @@ def _encode(ulaw: bytes, fmt: str) -> bytes:
 
 
 def _spread_words(transcript: str, parts: int) -> list[str]:
-    """Split a transcript into ``parts`` deltas (some empty) whose concatenation is the transcript."""
+    """Split a transcript into ``parts`` deltas (some empty) that concatenate back to it."""
     words = transcript.split()
     out = [""] * parts
     for i, word in enumerate(words):

@@ -31,6 +31,7 @@ from .fake_session import (
     FakeSession,
     InvalidRequest,
     apply_session_update,
+    check_max_output_tokens,
     default_session,
     new_id,
 )
@@ -134,6 +135,8 @@ class FakeConnection:
     async def _flush(self) -> None:
         # Whoever holds the lock drains every pending event, so wire order = emit order, and
         # the outbox never holds more than one protocol step's events.
+        if not self._outbox:
+            return  # most appends answer nothing: skip the lock
         async with self._send_lock:
             while self._outbox:
                 await self._ws.send(self._outbox.popleft())
@@ -273,7 +276,11 @@ class FakeConnection:
     def _commit(self, item_id: str) -> None:
         previous = self._last_item_id
         self._emit(
-            {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous}
+            {
+                "type": "input_audio_buffer.committed",
+                "item_id": item_id,
+                "previous_item_id": previous,
+            }
         )
         item = {
             "id": item_id,
@@ -291,7 +298,11 @@ class FakeConnection:
         if previous_item_id == self._last_item_id:
             self._last_item_id = item["id"]
         self._conversation[item["id"]] = item
-        kinds = ("conversation.item.added", "conversation.item.done") if done else ("conversation.item.added",)
+        kinds = (
+            ("conversation.item.added", "conversation.item.done")
+            if done
+            else ("conversation.item.added",)
+        )
         for kind in kinds:
             self._emit(
                 {"type": kind, "previous_item_id": previous_item_id, "item": copy.deepcopy(item)}
@@ -302,7 +313,8 @@ class FakeConnection:
             raise InvalidRequest(
                 "input_audio_buffer_commit_empty",
                 "Error committing input audio buffer: buffer too small. Expected at least "
-                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {self._buffer_ms:.2f}ms of audio.",
+                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {self._buffer_ms:.2f}ms "
+                "of audio.",
             )
         item_id = self._user_item_id or new_id("item")
         self._user_item_id = None
@@ -315,11 +327,15 @@ class FakeConnection:
     def _on_item_create(self, event: JSON) -> None:
         item = event.get("item")
         if not isinstance(item, dict):
-            raise InvalidRequest("invalid_type", "Invalid type for 'item': expected an object.", "item")
+            raise InvalidRequest(
+                "invalid_type", "Invalid type for 'item': expected an object.", "item"
+            )
         kind, role = item.get("type"), item.get("role")
         if kind == "message" and role in ("user", "system", "assistant"):
             if not isinstance(item.get("content"), list):
-                raise InvalidRequest("missing_required_parameter", "Missing 'item.content'.", "item.content")
+                raise InvalidRequest(
+                    "missing_required_parameter", "Missing 'item.content'.", "item.content"
+                )
         elif kind == "function_call_output":
             if not isinstance(item.get("call_id"), str) or not isinstance(item.get("output"), str):
                 raise InvalidRequest(
@@ -338,38 +354,47 @@ class FakeConnection:
             raise InvalidRequest("invalid_value", f"Invalid item type: {kind!r}.", "item.type")
         item_id = item.get("id") or new_id("item")
         if item_id in self._conversation:
-            raise InvalidRequest("invalid_value", f"Item with id {item_id} already exists.", "item.id")
-        stored = {**copy.deepcopy(item), "id": item_id, "object": "realtime.item", "status": "completed"}
+            raise InvalidRequest(
+                "invalid_value", f"Item with id {item_id} already exists.", "item.id"
+            )
+        stored = {
+            **copy.deepcopy(item),
+            "id": item_id,
+            "object": "realtime.item",
+            "status": "completed",
+        }
         previous = event.get("previous_item_id", self._last_item_id)
         self._add_item(stored, previous)
 
-    def _on_item_delete(self, event: JSON) -> None:
+    def _known_item_id(self, event: JSON) -> str:
         item_id = event.get("item_id")
-        if self._conversation.pop(item_id, None) is None:
-            raise InvalidRequest("invalid_value", f"Item with item_id not found: {item_id}", "item_id")
+        if not isinstance(item_id, str) or item_id not in self._conversation:
+            raise InvalidRequest(
+                "invalid_value", f"Item with item_id not found: {item_id}", "item_id"
+            )
+        return item_id
+
+    def _on_item_delete(self, event: JSON) -> None:
+        item_id = self._known_item_id(event)
+        del self._conversation[item_id]
         if self._last_item_id == item_id:
             self._last_item_id = next(reversed(self._conversation), None)
         self._emit({"type": "conversation.item.deleted", "item_id": item_id})
 
     def _on_item_retrieve(self, event: JSON) -> None:
-        item = self._conversation.get(event.get("item_id"))
-        if item is None:
-            raise InvalidRequest(
-                "invalid_value", f"Item with item_id not found: {event.get('item_id')}", "item_id"
-            )
+        item = self._conversation[self._known_item_id(event)]
         self._emit({"type": "conversation.item.retrieved", "item": copy.deepcopy(item)})
 
     def _on_item_truncate(self, event: JSON) -> None:
         self._record.truncations.append(event)
-        item_id, index, end_ms = event.get("item_id"), event.get("content_index"), event.get("audio_end_ms")
+        index, end_ms = event.get("content_index"), event.get("audio_end_ms")
         if not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0:
             raise InvalidRequest(
                 "invalid_value", "'audio_end_ms' must be a non-negative integer.", "audio_end_ms"
             )
         if index != 0:
             raise InvalidRequest("invalid_value", "'content_index' must be 0.", "content_index")
-        if item_id not in self._conversation:
-            raise InvalidRequest("invalid_value", f"Item with item_id not found: {item_id}", "item_id")
+        item_id = self._known_item_id(event)
         fake = self._record.items.get(item_id)
         if fake is None:
             raise InvalidRequest(
@@ -442,7 +467,10 @@ class FakeConnection:
             audio_format=dict(out["format"]),
             # RealtimeResponse.audio.output.voice takes a name only, not {"id": ...}.
             voice=voice["id"] if isinstance(voice, dict) else voice,
-            max_output_tokens=params.get("max_output_tokens", self._config["max_output_tokens"]),
+            max_output_tokens=check_max_output_tokens(
+                params.get("max_output_tokens", self._config["max_output_tokens"]),
+                "response.max_output_tokens",
+            ),
             metadata=params.get("metadata"),
         )
         self._record.items[item.item_id] = item
@@ -460,7 +488,12 @@ class FakeConnection:
         )
         in_progress = self._item_json(response, "in_progress", [])
         self._emit(
-            {"type": "response.output_item.added", "response_id": rid, "output_index": 0, "item": in_progress}
+            {
+                "type": "response.output_item.added",
+                "response_id": rid,
+                "output_index": 0,
+                "item": in_progress,
+            }
         )
         self._add_item(in_progress, self._last_item_id, done=False)
         self._emit(
@@ -495,7 +528,9 @@ class FakeConnection:
         response.item.deltas.append(chunk.audio_b64)
         response.item.audio_ms_sent += chunk.ms
         if chunk.text:
-            self._emit({"type": "response.output_audio_transcript.delta", **ids, "delta": chunk.text})
+            self._emit(
+                {"type": "response.output_audio_transcript.delta", **ids, "delta": chunk.text}
+            )
             response.text_sent.append(chunk.text)
 
     def _finish(self, response: _Response, status: str, reason: str | None) -> None:
@@ -509,14 +544,21 @@ class FakeConnection:
         transcript = "" if response.item.truncated_ms is not None else "".join(response.text_sent)
         ids = self._part_ids(response)
         self._emit({"type": "response.output_audio.done", **ids})
-        self._emit({"type": "response.output_audio_transcript.done", **ids, "transcript": transcript})
+        self._emit(
+            {"type": "response.output_audio_transcript.done", **ids, "transcript": transcript}
+        )
         part = {"type": "audio", "transcript": transcript}
         self._emit({"type": "response.content_part.done", **ids, "part": part})
         item_status = "completed" if status == "completed" else "incomplete"
         content = [{"type": "output_audio", "transcript": transcript}]
         item = self._item_json(response, item_status, content)
         self._emit(
-            {"type": "response.output_item.done", "response_id": response.id, "output_index": 0, "item": item}
+            {
+                "type": "response.output_item.done",
+                "response_id": response.id,
+                "output_index": 0,
+                "item": item,
+            }
         )
         self._conversation[item["id"]] = item
         self._emit({"type": "conversation.item.done", "item": copy.deepcopy(item)})

@@ -20,6 +20,7 @@ __all__ = [
     "FakeSession",
     "InvalidRequest",
     "apply_session_update",
+    "check_max_output_tokens",
     "default_session",
     "new_id",
 ]
@@ -111,7 +112,11 @@ _SERVER_VAD_DEFAULTS: JSON = {
     "create_response": True,
     "interrupt_response": True,
 }
-_SEMANTIC_VAD_DEFAULTS: JSON = {"eagerness": "auto", "create_response": True, "interrupt_response": True}
+_SEMANTIC_VAD_DEFAULTS: JSON = {
+    "eagerness": "auto",
+    "create_response": True,
+    "interrupt_response": True,
+}
 
 DEFAULT_INSTRUCTIONS = (
     "Your knowledge cutoff is 2023-10. You are a helpful, witty, and friendly AI. "
@@ -213,6 +218,15 @@ def _check_turn_detection(td: Any) -> JSON | None:
     )
 
 
+def check_max_output_tokens(value: Any, param: str) -> int | str:
+    """``max_output_tokens`` is 1-4096 or "inf" (B.2)."""
+    if value == "inf" or (type(value) is int and 1 <= value <= 4096):
+        return value  # type: ignore[no-any-return]
+    raise InvalidRequest(
+        "invalid_value", f"Invalid '{param}': expected an integer 1-4096 or 'inf'.", param
+    )
+
+
 def apply_session_update(current: JSON, update: Any) -> JSON:
     """The effective session after a ``session.update``; raises InvalidRequest for bad shapes."""
     if not isinstance(update, dict):
@@ -223,7 +237,9 @@ def apply_session_update(current: JSON, update: Any) -> JSON:
         if name in update:
             hint = f" Use 'session.{ga_name}' instead." if ga_name else ""
             raise InvalidRequest(
-                "unknown_parameter", f"Unknown parameter: 'session.{name}'.{hint}", f"session.{name}"
+                "unknown_parameter",
+                f"Unknown parameter: 'session.{name}'.{hint}",
+                f"session.{name}",
             )
     if "type" not in update:
         raise InvalidRequest(
@@ -241,7 +257,10 @@ def apply_session_update(current: JSON, update: Any) -> JSON:
         raise InvalidRequest(
             "invalid_value", "The model of a session cannot be changed.", "session.model"
         )
-    merged = _merge(current, update)
+    merged: JSON = _merge(current, update)
+    merged["max_output_tokens"] = check_max_output_tokens(
+        merged.get("max_output_tokens"), "session.max_output_tokens"
+    )
     audio_in = merged.setdefault("audio", {}).setdefault("input", {})
     audio_out = merged["audio"].setdefault("output", {})
     audio_in["format"] = _check_format(audio_in.get("format"), "session.audio.input.format")

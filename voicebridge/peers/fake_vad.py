@@ -50,7 +50,7 @@ class EnergyVad:
         self._prefix_ms = 300
         self._silence_ms = 500
         self._fmt = "audio/pcmu"
-        self._level = rms_ulaw
+        self._level: Callable[[bytes], int] = rms_ulaw
         self._bytes_per_ms = BYTES_PER_MS["audio/pcmu"]
         self._frame_bytes = self._bytes_per_ms * FRAME_MS
         self._rest = b""  # an incomplete frame carried to the next append

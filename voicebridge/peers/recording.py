@@ -65,20 +65,26 @@ def packaged_call(name: str) -> Recording:
 
 
 def speech_segments(
-    payloads: Iterable[str], *, threshold: int = 500, min_gap_ms: int = 400
+    payloads: Iterable[str],
+    *,
+    threshold: int = 500,
+    min_gap_ms: int = 400,
+    min_voiced_ms: int = 60,
 ) -> list[tuple[float, float]]:
     """(start_ms, end_ms) of voiced stretches in consecutive 20 ms μ-law frames.
 
     A frame is voiced when its RMS exceeds ``threshold``; stretches closer than
-    ``min_gap_ms`` are one utterance.
+    ``min_gap_ms`` are one utterance; an utterance with less than ``min_voiced_ms`` of
+    voiced frames is a click, not speech.
     """
-    segments: list[tuple[float, float]] = []
+    segments: list[list[int]] = []  # [start, end, voiced ms]
     for i, payload in enumerate(payloads):
         if rms_ulaw(base64.b64decode(payload)) <= threshold:
             continue
         start, end = i * FRAME_MS, (i + 1) * FRAME_MS
         if segments and start - segments[-1][1] < min_gap_ms:
-            segments[-1] = (segments[-1][0], end)
+            segments[-1][1] = end
+            segments[-1][2] += FRAME_MS
         else:
-            segments.append((start, end))
-    return [(float(a), float(b)) for a, b in segments]
+            segments.append([start, end, FRAME_MS])
+    return [(float(a), float(b)) for a, b, voiced in segments if voiced >= min_voiced_ms]
