@@ -40,7 +40,7 @@ def _tone_frame() -> bytes:
 
 LOUD = _tone_frame()
 SILENT = b"\xff" * 160  # μ-law zero
-GA_PCMU = {
+GA_PCMU: dict[str, Any] = {
     "type": "realtime",
     "audio": {
         "input": {"format": {"type": "audio/pcmu"}},
@@ -73,7 +73,7 @@ def assert_conforms(sessions: list[FakeSession]) -> int:
         for event in session.sent:
             model = SERVER_EVENT.validate_python(event)
             assert model.type == event["type"]
-            extras = {f for f in unknown_fields(model) if f.rstrip(".") not in ALLOWED_EXTRAS}
+            extras = set(unknown_fields(model)) - ALLOWED_EXTRAS
             assert not extras, (event["type"], extras)
             count += 1
     return count
@@ -117,10 +117,12 @@ class Client:
     async def sync(self) -> list[dict[str, Any]]:
         """Everything the server sent before it processed a marker event sent now."""
         await self.send({"type": "response.cancel", "event_id": "sync"})
-        while True:
-            _, before = await self.until("error")
-            if self.events[-1]["error"]["event_id"] == "sync":
-                return before
+        before: list[dict[str, Any]] = []
+        while (event := await self.recv())["type"] != "error" or event["error"][
+            "event_id"
+        ] != "sync":
+            before.append(event)
+        return before
 
     async def update(self, session: dict[str, Any]) -> dict[str, Any]:
         await self.send({"type": "session.update", "session": session})
@@ -205,9 +207,8 @@ async def test_session_created_then_ga_update_is_echoed(make_fake: MakeFake) -> 
         audio = updated["session"]["audio"]
         assert audio["input"]["format"] == {"type": "audio/pcmu"}
         assert audio["output"]["format"] == {"type": "audio/pcmu"}
-        assert (
-            audio["input"]["turn_detection"]["silence_duration_ms"] == 500
-        )  # merged, not replaced
+        # Merged into the defaults, not replaced by the update.
+        assert audio["input"]["turn_detection"]["silence_duration_ms"] == 500
         assert updated["session"]["id"] == session["id"]
     record = fake.sessions[0]
     assert record.model == "gpt-realtime-2.1" and record.path.startswith("/v1/realtime?")
@@ -234,9 +235,8 @@ async def test_loud_run_triggers_vad_and_a_complete_response(make_fake: MakeFake
         # 500 ms silence, 400 ms speech, 600 ms silence.
         await client.append([SILENT] * 25 + [LOUD] * 20 + [SILENT] * 30)
         started, _ = await client.until("input_audio_buffer.speech_started")
-        assert (
-            started["audio_start_ms"] == 500 - 300
-        )  # start of the voiced run minus prefix padding
+        # The start of the voiced run minus prefix_padding_ms.
+        assert started["audio_start_ms"] == 500 - 300
         stopped, _ = await client.until("input_audio_buffer.speech_stopped")
         assert stopped["audio_end_ms"] == 500 + 400 + 500  # includes silence_duration_ms
         assert stopped["item_id"] == started["item_id"]
@@ -309,6 +309,7 @@ async def test_second_response_create_while_active_is_refused(make_fake: MakeFak
         await client.update(GA_PCMU)
         await client.send({"type": "response.create"})
         await client.send({"type": "response.create", "event_id": "again"})
+        await client.send({"type": "response.cancel"})
         created, _ = await client.until("response.created")
         error, _ = await client.until("error")
         resp_id = created["response"]["id"]
@@ -319,7 +320,6 @@ async def test_second_response_create_while_active_is_refused(make_fake: MakeFak
             "Wait until the response is finished before creating a new one."
         )
         assert error["error"]["event_id"] == "again"
-        await client.send({"type": "response.cancel"})
         done, _ = await client.until("response.done")
         assert done["response"]["id"] == resp_id
         assert done["response"]["status"] == "cancelled"
@@ -528,6 +528,47 @@ async def test_pcm_output_is_pcm16_24khz(make_fake: MakeFake) -> None:
     item = fake.sessions[0].items[done["response"]["output"][0]["id"]]
     assert item.audio_ms_sent == pytest.approx(sum(sizes) / 48)
     assert done["response"]["audio"]["output"]["format"]["type"] == "audio/pcm"
+
+
+async def test_speech_needs_vad_start_ms_of_voiced_audio(make_fake: MakeFake) -> None:
+    """A 40 ms blip is not speech with vad_start_ms=60; 60 ms of voiced frames is."""
+    fake = await make_fake(vad_start_ms=60)
+    async with await open_client(fake) as client:
+        td = {"type": "server_vad", "prefix_padding_ms": 100}
+        pcmu = {"type": "audio/pcmu"}
+        await client.update(
+            {"type": "realtime", "audio": {"input": {"format": pcmu, "turn_detection": td}}}
+        )
+        await client.append([LOUD] * 2 + [SILENT] * 5)
+        assert not [e for e in await client.sync() if e["type"].startswith("input_audio_buffer.")]
+        await client.append([LOUD] * 3)
+        started, _ = await client.until("input_audio_buffer.speech_started")
+    assert started["audio_start_ms"] == 140 - 100  # the voiced run began at 140 ms
+
+
+async def test_accept_delay_slows_the_handshake(make_fake: MakeFake) -> None:
+    """accept_delay_ms holds the handshake back that long."""
+    fake = await make_fake(accept_delay_ms=200)
+    began = time.monotonic()
+    async with await open_client(fake):
+        assert time.monotonic() - began >= 190 * MS
+
+
+async def test_pcm_input_vad_reads_pcm16_24khz(make_fake: MakeFake) -> None:
+    """With audio/pcm input, VAD decodes PCM16 at 24 kHz and times it at 48 bytes per ms."""
+    fake = await make_fake()
+    tone = array.array(
+        "h", (int(12000 * math.sin(2 * math.pi * 440 * i / 24000)) for i in range(480))
+    ).tobytes()
+    quiet = bytes(960)
+    async with await open_client(fake) as client:
+        session = {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm"}}}}
+        await client.update(session)
+        await client.append([quiet] * 20 + [tone] * 15 + [quiet] * 26)
+        started, _ = await client.until("input_audio_buffer.speech_started")
+        stopped, _ = await client.until("input_audio_buffer.speech_stopped")
+    assert started["audio_start_ms"] == 400 - 300
+    assert stopped["audio_end_ms"] == 400 + 300 + 500
 
 
 async def test_echo_output_format_fault_reports_another_format(make_fake: MakeFake) -> None:

@@ -15,7 +15,6 @@ import copy
 import json
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -23,7 +22,9 @@ from websockets.exceptions import ConnectionClosed
 
 from voicebridge.core.audio import b64_decoded_len
 
-from .clips import BYTES_PER_MS, Chunk, clip_chunks, load_clips
+from .clips import BYTES_PER_MS, clip_chunks, load_clips
+from .fake_conversation import Conversation
+from .fake_response import FakeResponse
 from .fake_session import (
     JSON,
     FakeItem,
@@ -49,20 +50,6 @@ SEMANTIC_VAD_SILENCE_MS = 500
 MIN_COMMIT_MS = 100
 
 
-@dataclass(eq=False)
-class _Response:
-    id: str
-    item: FakeItem
-    chunks: tuple[Chunk, ...]
-    audio_format: JSON
-    voice: str
-    max_output_tokens: int | str
-    metadata: Any
-    text_sent: list[str] = field(default_factory=list)
-    audio_stopped: bool = False  # its item was truncated: no more deltas
-    done: bool = False
-
-
 class FakeConnection:
     """Serves one accepted WebSocket until it closes."""
 
@@ -79,13 +66,11 @@ class FakeConnection:
         self._tasks: set[asyncio.Task[None]] = set()
         self._vad = EnergyVad(options.vad_threshold, options.vad_start_ms)
         self._configure_vad()
-        self._conversation: dict[str, JSON] = {}  # item id -> latest item JSON
-        self._conversation_id = new_id("conv")
-        self._last_item_id: str | None = None
+        self._conv = Conversation(self._emit)
         self._user_item_id: str | None = None  # between speech_started and speech_stopped
         self._buffer_ms = 0.0  # uncommitted input audio
         self._input_ms_total = 0.0
-        self._active: _Response | None = None
+        self._active: FakeResponse | None = None
         self._next_clip = 0
         self._close_timer: asyncio.Task[None] | None = None
 
@@ -110,14 +95,19 @@ class FakeConnection:
         finally:
             for task in self._tasks:
                 task.cancel()
-            if self._tasks:
-                await asyncio.wait(self._tasks)
+            if self._tasks:  # cancelled tasks end at once; the bound guards against a bug
+                await asyncio.wait(self._tasks, timeout=1.0)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("fake Realtime task %s failed", task.get_name(), exc_info=exc)
 
     async def _close_later(self, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
@@ -267,46 +257,15 @@ class FakeConnection:
                 "item_id": item_id,
             }
         )
-        self._commit(item_id)
+        self._commit_audio(item_id)
         td = self._turn_detection()
         # A response already in progress is left alone (interrupt_response false).
         if td is not None and td.get("create_response", True) and self._active is None:
             self._start_response(None)
 
-    def _commit(self, item_id: str) -> None:
-        previous = self._last_item_id
-        self._emit(
-            {
-                "type": "input_audio_buffer.committed",
-                "item_id": item_id,
-                "previous_item_id": previous,
-            }
-        )
-        item = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "status": "completed",
-            "role": "user",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
-        self._add_item(item, previous)
+    def _commit_audio(self, item_id: str) -> None:
+        self._conv.commit_audio(item_id)
         self._buffer_ms = 0.0
-
-    def _add_item(self, item: JSON, previous_item_id: str | None, *, done: bool = True) -> None:
-        """Put an item in the conversation: ``conversation.item.added`` (and ``.done``)."""
-        if previous_item_id == self._last_item_id:
-            self._last_item_id = item["id"]
-        self._conversation[item["id"]] = item
-        kinds = (
-            ("conversation.item.added", "conversation.item.done")
-            if done
-            else ("conversation.item.added",)
-        )
-        for kind in kinds:
-            self._emit(
-                {"type": kind, "previous_item_id": previous_item_id, "item": copy.deepcopy(item)}
-            )
 
     def _on_commit(self, event: JSON) -> None:
         if self._buffer_ms < MIN_COMMIT_MS:
@@ -318,72 +277,11 @@ class FakeConnection:
             )
         item_id = self._user_item_id or new_id("item")
         self._user_item_id = None
-        self._commit(item_id)
+        self._commit_audio(item_id)
 
     def _on_clear(self, event: JSON) -> None:
         self._buffer_ms = 0.0
         self._emit({"type": "input_audio_buffer.cleared"})
-
-    def _on_item_create(self, event: JSON) -> None:
-        item = event.get("item")
-        if not isinstance(item, dict):
-            raise InvalidRequest(
-                "invalid_type", "Invalid type for 'item': expected an object.", "item"
-            )
-        kind, role = item.get("type"), item.get("role")
-        if kind == "message" and role in ("user", "system", "assistant"):
-            if not isinstance(item.get("content"), list):
-                raise InvalidRequest(
-                    "missing_required_parameter", "Missing 'item.content'.", "item.content"
-                )
-        elif kind == "function_call_output":
-            if not isinstance(item.get("call_id"), str) or not isinstance(item.get("output"), str):
-                raise InvalidRequest(
-                    "missing_required_parameter",
-                    "function_call_output needs 'call_id' and 'output' strings.",
-                    "item",
-                )
-        elif kind == "function_call":
-            if not isinstance(item.get("name"), str) or not isinstance(item.get("arguments"), str):
-                raise InvalidRequest(
-                    "missing_required_parameter",
-                    "function_call needs 'name' and 'arguments' strings.",
-                    "item",
-                )
-        else:
-            raise InvalidRequest("invalid_value", f"Invalid item type: {kind!r}.", "item.type")
-        item_id = item.get("id") or new_id("item")
-        if item_id in self._conversation:
-            raise InvalidRequest(
-                "invalid_value", f"Item with id {item_id} already exists.", "item.id"
-            )
-        stored = {
-            **copy.deepcopy(item),
-            "id": item_id,
-            "object": "realtime.item",
-            "status": "completed",
-        }
-        previous = event.get("previous_item_id", self._last_item_id)
-        self._add_item(stored, previous)
-
-    def _known_item_id(self, event: JSON) -> str:
-        item_id = event.get("item_id")
-        if not isinstance(item_id, str) or item_id not in self._conversation:
-            raise InvalidRequest(
-                "invalid_value", f"Item with item_id not found: {item_id}", "item_id"
-            )
-        return item_id
-
-    def _on_item_delete(self, event: JSON) -> None:
-        item_id = self._known_item_id(event)
-        del self._conversation[item_id]
-        if self._last_item_id == item_id:
-            self._last_item_id = next(reversed(self._conversation), None)
-        self._emit({"type": "conversation.item.deleted", "item_id": item_id})
-
-    def _on_item_retrieve(self, event: JSON) -> None:
-        item = self._conversation[self._known_item_id(event)]
-        self._emit({"type": "conversation.item.retrieved", "item": copy.deepcopy(item)})
 
     def _on_item_truncate(self, event: JSON) -> None:
         self._record.truncations.append(event)
@@ -394,7 +292,7 @@ class FakeConnection:
             )
         if index != 0:
             raise InvalidRequest("invalid_value", "'content_index' must be 0.", "content_index")
-        item_id = self._known_item_id(event)
+        item_id = self._conv.known(event)
         fake = self._record.items.get(item_id)
         if fake is None:
             raise InvalidRequest(
@@ -460,10 +358,12 @@ class FakeConnection:
         self._next_clip = (index + 1) % len(load_clips())
         response_id = new_id("resp")
         item = FakeItem(new_id("item"), response_id)
-        response = _Response(
+        response = FakeResponse(
+            emit=self._emit,
             id=response_id,
             item=item,
             chunks=clip_chunks(index, out["format"]["type"], self._opts.delta_ms),
+            conversation_id=self._conv.id,
             audio_format=dict(out["format"]),
             # RealtimeResponse.audio.output.voice takes a name only, not {"id": ...}.
             voice=voice["id"] if isinstance(voice, dict) else voice,
@@ -475,45 +375,19 @@ class FakeConnection:
         )
         self._record.items[item.item_id] = item
         self._active = response
-        rid = response_id
-        self._emit({"type": "response.created", "response": self._response_json(response, [])})
-        self._emit(
-            {
-                "type": "rate_limits.updated",
-                "rate_limits": [
-                    {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 0.06},
-                    {"name": "tokens", "limit": 40000, "remaining": 36000, "reset_seconds": 6.0},
-                ],
-            }
-        )
-        in_progress = self._item_json(response, "in_progress", [])
-        self._emit(
-            {
-                "type": "response.output_item.added",
-                "response_id": rid,
-                "output_index": 0,
-                "item": in_progress,
-            }
-        )
-        self._add_item(in_progress, self._last_item_id, done=False)
-        self._emit(
-            {
-                "type": "response.content_part.added",
-                **self._part_ids(response),
-                "part": {"type": "audio", "transcript": ""},
-            }
-        )
-        self._spawn(self._stream(response), f"fake-response-{rid}")
+        self._conv.set(response.open(self._conv.last_item_id))
+        self._spawn(self._stream(response), f"fake-response-{response_id}")
 
-    async def _stream(self, response: _Response) -> None:
+    async def _stream(self, response: FakeResponse) -> None:
         """Pace the response's audio faster than real time, then complete it."""
         interval = self._opts.delta_ms / self._opts.speed / 1000
         try:
             await asyncio.sleep(self._opts.response_delay_ms / 1000)
             for chunk in response.chunks:
+                # Cancelled, interrupted or truncated while this task slept.
                 if response.done or response.audio_stopped:
                     break
-                self._send_delta(response, chunk)
+                response.send_delta(chunk)
                 await self._flush()
                 await asyncio.sleep(interval)
             if not response.done:
@@ -522,111 +396,15 @@ class FakeConnection:
         except ConnectionClosed:
             pass
 
-    def _send_delta(self, response: _Response, chunk: Chunk) -> None:
-        ids = self._part_ids(response)
-        self._emit({"type": "response.output_audio.delta", **ids, "delta": chunk.audio_b64})
-        response.item.deltas.append(chunk.audio_b64)
-        response.item.audio_ms_sent += chunk.ms
-        if chunk.text:
-            self._emit(
-                {"type": "response.output_audio_transcript.delta", **ids, "delta": chunk.text}
-            )
-            response.text_sent.append(chunk.text)
-
-    def _finish(self, response: _Response, status: str, reason: str | None) -> None:
-        """End a response: close its part and item, then ``response.done`` (always sent, B.3)."""
+    def _finish(self, response: FakeResponse, status: str, reason: str | None) -> None:
+        """End a response; ``response.done`` is sent "no matter the final state" (B.3)."""
         if response.done:
             return
-        response.done = True
         if self._active is response:
             self._active = None
-        # "Truncating audio will delete the server-side text transcript" (B.4).
-        transcript = "" if response.item.truncated_ms is not None else "".join(response.text_sent)
-        ids = self._part_ids(response)
-        self._emit({"type": "response.output_audio.done", **ids})
-        self._emit(
-            {"type": "response.output_audio_transcript.done", **ids, "transcript": transcript}
-        )
-        part = {"type": "audio", "transcript": transcript}
-        self._emit({"type": "response.content_part.done", **ids, "part": part})
-        item_status = "completed" if status == "completed" else "incomplete"
-        content = [{"type": "output_audio", "transcript": transcript}]
-        item = self._item_json(response, item_status, content)
-        self._emit(
-            {
-                "type": "response.output_item.done",
-                "response_id": response.id,
-                "output_index": 0,
-                "item": item,
-            }
-        )
-        self._conversation[item["id"]] = item
-        self._emit({"type": "conversation.item.done", "item": copy.deepcopy(item)})
-        details = None if reason is None else {"type": status, "reason": reason}
-        done = self._response_json(response, [copy.deepcopy(item)], status, details)
-        self._emit({"type": "response.done", "response": done})
-
-    @staticmethod
-    def _part_ids(response: _Response) -> JSON:
-        return {
-            "response_id": response.id,
-            "item_id": response.item.item_id,
-            "output_index": 0,
-            "content_index": 0,
-        }
-
-    @staticmethod
-    def _item_json(response: _Response, status: str, content: list[JSON]) -> JSON:
-        return {
-            "id": response.item.item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "status": status,
-            "role": "assistant",
-            "content": content,
-        }
-
-    def _response_json(
-        self,
-        response: _Response,
-        output: list[JSON],
-        status: str = "in_progress",
-        details: JSON | None = None,
-    ) -> JSON:
-        usage = None if status == "in_progress" else self._usage(response)
-        return {
-            "object": "realtime.response",
-            "id": response.id,
-            "status": status,
-            "status_details": details,
-            "output": output,
-            "conversation_id": self._conversation_id,
-            "output_modalities": ["audio"],
-            "max_output_tokens": response.max_output_tokens,
-            "audio": {"output": {"format": dict(response.audio_format), "voice": response.voice}},
-            "usage": usage,
-            "metadata": response.metadata,
-        }
-
-    def _usage(self, response: _Response) -> JSON:
-        # Rough token arithmetic: ~10 input audio tokens/s, ~20 output audio tokens/s.
-        in_audio = int(self._input_ms_total / 100)
-        in_text = len(str(self._config.get("instructions") or "")) // 4
-        out_audio = int(response.item.audio_ms_sent / 50)
-        out_text = len("".join(response.text_sent).split())
-        return {
-            "total_tokens": in_audio + in_text + out_audio + out_text,
-            "input_tokens": in_audio + in_text,
-            "output_tokens": out_audio + out_text,
-            "input_token_details": {
-                "text_tokens": in_text,
-                "audio_tokens": in_audio,
-                "image_tokens": 0,
-                "cached_tokens": 0,
-                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
-            },
-            "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
-        }
+        instructions = str(self._config.get("instructions") or "")
+        usage = response.usage(self._input_ms_total, instructions)
+        self._conv.set(response.close(status, reason, usage))
 
 
 _Handler = Callable[[FakeConnection, JSON], None]
@@ -637,10 +415,10 @@ _HANDLERS: dict[str, _Handler] = {
     "input_audio_buffer.append": FakeConnection._on_append,
     "input_audio_buffer.commit": FakeConnection._on_commit,
     "input_audio_buffer.clear": FakeConnection._on_clear,
-    "conversation.item.create": FakeConnection._on_item_create,
+    "conversation.item.create": lambda conn, event: conn._conv.on_create(event),
     "conversation.item.truncate": FakeConnection._on_item_truncate,
-    "conversation.item.delete": FakeConnection._on_item_delete,
-    "conversation.item.retrieve": FakeConnection._on_item_retrieve,
+    "conversation.item.delete": lambda conn, event: conn._conv.on_delete(event),
+    "conversation.item.retrieve": lambda conn, event: conn._conv.on_retrieve(event),
     "response.create": FakeConnection._on_response_create,
     "response.cancel": FakeConnection._on_response_cancel,
     "output_audio_buffer.clear": FakeConnection._on_webrtc_only,

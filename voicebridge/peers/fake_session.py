@@ -20,6 +20,7 @@ __all__ = [
     "FakeSession",
     "InvalidRequest",
     "apply_session_update",
+    "check_client_item",
     "check_max_output_tokens",
     "default_session",
     "new_id",
@@ -227,6 +228,41 @@ def check_max_output_tokens(value: Any, param: str) -> int | str:
     )
 
 
+# String fields each client-creatable item type requires (the GA ConversationItem union).
+_ITEM_REQUIRED: dict[str, tuple[str, ...]] = {
+    "message": ("role",),
+    "function_call": ("name", "arguments"),
+    "function_call_output": ("call_id", "output"),
+}
+
+
+def check_client_item(item: Any) -> JSON:
+    """The conversation item a ``conversation.item.create`` adds, as the server reports it."""
+    if not isinstance(item, dict):
+        raise InvalidRequest("invalid_type", "Invalid type for 'item': expected an object.", "item")
+    kind = item.get("type")
+    required = _ITEM_REQUIRED.get(kind) if isinstance(kind, str) else None
+    if required is None:
+        raise InvalidRequest("invalid_value", f"Invalid item type: {kind!r}.", "item.type")
+    for name in required:
+        if not isinstance(item.get(name), str):
+            raise InvalidRequest(
+                "missing_required_parameter",
+                f"Missing required parameter: 'item.{name}'.",
+                f"item.{name}",
+            )
+    if kind == "message":
+        if item["role"] not in ("user", "system", "assistant"):
+            raise InvalidRequest("invalid_value", "Invalid 'item.role'.", "item.role")
+        if not isinstance(item.get("content"), list):
+            raise InvalidRequest(
+                "missing_required_parameter",
+                "Missing required parameter: 'item.content'.",
+                "item.content",
+            )
+    return {**copy.deepcopy(item), "object": "realtime.item", "status": "completed"}
+
+
 def apply_session_update(current: JSON, update: Any) -> JSON:
     """The effective session after a ``session.update``; raises InvalidRequest for bad shapes."""
     if not isinstance(update, dict):
@@ -261,8 +297,14 @@ def apply_session_update(current: JSON, update: Any) -> JSON:
     merged["max_output_tokens"] = check_max_output_tokens(
         merged.get("max_output_tokens"), "session.max_output_tokens"
     )
-    audio_in = merged.setdefault("audio", {}).setdefault("input", {})
-    audio_out = merged["audio"].setdefault("output", {})
+    audio = merged.get("audio")
+    if not isinstance(audio, dict) or not all(
+        isinstance(audio.get(side), dict) for side in ("input", "output")
+    ):
+        raise InvalidRequest(
+            "invalid_type", "Invalid type for 'session.audio': expected an object.", "session.audio"
+        )
+    audio_in, audio_out = audio["input"], audio["output"]
     audio_in["format"] = _check_format(audio_in.get("format"), "session.audio.input.format")
     audio_out["format"] = _check_format(audio_out.get("format"), "session.audio.output.format")
     audio_in["turn_detection"] = _check_turn_detection(audio_in.get("turn_detection"))
