@@ -75,7 +75,9 @@ class Bridge:
 
 
 @contextmanager
-def running_fake(options: FakeRealtimeOptions | None = None) -> Iterator[tuple[FakeRealtimeServer, LoopThread]]:
+def running_fake(
+    options: FakeRealtimeOptions | None = None,
+) -> Iterator[tuple[FakeRealtimeServer, LoopThread]]:
     thread = LoopThread("fake-realtime")
     fake = FakeRealtimeServer(options or FakeRealtimeOptions())
     try:

@@ -10,8 +10,9 @@ from voicebridge.config import Settings
 from voicebridge.peers.twiml_client import parse_twiml
 
 
-def http(url: str, *, data: dict[str, str] | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+def http(
+    url: str, *, data: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     body = urlencode(data).encode() if data is not None else None
     req = urllib.request.Request(url, data=body, headers=headers or {})
     try:

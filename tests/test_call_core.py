@@ -9,7 +9,8 @@ import openai.types.realtime as ort
 import pydantic
 import pytest
 
-from voicebridge.core import realtime as rt, twilio as tw
+from voicebridge.core import realtime as rt
+from voicebridge.core import twilio as tw
 from voicebridge.core.call import (
     CallCore,
     EndCall,
@@ -33,8 +34,10 @@ def session(interrupt: bool = True, out: str = "audio/pcmu") -> dict:
     return {
         "type": "realtime",
         "audio": {
-            "input": {"format": {"type": "audio/pcmu"},
-                      "turn_detection": {"type": "server_vad", "interrupt_response": interrupt}},
+            "input": {
+                "format": {"type": "audio/pcmu"},
+                "turn_detection": {"type": "server_vad", "interrupt_response": interrupt},
+            },
             "output": {"format": {"type": out}},
         },
     }
@@ -56,8 +59,9 @@ def write_all(core: CallCore, actions: list, now: float) -> list[str]:
     return out
 
 
-def play_response(core: CallCore, chunks: int, now: float, resp: str = "resp_1",
-                  item: str = "item_1") -> list[str]:
+def play_response(
+    core: CallCore, chunks: int, now: float, resp: str = "resp_1", item: str = "item_1"
+) -> list[str]:
     core.receive_realtime(rt.ResponseCreated(resp), now)
     sent: list[str] = []
     for _ in range(chunks):
@@ -159,7 +163,9 @@ def test_no_cancel_once_the_response_is_done() -> None:
     core.receive_realtime(rt.ResponseDone("resp_1", "completed", None, None, []), 10.0)
     actions = core.receive_realtime(rt.SpeechStarted("u", 0), 100.0)
     assert not any("response.cancel" in a.text for a in actions if isinstance(a, SendUpstream))
-    assert any("conversation.item.truncate" in a.text for a in actions if isinstance(a, SendUpstream))
+    assert any(
+        "conversation.item.truncate" in a.text for a in actions if isinstance(a, SendUpstream)
+    )
 
 
 def test_no_truncate_when_everything_was_heard() -> None:

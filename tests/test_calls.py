@@ -13,7 +13,7 @@ import pytest
 
 from tests.servers import running_bridge
 from voicebridge.config import Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer
+from voicebridge.peers.fake_realtime import FakeRealtimeServer
 from voicebridge.peers.recording import load_recording, packaged_call
 from voicebridge.peers.twilio_emulator import EmulatedCall, Network, place_call
 
@@ -90,8 +90,9 @@ async def test_barge_in_on_a_slow_network(fake: FakeRealtimeServer, settings: Se
     """Talking over the model: clear at once, truncate at what was heard (±60 ms)."""
     net = Network(down_ms=60, up_ms=60, jitter_ms=20, playout_ms=60, seed=7)
     with running_bridge(settings) as bridge:
-        report = await place_call(bridge.webhook, packaged_call("interrupts"), network=net,
-                                  hangup_at_ms=7000)
+        report = await place_call(
+            bridge.webhook, packaged_call("interrupts"), network=net, hangup_at_ms=7000
+        )
         wait_until(lambda: fake.active == 0)
     [session] = fake.sessions
     assert len(session.truncations) == 1, session.truncations
@@ -103,10 +104,14 @@ async def test_barge_in_on_a_slow_network(fake: FakeRealtimeServer, settings: Se
     assert session.truncated and not session.errors_sent
     # Nothing of the interrupted answer reached the caller after the clear.
     [clear_at] = report.player.clears
-    assert not [c for c in report.player.chunks
-                if c.payload in set(item.deltas) and c.played > 0
-                and c.start + c.played > clear_at + 0.5]
-    late = [c for c in report.player.chunks if c.payload in set(item.deltas) and c.arrived > clear_at]
+    assert not [
+        c
+        for c in report.player.chunks
+        if c.payload in set(item.deltas) and c.played > 0 and c.start + c.played > clear_at + 0.5
+    ]
+    late = [
+        c for c in report.player.chunks if c.payload in set(item.deltas) and c.arrived > clear_at
+    ]
     assert late == []
     assert report.violations == []
     assert_protocol_clean(fake)
@@ -119,8 +124,7 @@ async def test_hang_up_closes_upstream_within_a_second(
 ) -> None:
     """Twilio's stop closes the upstream socket within 1 s."""
     with running_bridge(settings) as bridge:
-        report = await place_call(bridge.webhook, packaged_call("interrupts"),
-                                  hangup_at_ms=1500)
+        report = await place_call(bridge.webhook, packaged_call("interrupts"), hangup_at_ms=1500)
         wait_until(lambda: fake.active == 0)
     [session] = fake.sessions
     assert report.stop_sent_at is not None and session.closed_at is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -24,15 +25,32 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def voicebridge(*args: str, env: dict[str, str], cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "voicebridge", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+def voicebridge(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "voicebridge", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
@@ -53,8 +71,7 @@ def test_dotenv_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("PUBLIC_URL=wss://wrong.example.com\n")
     result = voicebridge("serve", env=clean_env(), cwd=tmp_path)
     assert result.returncode == 2 and "PUBLIC_URL" in result.stderr
-    result = voicebridge("serve", env=clean_env(PUBLIC_URL="https://ok.example.com"),
-                         cwd=tmp_path)
+    result = voicebridge("serve", env=clean_env(PUBLIC_URL="https://ok.example.com"), cwd=tmp_path)
     assert "PUBLIC_URL" not in result.stderr and "OPENAI_API_KEY" in result.stderr
 
 
@@ -62,27 +79,29 @@ async def test_serve_with_fake_upstream_answers_a_call(tmp_path: Path) -> None:
     """`voicebridge serve --fake-upstream` serves a whole call, then stops on SIGTERM."""
     port = free_port()
     env = clean_env(PORT=str(port), HOST="127.0.0.1", OPENAI_API_KEY="sk-test-secret-value")
-    proc = subprocess.Popen([sys.executable, "-m", "voicebridge", "serve", "--fake-upstream"],
-                            env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before the call)
+        [sys.executable, "-m", "voicebridge", "serve", "--fake-upstream"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=1) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-                time.sleep(0.1)
-        report = await place_call(base + "/twilio/stream", packaged_call("books_a_table"),
-                                  speed=5.0, tail_ms=1500)
+        while not await asyncio.to_thread(healthy, base + "/healthz"):
+            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+            await asyncio.sleep(0.1)
+        report = await place_call(
+            base + "/twilio/stream", packaged_call("books_a_table"), speed=5.0, tail_ms=1500
+        )
         assert report.closed_by == "caller" and report.violations == []
         assert report.player.heard_ms() > 500
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=15)
     assert proc.returncode == 0
     assert "call ended" in out and "outcome=ok" in out
     assert "sk-test-secret-value" not in out

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from voicebridge.config import DEFAULT_FAILURE_SAY, DEFAULT_INSTRUCTIONS, Secret, Settings, load_environ
+from voicebridge.config import (
+    DEFAULT_FAILURE_SAY,
+    DEFAULT_INSTRUCTIONS,
+    Secret,
+    Settings,
+    load_environ,
+)
 from voicebridge.errors import ConfigError
 
 KEY = "sk-proj-THIS-MUST-NEVER-BE-PRINTED-1234"
@@ -19,8 +25,11 @@ KEY = "sk-proj-THIS-MUST-NEVER-BE-PRINTED-1234"
 # Every variable Settings.from_env reads: (value to set, attribute, expected attribute value).
 ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "OPENAI_API_KEY": (f"  {KEY} ", "openai_api_key", Secret(KEY)),
-    "REALTIME_URL": ("ws://127.0.0.1:9000/v1/realtime", "realtime_url",
-                     "ws://127.0.0.1:9000/v1/realtime"),
+    "REALTIME_URL": (
+        "ws://127.0.0.1:9000/v1/realtime",
+        "realtime_url",
+        "ws://127.0.0.1:9000/v1/realtime",
+    ),
     "REALTIME_MODEL": ("gpt-realtime-2", "realtime_model", "gpt-realtime-2"),
     "VOICE": ("cedar", "voice", "cedar"),
     "INSTRUCTIONS": ("Talk like a pirate.", "instructions", "Talk like a pirate."),
@@ -91,10 +100,17 @@ def test_each_variable_is_read(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("PORT", "http"), ("PORT", "80.5"), ("PORT", "0"), ("PORT", "-1"), ("PORT", "65536"),
-        ("START_TIMEOUT", "-1"), ("START_TIMEOUT", "0"), ("START_TIMEOUT", "soon"),
+        ("PORT", "http"),
+        ("PORT", "80.5"),
+        ("PORT", "0"),
+        ("PORT", "-1"),
+        ("PORT", "65536"),
+        ("START_TIMEOUT", "-1"),
+        ("START_TIMEOUT", "0"),
+        ("START_TIMEOUT", "soon"),
         ("UPSTREAM_CONNECT_TIMEOUT", "-0.5"),
-        ("CALLER_QUEUE_FRAMES", "-3"), ("PLAYBACK_QUEUE_CHUNKS", "1.5"),
+        ("CALLER_QUEUE_FRAMES", "-3"),
+        ("PLAYBACK_QUEUE_CHUNKS", "1.5"),
         ("REALTIME_URL", "http://api.openai.com/v1/realtime"),
         ("REALTIME_URL", "https://api.openai.com/v1/realtime"),
         ("REALTIME_URL", "wss:///v1/realtime"),
@@ -122,8 +138,13 @@ def test_nan_timeout_is_rejected(name: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["http://localhost:8000", "http://127.0.0.1:8000", "http://[::1]:8000",
-     "https://voice.example.com", "https://example.com/prefix"],
+    [
+        "http://localhost:8000",
+        "http://127.0.0.1:8000",
+        "http://[::1]:8000",
+        "https://voice.example.com",
+        "https://example.com/prefix",
+    ],
 )
 def test_public_url_allowed(value: str) -> None:
     """https URLs, and http only on the local host, are accepted as PUBLIC_URL."""
@@ -179,8 +200,12 @@ def test_check_can_serve_accepts_a_key_for_openai() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["ws://127.0.0.1:9000/v1/realtime", "wss://realtime.example.net/v1/realtime",
-            "wss://notopenai.com/v1/realtime"],
+    "url",
+    [
+        "ws://127.0.0.1:9000/v1/realtime",
+        "wss://realtime.example.net/v1/realtime",
+        "wss://notopenai.com/v1/realtime",
+    ],
 )
 def test_check_can_serve_allows_empty_key_elsewhere(url: str) -> None:
     """An empty key is fine when the upstream is not OpenAI (a fake or a proxy)."""
@@ -193,7 +218,7 @@ def test_check_can_serve_allows_empty_key_elsewhere(url: str) -> None:
 def test_secret_never_shows_its_value() -> None:
     """A Secret's repr, str, f-string, %-format and str.format hide the value; reveal() returns it."""
     s = Secret(KEY)
-    shown = [repr(s), str(s), f"{s}", f"{s!r}", "%s" % s, "%r" % (s,), "{}".format(s), str([s])]  # noqa: UP031
+    shown = [repr(s), str(s), f"{s}", f"{s!r}", "%s" % s, "%r" % (s,), f"{s}", str([s])]  # noqa: UP031
     assert all(KEY not in text for text in shown)
     assert all("****" in text for text in shown)
     assert s.reveal() == KEY
@@ -219,7 +244,9 @@ def test_load_environ_reads_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.Mo
     """Values from a .env file appear in the merged environment without touching os.environ."""
     monkeypatch.delenv("VB_TEST_FROM_FILE", raising=False)
     env = tmp_path / ".env"
-    env.write_text('VB_TEST_FROM_FILE="hello world"\n# comment\nVB_TEST_OTHER=1\n', encoding="utf-8")
+    env.write_text(
+        'VB_TEST_FROM_FILE="hello world"\n# comment\nVB_TEST_OTHER=1\n', encoding="utf-8"
+    )
     merged = load_environ(env)
     assert merged["VB_TEST_FROM_FILE"] == "hello world"
     assert merged["VB_TEST_OTHER"] == "1"

@@ -94,8 +94,9 @@ def test_probe_measures_round_trip() -> None:
 
 def test_no_network_is_exact() -> None:
     """With no delay, the estimate equals what was played."""
-    est, real, item = simulate(down=0, up=0, playout=0, jitter=0, barge_at=1750,
-                               runs=[(500, 30)], seed=1)
+    est, real, item = simulate(
+        down=0, up=0, playout=0, jitter=0, barge_at=1750, runs=[(500, 30)], seed=1
+    )
     assert item == "item0"
     assert real == pytest.approx(1250, abs=1)
     assert est == pytest.approx(real, abs=1)
@@ -105,8 +106,9 @@ def test_no_network_is_exact() -> None:
 @pytest.mark.parametrize("barge_at", [900, 1400, 2300, 3100])
 def test_estimate_within_jitter_on_a_slow_network(seed: int, barge_at: float) -> None:
     """60 ms each way, 20 ms jitter, 60 ms playout: the error stays near the jitter."""
-    est, real, item = simulate(down=60, up=60, playout=60, jitter=20, barge_at=barge_at,
-                               runs=[(500, 30)], seed=seed)
+    est, real, item = simulate(
+        down=60, up=60, playout=60, jitter=20, barge_at=barge_at, runs=[(500, 30)], seed=seed
+    )
     assert item == "item0"
     assert abs(est - real) <= 45, (est, real)
 
@@ -114,16 +116,24 @@ def test_estimate_within_jitter_on_a_slow_network(seed: int, barge_at: float) ->
 @pytest.mark.parametrize("seed", range(8))
 def test_new_run_after_the_buffer_ran_dry(seed: int) -> None:
     """A second response after silence is projected from its own start, not the first's."""
-    est, real, item = simulate(down=60, up=60, playout=60, jitter=20, barge_at=6650,
-                               runs=[(500, 10), (6000, 30)], seed=seed)
+    est, real, item = simulate(
+        down=60,
+        up=60,
+        playout=60,
+        jitter=20,
+        barge_at=6650,
+        runs=[(500, 10), (6000, 30)],
+        seed=seed,
+    )
     assert item == "item1"
     assert abs(est - real) <= 60, (est, real)
 
 
 def test_elapsed_time_alone_would_overcount() -> None:
     """The naive 'time since first delta' is far off where the estimator is not."""
-    est, real, _ = simulate(down=60, up=60, playout=60, jitter=0, barge_at=2000,
-                            runs=[(500, 30)], seed=0)
+    est, real, _ = simulate(
+        down=60, up=60, playout=60, jitter=0, barge_at=2000, runs=[(500, 30)], seed=0
+    )
     naive = 2000 - 500
     assert abs(naive - real) >= 50  # off by Twilio's playout delay
     assert abs(est - real) <= 5

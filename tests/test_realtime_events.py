@@ -47,8 +47,14 @@ SERVER = TypeAdapter(RealtimeServerEvent)
 
 # Keys of the retired beta session shape (PROTOCOLS.md B.2, "Beta to GA mapping").
 BETA_SESSION_KEYS = {
-    "modalities", "input_audio_format", "output_audio_format", "voice", "turn_detection",
-    "input_audio_transcription", "input_audio_noise_reduction", "temperature",
+    "modalities",
+    "input_audio_format",
+    "output_audio_format",
+    "voice",
+    "turn_detection",
+    "input_audio_transcription",
+    "input_audio_noise_reduction",
+    "temperature",
     "max_response_output_tokens",
 }
 
@@ -134,10 +140,15 @@ def test_append_audio_is_valid_and_passes_audio_through() -> None:
 
 def test_truncate_item_is_valid_with_content_index_zero() -> None:
     """conversation.item.truncate validates with the item, content_index 0 and the end in ms."""
-    event = valid_client_event(truncate_item("item_1", 1500, "evt_5"), ConversationItemTruncateEvent)
+    event = valid_client_event(
+        truncate_item("item_1", 1500, "evt_5"), ConversationItemTruncateEvent
+    )
     assert event == {
-        "type": "conversation.item.truncate", "event_id": "evt_5",
-        "item_id": "item_1", "content_index": 0, "audio_end_ms": 1500,
+        "type": "conversation.item.truncate",
+        "event_id": "evt_5",
+        "item_id": "item_1",
+        "content_index": 0,
+        "audio_end_ms": 1500,
     }
 
 
@@ -163,7 +174,8 @@ def test_response_create_with_instructions() -> None:
     """response.create with instructions validates and puts them under response.instructions."""
     event = valid_client_event(response_create("evt_9", "Greet the caller."), ResponseCreateEvent)
     assert event == {
-        "type": "response.create", "event_id": "evt_9",
+        "type": "response.create",
+        "event_id": "evt_9",
         "response": {"instructions": "Greet the caller."},
     }
 
@@ -181,8 +193,12 @@ SESSION: dict[str, Any] = {
             "transcription": None,
             "noise_reduction": None,
             "turn_detection": {
-                "type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
-                "silence_duration_ms": 500, "create_response": True, "interrupt_response": True,
+                "type": "server_vad",
+                "threshold": 0.5,
+                "prefix_padding_ms": 300,
+                "silence_duration_ms": 500,
+                "create_response": True,
+                "interrupt_response": True,
                 "idle_timeout_ms": None,
             },
         },
@@ -197,13 +213,20 @@ SESSION: dict[str, Any] = {
 }
 
 USAGE = {
-    "total_tokens": 120, "input_tokens": 100, "output_tokens": 20,
+    "total_tokens": 120,
+    "input_tokens": 100,
+    "output_tokens": 20,
     "input_token_details": {"cached_tokens": 0, "text_tokens": 40, "audio_tokens": 60},
     "output_token_details": {"text_tokens": 5, "audio_tokens": 15},
 }
 FUNCTION_CALL = {
-    "id": "item_9", "type": "function_call", "object": "realtime.item", "status": "completed",
-    "name": "transfer_call", "call_id": "call_1", "arguments": '{"reason":"asked"}',
+    "id": "item_9",
+    "type": "function_call",
+    "object": "realtime.item",
+    "status": "completed",
+    "name": "transfer_call",
+    "call_id": "call_1",
+    "arguments": '{"reason":"asked"}',
 }
 STATUS_DETAILS = {"type": "cancelled", "reason": "turn_detected"}
 
@@ -221,43 +244,63 @@ SERVER_EVENTS: list[tuple[str, dict[str, Any], object]] = [
     (
         "audio.delta",
         {
-            "type": "response.output_audio.delta", "event_id": "event_2", "response_id": "resp_1",
-            "item_id": "item_1", "output_index": 0, "content_index": 0, "delta": "//79/A==",
+            "type": "response.output_audio.delta",
+            "event_id": "event_2",
+            "response_id": "resp_1",
+            "item_id": "item_1",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": "//79/A==",
         },
         AudioDelta(response_id="resp_1", item_id="item_1", delta="//79/A=="),
     ),
     (
         "audio.done",
         {
-            "type": "response.output_audio.done", "event_id": "event_3", "response_id": "resp_1",
-            "item_id": "item_1", "output_index": 0, "content_index": 0,
+            "type": "response.output_audio.done",
+            "event_id": "event_3",
+            "response_id": "resp_1",
+            "item_id": "item_1",
+            "output_index": 0,
+            "content_index": 0,
         },
         AudioDone(response_id="resp_1", item_id="item_1"),
     ),
     (
         "speech_started",
         {
-            "type": "input_audio_buffer.speech_started", "event_id": "event_4",
-            "audio_start_ms": 1234, "item_id": "item_2",
+            "type": "input_audio_buffer.speech_started",
+            "event_id": "event_4",
+            "audio_start_ms": 1234,
+            "item_id": "item_2",
         },
         SpeechStarted(item_id="item_2", audio_start_ms=1234),
     ),
     (
         "speech_stopped",
         {
-            "type": "input_audio_buffer.speech_stopped", "event_id": "event_5",
-            "audio_end_ms": 2345, "item_id": "item_2",
+            "type": "input_audio_buffer.speech_stopped",
+            "event_id": "event_5",
+            "audio_end_ms": 2345,
+            "item_id": "item_2",
         },
         SpeechStopped(item_id="item_2", audio_end_ms=2345),
     ),
     (
         "response.created",
         {
-            "type": "response.created", "event_id": "event_6",
+            "type": "response.created",
+            "event_id": "event_6",
             "response": {
-                "id": "resp_1", "object": "realtime.response", "status": "in_progress",
-                "status_details": None, "output": [], "usage": None, "conversation_id": "conv_1",
-                "output_modalities": ["audio"], "max_output_tokens": "inf",
+                "id": "resp_1",
+                "object": "realtime.response",
+                "status": "in_progress",
+                "status_details": None,
+                "output": [],
+                "usage": None,
+                "conversation_id": "conv_1",
+                "output_modalities": ["audio"],
+                "max_output_tokens": "inf",
                 "audio": {"output": {"format": {"type": "audio/pcmu"}, "voice": "marin"}},
                 "metadata": None,
             },
@@ -267,66 +310,98 @@ SERVER_EVENTS: list[tuple[str, dict[str, Any], object]] = [
     (
         "response.done-cancelled",
         {
-            "type": "response.done", "event_id": "event_7",
+            "type": "response.done",
+            "event_id": "event_7",
             "response": {
-                "id": "resp_1", "object": "realtime.response", "status": "cancelled",
-                "status_details": STATUS_DETAILS, "output": [FUNCTION_CALL], "usage": USAGE,
+                "id": "resp_1",
+                "object": "realtime.response",
+                "status": "cancelled",
+                "status_details": STATUS_DETAILS,
+                "output": [FUNCTION_CALL],
+                "usage": USAGE,
                 "conversation_id": "conv_1",
             },
         },
         ResponseDone(
-            response_id="resp_1", status="cancelled", status_details=STATUS_DETAILS,
-            usage=USAGE, output=[FUNCTION_CALL],
+            response_id="resp_1",
+            status="cancelled",
+            status_details=STATUS_DETAILS,
+            usage=USAGE,
+            output=[FUNCTION_CALL],
         ),
     ),
     (
         "response.done-completed-minimal",
         {
-            "type": "response.done", "event_id": "event_8",
-            "response": {"id": "resp_2", "object": "realtime.response", "status": "completed",
-                         "status_details": None, "output": [], "usage": None},
+            "type": "response.done",
+            "event_id": "event_8",
+            "response": {
+                "id": "resp_2",
+                "object": "realtime.response",
+                "status": "completed",
+                "status_details": None,
+                "output": [],
+                "usage": None,
+            },
         },
-        ResponseDone(response_id="resp_2", status="completed", status_details=None, usage=None,
-                     output=[]),
+        ResponseDone(
+            response_id="resp_2", status="completed", status_details=None, usage=None, output=[]
+        ),
     ),
     (
         "error",
         {
-            "type": "error", "event_id": "event_9",
+            "type": "error",
+            "event_id": "event_9",
             "error": {
-                "type": "invalid_request_error", "code": "response_cancel_not_active",
-                "message": "Cancellation failed: no active response found", "param": None,
+                "type": "invalid_request_error",
+                "code": "response_cancel_not_active",
+                "message": "Cancellation failed: no active response found",
+                "param": None,
                 "event_id": "cancel_1",
             },
         },
         ErrorEvent(
-            type="invalid_request_error", code="response_cancel_not_active",
-            message="Cancellation failed: no active response found", param=None,
+            type="invalid_request_error",
+            code="response_cancel_not_active",
+            message="Cancellation failed: no active response found",
+            param=None,
             event_id="cancel_1",
         ),
     ),
     (
         "error-with-param-no-code",
         {
-            "type": "error", "event_id": "event_10",
-            "error": {"type": "invalid_request_error", "code": None, "message": "bad type",
-                      "param": "type", "event_id": None},
+            "type": "error",
+            "event_id": "event_10",
+            "error": {
+                "type": "invalid_request_error",
+                "code": None,
+                "message": "bad type",
+                "param": "type",
+                "event_id": None,
+            },
         },
-        ErrorEvent(type="invalid_request_error", code=None, message="bad type", param="type",
-                   event_id=None),
+        ErrorEvent(
+            type="invalid_request_error", code=None, message="bad type", param="type", event_id=None
+        ),
     ),
     (
         "item.truncated",
         {
-            "type": "conversation.item.truncated", "event_id": "event_11", "item_id": "item_1",
-            "content_index": 0, "audio_end_ms": 1500,
+            "type": "conversation.item.truncated",
+            "event_id": "event_11",
+            "item_id": "item_1",
+            "content_index": 0,
+            "audio_end_ms": 1500,
         },
         ItemTruncated(item_id="item_1", audio_end_ms=1500),
     ),
     (
         "rate_limits.updated",
         {
-            "type": "rate_limits.updated", "event_id": "event_12",
+            "type": "rate_limits.updated",
+            "event_id": "event_12",
             "rate_limits": [
                 {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 0.06},
                 {"name": "tokens", "limit": 40000, "remaining": 39000, "reset_seconds": 1.5},
@@ -337,8 +412,12 @@ SERVER_EVENTS: list[tuple[str, dict[str, Any], object]] = [
     (
         "transcript.delta",
         {
-            "type": "response.output_audio_transcript.delta", "event_id": "event_13",
-            "response_id": "resp_1", "item_id": "item_1", "output_index": 0, "content_index": 0,
+            "type": "response.output_audio_transcript.delta",
+            "event_id": "event_13",
+            "response_id": "resp_1",
+            "item_id": "item_1",
+            "output_index": 0,
+            "content_index": 0,
             "delta": "Hel",
         },
         Other(type="response.output_audio_transcript.delta"),
@@ -351,7 +430,9 @@ SERVER_EVENTS: list[tuple[str, dict[str, Any], object]] = [
     [(e, x) for _, e, x in SERVER_EVENTS],
     ids=[name for name, _, _ in SERVER_EVENTS],
 )
-def test_sample_server_event_is_valid_against_the_sdk(event: dict[str, Any], expected: object) -> None:
+def test_sample_server_event_is_valid_against_the_sdk(
+    event: dict[str, Any], expected: object
+) -> None:
     """Each sample server event validates as the SDK's event of the same type, with no undeclared fields."""
     model = SERVER.validate_json(json.dumps(event))
     assert getattr(model, "type") == event["type"]  # noqa: B009
@@ -363,7 +444,9 @@ def test_sample_server_event_is_valid_against_the_sdk(event: dict[str, Any], exp
     [(e, x) for _, e, x in SERVER_EVENTS],
     ids=[name for name, _, _ in SERVER_EVENTS],
 )
-def test_parse_realtime_returns_the_right_dataclass(event: dict[str, Any], expected: object) -> None:
+def test_parse_realtime_returns_the_right_dataclass(
+    event: dict[str, Any], expected: object
+) -> None:
     """parse_realtime turns each valid server event into its dataclass with the right fields."""
     parsed = parse_realtime(json.dumps(event))
     assert type(parsed) is type(expected)
@@ -378,7 +461,9 @@ def test_parse_realtime_accepts_bytes() -> None:
 
 def test_unknown_event_type_is_other() -> None:
     """A type voicebridge does not know (even a future one) comes back as Other with that type."""
-    assert parse_realtime('{"type":"response.brand_new_thing","x":1}') == Other("response.brand_new_thing")
+    assert parse_realtime('{"type":"response.brand_new_thing","x":1}') == Other(
+        "response.brand_new_thing"
+    )
 
 
 def drop(event: dict[str, Any], *path: str) -> dict[str, Any]:
@@ -425,10 +510,24 @@ EV = {name: event for name, event, _ in SERVER_EVENTS}
         (json.dumps(replace(EV["session.created"], None, "session")), "bad_shape"),
     ],
     ids=[
-        "not-json", "bad-utf8", "array", "number", "no-type", "type-not-string",
-        "delta-missing", "delta-item-missing", "delta-response-id-int", "started-item-missing",
-        "started-ms-string", "started-ms-bool", "stopped-ms-missing", "created-no-response",
-        "done-no-id", "error-not-object", "truncated-ms-missing", "session-null",
+        "not-json",
+        "bad-utf8",
+        "array",
+        "number",
+        "no-type",
+        "type-not-string",
+        "delta-missing",
+        "delta-item-missing",
+        "delta-response-id-int",
+        "started-item-missing",
+        "started-ms-string",
+        "started-ms-bool",
+        "stopped-ms-missing",
+        "created-no-response",
+        "done-no-id",
+        "error-not-object",
+        "truncated-ms-missing",
+        "session-null",
     ],
 )
 def test_malformed_server_events_raise_protocol_error(text: str | bytes, reason: str) -> None:
@@ -454,8 +553,13 @@ def test_session_audio_formats_reads_input_and_output() -> None:
 
 @pytest.mark.parametrize(
     "session",
-    [{}, {"type": "realtime"}, {"audio": None}, {"audio": {"input": {}, "output": "x"}},
-     {"audio": {"input": {"format": {"type": 7}}}}],
+    [
+        {},
+        {"type": "realtime"},
+        {"audio": None},
+        {"audio": {"input": {}, "output": "x"}},
+        {"audio": {"input": {"format": {"type": 7}}}},
+    ],
     ids=["empty", "no-audio", "audio-null", "no-format", "format-type-not-str"],
 )
 def test_session_audio_formats_missing_is_none(session: dict[str, Any]) -> None:
@@ -483,8 +587,15 @@ def test_session_update_round_trips_through_session_inspection() -> None:
         ({"type": "realtime"}, False),
         ({"type": "realtime", "audio": {"output": {"voice": "marin"}}}, False),
     ],
-    ids=["server-vad-true", "interrupt-false", "semantic-vad-default", "server-vad-default",
-         "turn-detection-null", "no-audio", "no-input"],
+    ids=[
+        "server-vad-true",
+        "interrupt-false",
+        "semantic-vad-default",
+        "server-vad-default",
+        "turn-detection-null",
+        "no-audio",
+        "no-input",
+    ],
 )
 def test_session_interrupts_response(session: dict[str, Any], expected: bool) -> None:
     """The server cancels on barge-in only with turn detection on and interrupt_response not false."""

@@ -24,7 +24,9 @@ def test_load_real_call_jsonl() -> None:
     assert len(rec.payloads) == 616
     assert rec.duration_ms == pytest.approx(12_320)
     assert [m["event"] for m in (rec.messages[0], rec.messages[1], rec.messages[-1])] == [
-        "connected", "start", "stop"
+        "connected",
+        "start",
+        "stop",
     ]
     assert rec.payloads[0] == rec.messages[2]["media"]["payload"]
 
@@ -48,7 +50,9 @@ def test_load_jsonl_skips_blank_lines(tmp_path: Path) -> None:
     assert load_recording(path).messages == tuple(json.loads(line) for line in lines)
 
 
-@pytest.mark.parametrize("content", ['[{"event": "media"}, 3]', '["a"]', '{"event": "stop"}\n[1]\n'])
+@pytest.mark.parametrize(
+    "content", ['[{"event": "media"}, 3]', '["a"]', '{"event": "stop"}\n[1]\n']
+)
 def test_load_rejects_non_message_lists(tmp_path: Path, content: str) -> None:
     """A file whose items are not JSON objects raises ValueError."""
     path = tmp_path / "bad.jsonl"
@@ -104,7 +108,11 @@ def test_segments_merge_across_short_gaps_and_split_on_long_ones() -> None:
     frames = [SILENCE] * 5 + [LOUD] * 10 + [SILENCE] * 5 + [LOUD] * 5 + [SILENCE] * 30 + [LOUD] * 3
     # loud 100-300, gap 100 ms, loud 400-500, gap 600 ms, loud 1100-1160
     assert speech_segments(frames, min_gap_ms=400) == [(100.0, 500.0), (1100.0, 1160.0)]
-    assert speech_segments(frames, min_gap_ms=100) == [(100.0, 300.0), (400.0, 500.0), (1100.0, 1160.0)]
+    assert speech_segments(frames, min_gap_ms=100) == [
+        (100.0, 300.0),
+        (400.0, 500.0),
+        (1100.0, 1160.0),
+    ]
 
 
 def test_threshold_decides_what_is_voiced() -> None:

@@ -124,7 +124,9 @@ def test_start_media_format_numbers_as_ints_or_strings(sample_rate: Any, channel
             "streamSid": DOC_SID,
             "callSid": "CA1",
             "mediaFormat": {
-                "encoding": "audio/x-mulaw", "sampleRate": sample_rate, "channels": channels
+                "encoding": "audio/x-mulaw",
+                "sampleRate": sample_rate,
+                "channels": channels,
             },
         },
     }
@@ -136,7 +138,9 @@ def test_start_media_format_numbers_as_ints_or_strings(sample_rate: Any, channel
 def test_documented_dtmf_parses_to_digit() -> None:
     """A ``dtmf`` message yields the pressed digit and the stream SID."""
     msg = {
-        "event": "dtmf", "streamSid": DOC_SID, "sequenceNumber": "5",
+        "event": "dtmf",
+        "streamSid": DOC_SID,
+        "sequenceNumber": "5",
         "dtmf": {"track": "inbound_track", "digit": "#"},
     }
     assert parse_twilio(json.dumps(msg)) == Dtmf(stream_sid=DOC_SID, digit="#")
@@ -144,18 +148,28 @@ def test_documented_dtmf_parses_to_digit() -> None:
 
 def test_documented_mark_echo_parses_to_name() -> None:
     """A ``mark`` echo yields the mark name exactly as sent, spaces included."""
-    msg = {"event": "mark", "sequenceNumber": "4", "streamSid": DOC_SID, "mark": {"name": "my label"}}
+    msg = {
+        "event": "mark",
+        "sequenceNumber": "4",
+        "streamSid": DOC_SID,
+        "mark": {"name": "my label"},
+    }
     assert parse_twilio(json.dumps(msg)) == Mark(stream_sid=DOC_SID, name="my label")
 
 
-@pytest.mark.parametrize(
-    ("timestamp", "chunk"), [("5", "2"), (5, 2)], ids=["strings", "ints"]
-)
+@pytest.mark.parametrize(("timestamp", "chunk"), [("5", "2"), (5, 2)], ids=["strings", "ints"])
 def test_media_numbers_as_strings_or_ints(timestamp: Any, chunk: Any) -> None:
     """``media.timestamp`` and ``media.chunk`` parse to the same ints from strings or numbers."""
     msg = {
-        "event": "media", "sequenceNumber": "4", "streamSid": DOC_SID,
-        "media": {"track": "inbound", "chunk": chunk, "timestamp": timestamp, "payload": "no+JhoaJjpzS"},
+        "event": "media",
+        "sequenceNumber": "4",
+        "streamSid": DOC_SID,
+        "media": {
+            "track": "inbound",
+            "chunk": chunk,
+            "timestamp": timestamp,
+            "payload": "no+JhoaJjpzS",
+        },
     }
     assert parse_twilio(json.dumps(msg)) == Media(
         stream_sid=DOC_SID, timestamp_ms=5, payload="no+JhoaJjpzS", chunk=2
@@ -171,7 +185,8 @@ def test_unknown_event_is_returned_as_unknown(event: str) -> None:
 # -- inbound: errors ------------------------------------------------------------------
 
 MEDIA_OK: dict[str, Any] = {
-    "event": "media", "streamSid": DOC_SID,
+    "event": "media",
+    "streamSid": DOC_SID,
     "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "AAAA"},
 }
 
@@ -204,10 +219,24 @@ def media_with(**fields: Any) -> str:
         (json.dumps({"event": "start", "streamSid": DOC_SID}), "bad_shape"),
     ],
     ids=[
-        "not-json", "empty", "bad-utf8", "json-array", "array-of-events", "json-string",
-        "missing-media", "media-not-object", "payload-int", "payload-null",
-        "timestamp-not-numeric", "timestamp-bool", "timestamp-null", "no-event-key",
-        "event-null", "event-int", "mark-without-mark-object", "stop-without-sid",
+        "not-json",
+        "empty",
+        "bad-utf8",
+        "json-array",
+        "array-of-events",
+        "json-string",
+        "missing-media",
+        "media-not-object",
+        "payload-int",
+        "payload-null",
+        "timestamp-not-numeric",
+        "timestamp-bool",
+        "timestamp-null",
+        "no-event-key",
+        "event-null",
+        "event-int",
+        "mark-without-mark-object",
+        "stop-without-sid",
         "start-without-start-object",
     ],
 )
@@ -279,7 +308,11 @@ def test_builders_escape_odd_characters_and_round_trip() -> None:
 
 def test_builders_produce_one_line_text_frames() -> None:
     """Built messages contain no raw newline even when a name holds one."""
-    for text in (media_message("MZ\n1", "A\nB"), mark_message("MZ\n1", "a\nb"), clear_message("MZ\n1")):
+    for text in (
+        media_message("MZ\n1", "A\nB"),
+        mark_message("MZ\n1", "a\nb"),
+        clear_message("MZ\n1"),
+    ):
         assert "\n" not in text and "\r" not in text
 
 

@@ -13,7 +13,7 @@ from voicebridge.peers.twiml_client import TwiML, parse_twiml
 
 URL = "wss://voice.example.com/realtime"
 ODD_VALUES = {
-    "From": '+1415 "quoted" & <angle> \'single\'',
+    "From": "+1415 \"quoted\" & <angle> 'single'",
     "To": "a&b<c>d\"e'f",
     "Note": "tab\there ü 😀",
 }
@@ -41,7 +41,9 @@ def test_stream_url_maps_scheme_and_keeps_prefix(base: str, expected: str) -> No
 
 def test_stream_url_custom_path() -> None:
     """A custom socket path is appended to the base."""
-    assert stream_url("https://example.com/p/", "/media-stream") == "wss://example.com/p/media-stream"
+    assert (
+        stream_url("https://example.com/p/", "/media-stream") == "wss://example.com/p/media-stream"
+    )
 
 
 def test_stream_url_maps_an_upper_case_https_scheme() -> None:
@@ -163,8 +165,12 @@ def test_parse_twiml_without_welcome_has_no_says_before() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["not xml at all", "<Response><Say>unclosed</Response>", "<Other/>",
-     "<Response><Connect></Connect></Response>"],
+    [
+        "not xml at all",
+        "<Response><Say>unclosed</Response>",
+        "<Other/>",
+        "<Response><Connect></Connect></Response>",
+    ],
     ids=["not-xml", "broken-xml", "wrong-root", "connect-without-stream"],
 )
 def test_parse_twiml_rejects_non_twiml(text: str) -> None:

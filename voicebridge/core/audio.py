@@ -11,7 +11,7 @@ import warnings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop  # noqa: F401  (re-exported for the rest of the package)
+    import audioop
 
 __all__ = [
     "ULAW_BYTES_PER_MS",

@@ -25,7 +25,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from voicebridge.core import realtime as rt, twilio as tw
+from voicebridge.core import realtime as rt
+from voicebridge.core import twilio as tw
 from voicebridge.core.audio import b64_decoded_len
 from voicebridge.core.playback import PlaybackTracker
 

@@ -188,15 +188,26 @@ class Other:
 
 
 RealtimeEvent = (
-    SessionCreated | SessionUpdated | SpeechStarted | SpeechStopped | ResponseCreated
-    | AudioDelta | AudioDone | ResponseDone | ErrorEvent | ItemTruncated | Other
+    SessionCreated
+    | SessionUpdated
+    | SpeechStarted
+    | SpeechStopped
+    | ResponseCreated
+    | AudioDelta
+    | AudioDone
+    | ResponseDone
+    | ErrorEvent
+    | ItemTruncated
+    | Other
 )
 
 
 def _s(ev: dict[str, Any], key: str) -> str:
     value = ev.get(key)
     if not isinstance(value, str):
-        raise RealtimeProtocolError("bad_shape", f"{ev.get('type')!r} field {key!r} is not a string")
+        raise RealtimeProtocolError(
+            "bad_shape", f"{ev.get('type')!r} field {key!r} is not a string"
+        )
     return value
 
 
@@ -210,7 +221,9 @@ def _i(ev: dict[str, Any], key: str) -> int:
 def _d(ev: dict[str, Any], key: str) -> dict[str, Any]:
     value = ev.get(key)
     if not isinstance(value, dict):
-        raise RealtimeProtocolError("bad_shape", f"{ev.get('type')!r} field {key!r} is not an object")
+        raise RealtimeProtocolError(
+            "bad_shape", f"{ev.get('type')!r} field {key!r} is not an object"
+        )
     return value
 
 

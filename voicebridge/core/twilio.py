@@ -102,9 +102,7 @@ def _int(obj: dict[str, Any], key: str, event: str) -> int:
     try:
         return int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise TwilioProtocolError(
-            "bad_shape", f"{event!r} field {key!r} is not a number"
-        ) from None
+        raise TwilioProtocolError("bad_shape", f"{event!r} field {key!r} is not a number") from None
 
 
 def parse_twilio(text: str | bytes) -> TwilioEvent:
@@ -168,16 +166,22 @@ def parse_twilio(text: str | bytes) -> TwilioEvent:
 def media_message(stream_sid: str, payload_b64: str) -> str:
     """``media``: audio for the caller, base64 μ-law 8 kHz, no file header."""
     return (
-        '{"event":"media","streamSid":' + json.dumps(stream_sid)
-        + ',"media":{"payload":' + json.dumps(payload_b64) + "}}"
+        '{"event":"media","streamSid":'
+        + json.dumps(stream_sid)
+        + ',"media":{"payload":'
+        + json.dumps(payload_b64)
+        + "}}"
     )
 
 
 def mark_message(stream_sid: str, name: str) -> str:
     """``mark``: Twilio echoes it when playback reaches this point, or at once if idle."""
     return (
-        '{"event":"mark","streamSid":' + json.dumps(stream_sid)
-        + ',"mark":{"name":' + json.dumps(name) + "}}"
+        '{"event":"mark","streamSid":'
+        + json.dumps(stream_sid)
+        + ',"mark":{"name":'
+        + json.dumps(name)
+        + "}}"
     )
 
 

@@ -30,8 +30,9 @@ def _recording(name: str) -> Recording:
 
 async def run_demo(settings: Settings, call: str, wav: str, network_ms: float) -> int:
     recording = _recording(call)
-    net = Network(down_ms=network_ms, up_ms=network_ms, jitter_ms=network_ms / 4,
-                  playout_ms=60.0, seed=1)
+    net = Network(
+        down_ms=network_ms, up_ms=network_ms, jitter_ms=network_ms / 4, playout_ms=60.0, seed=1
+    )
     async with FakeRealtimeServer(FakeRealtimeOptions()) as fake:
         settings = dataclasses.replace(settings, realtime_url=fake.url, host="127.0.0.1", port=0)
         server = uvicorn.Server(uvicorn_config(settings))
@@ -45,10 +46,17 @@ async def run_demo(settings: Settings, call: str, wav: str, network_ms: float) -
             port = server.servers[0].sockets[0].getsockname()[1]
             webhook = f"http://127.0.0.1:{port}/twilio/stream"
             print(f"bridge on http://127.0.0.1:{port}, fake model on {fake.url}")
-            print(f"calling with {recording.name!r} ({recording.duration_ms / 1000:.1f} s), "
-                  f"network {network_ms:g} ms each way ...")
-            report = await place_call(webhook, recording, network=net, tail_ms=2000,
-                                      timeout=recording.duration_ms / 1000 + 60)
+            print(
+                f"calling with {recording.name!r} ({recording.duration_ms / 1000:.1f} s), "
+                f"network {network_ms:g} ms each way ..."
+            )
+            report = await place_call(
+                webhook,
+                recording,
+                network=net,
+                tail_ms=2000,
+                timeout=recording.duration_ms / 1000 + 60,
+            )
         finally:
             server.should_exit = True
             await serving
@@ -62,32 +70,41 @@ async def run_demo(settings: Settings, call: str, wav: str, network_ms: float) -
 
 def summarize(report: CallReport, session: FakeSession | None) -> list[str]:
     """Turns, barge-ins, truncations and latencies of an emulated call."""
-    lines = [f"call {report.call_sid}: ended by {report.closed_by}, "
-             f"{report.frames_sent} frames sent, {len(report.violations)} protocol violations"]
+    lines = [
+        f"call {report.call_sid}: ended by {report.closed_by}, "
+        f"{report.frames_sent} frames sent, {len(report.violations)} protocol violations"
+    ]
     if report.failure_path:
         lines.append(f"failure path played: {report.failure_path}")
     if session is None:
         return lines
-    heard_items = [it for it in session.items.values()
-                   if report.player.heard_ms(set(it.deltas)) > 0]
+    heard_items = [
+        it for it in session.items.values() if report.player.heard_ms(set(it.deltas)) > 0
+    ]
     lines.append(f"assistant turns heard: {len(heard_items)}")
     caller = speech_segments(p for _, p in report.caller_audio)
     played = [c for c in report.player.chunks if c.played > 0]
     for start, end in caller:
         after = [c.start for c in played if c.start >= end]
         if after:
-            lines.append(f"caller spoke {start / 1000:.2f}-{end / 1000:.2f} s -> assistant "
-                         f"heard {min(after) - end:.0f} ms after the caller stopped")
+            lines.append(
+                f"caller spoke {start / 1000:.2f}-{end / 1000:.2f} s -> assistant "
+                f"heard {min(after) - end:.0f} ms after the caller stopped"
+            )
     for clear_at in report.player.clears:
         began = [s for s, _ in caller if s <= clear_at]
         if began:
-            lines.append(f"barge-in: assistant silenced {clear_at - max(began):.0f} ms after "
-                         "the caller started talking over it")
+            lines.append(
+                f"barge-in: assistant silenced {clear_at - max(began):.0f} ms after "
+                "the caller started talking over it"
+            )
     for t in session.truncations:
         item = session.items.get(t["item_id"])
         if item is None:
             continue
         heard = report.player.heard_ms(set(item.deltas))
-        lines.append(f"truncation: model told {t['audio_end_ms']} ms heard of "
-                     f"{item.audio_ms_sent:.0f} ms sent (caller actually heard {heard:.0f} ms)")
+        lines.append(
+            f"truncation: model told {t['audio_end_ms']} ms heard of "
+            f"{item.audio_ms_sent:.0f} ms sent (caller actually heard {heard:.0f} ms)"
+        )
     return lines

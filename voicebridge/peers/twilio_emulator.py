@@ -28,8 +28,8 @@ from websockets.exceptions import ConnectionClosed
 
 from voicebridge.core.audio import audioop
 from voicebridge.peers.recording import Recording
-from voicebridge.peers.twiml_client import TwiML, call_params, new_sid, post_webhook
 from voicebridge.peers.twilio_player import TwilioPlayer
+from voicebridge.peers.twiml_client import TwiML, call_params, new_sid, post_webhook
 
 __all__ = ["CallReport", "EmulatedCall", "Network", "place_call"]
 
@@ -108,8 +108,11 @@ def check_outbound(msg: Any, stream_sid: str) -> str | None:
     if not isinstance(msg, dict):
         return "not a JSON object"
     event = msg.get("event")
-    shapes = {"media": {"event", "streamSid", "media"}, "mark": {"event", "streamSid", "mark"},
-              "clear": {"event", "streamSid"}}
+    shapes = {
+        "media": {"event", "streamSid", "media"},
+        "mark": {"event", "streamSid", "mark"},
+        "clear": {"event", "streamSid"},
+    }
     if event not in shapes:
         return f"unsupported event {event!r}"
     if set(msg) != shapes[event]:
@@ -193,8 +196,9 @@ class EmulatedCall:
                 msg["streamSid"] = sid
             if event == "start":
                 start = msg["start"]
-                start.update(streamSid=sid, callSid=self.report.call_sid,
-                             accountSid=self.account_sid)
+                start.update(
+                    streamSid=sid, callSid=self.report.call_sid, accountSid=self.account_sid
+                )
                 if self.parameters is not None:
                     start["customParameters"] = dict(self.parameters)
             elif event == "media":
@@ -203,32 +207,50 @@ class EmulatedCall:
                 t = (ts - first_ts) / self.speed
                 chunk = int(msg["media"].get("chunk", chunk + 1))
             elif event == "stop":
-                msg.get("stop", {}).update(callSid=self.report.call_sid,
-                                           accountSid=self.account_sid)
+                msg.get("stop", {}).update(
+                    callSid=self.report.call_sid, accountSid=self.account_sid
+                )
                 if self.tail_ms > 0:
                     out.extend(self._silence(sid, t, chunk, first_ts or 0))
                     t = out[-1][0]
             out.append((t, msg))
         return out
 
-    def _silence(self, sid: str, t: float, chunk: int, first_ts: int) -> list[tuple[float, dict[str, Any]]]:
+    def _silence(
+        self, sid: str, t: float, chunk: int, first_ts: int
+    ) -> list[tuple[float, dict[str, Any]]]:
         frames = []
         for i in range(1, int(self.tail_ms / FRAME_MS) + 1):
-            ts = first_ts + int((t * self.speed)) + i * FRAME_MS
-            frames.append((t + i * FRAME_MS / self.speed, {
-                "event": "media", "streamSid": sid,
-                "media": {"track": "inbound", "chunk": str(chunk + i), "timestamp": str(ts),
-                          "payload": SILENCE_FRAME},
-            }))
+            ts = first_ts + int(t * self.speed) + i * FRAME_MS
+            frames.append(
+                (
+                    t + i * FRAME_MS / self.speed,
+                    {
+                        "event": "media",
+                        "streamSid": sid,
+                        "media": {
+                            "track": "inbound",
+                            "chunk": str(chunk + i),
+                            "timestamp": str(ts),
+                            "payload": SILENCE_FRAME,
+                        },
+                    },
+                )
+            )
         return frames
 
     # -- the connection ------------------------------------------------------------
 
-    async def run(self, timeout: float = 120.0) -> CallReport:
+    async def run(self, timeout: float = 120.0) -> CallReport:  # noqa: ASYNC109 (bounds a whole call)
         async with asyncio.timeout(timeout):
             async with connect(
-                self.url, additional_headers=self.headers, compression=None,
-                open_timeout=10, close_timeout=1, max_size=2**20, proxy=None,
+                self.url,
+                additional_headers=self.headers,
+                compression=None,
+                open_timeout=10,
+                close_timeout=1,
+                max_size=2**20,
+                proxy=None,
             ) as ws:
                 self._t0 = self.report.t0 = time.monotonic()
                 try:
@@ -257,10 +279,16 @@ class EmulatedCall:
                 self._queue_echo(at, name)
             while self._echo_due and self._echo_due[0][0] <= now:
                 _, _, name = heapq.heappop(self._echo_due)
-                await ws.send(json.dumps({
-                    "event": "mark", "sequenceNumber": "0",
-                    "streamSid": self.report.stream_sid, "mark": {"name": name},
-                }))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "event": "mark",
+                            "sequenceNumber": "0",
+                            "streamSid": self.report.stream_sid,
+                            "mark": {"name": name},
+                        }
+                    )
+                )
                 self.report.echoes_sent += 1
             if due is None and i < len(script):
                 # Same TCP stream: a message never overtakes the one before it.
@@ -280,9 +308,16 @@ class EmulatedCall:
                     await ws.close()
                     return
                 continue
-            waits = [t for t in (due, player.next_echo_time(), self.hangup_at_ms,
-                                 self._echo_due[0][0] if self._echo_due else None)
-                     if t is not None]
+            waits = [
+                t
+                for t in (
+                    due,
+                    player.next_echo_time(),
+                    self.hangup_at_ms,
+                    self._echo_due[0][0] if self._echo_due else None,
+                )
+                if t is not None
+            ]
             if not waits:
                 # The recording ended without `stop`: hang up as Twilio would.
                 await self._hang_up(ws)
@@ -304,10 +339,16 @@ class EmulatedCall:
     async def _hang_up(self, ws: ClientConnection) -> None:
         self.report.closed_by = "caller"
         self.report.stop_sent_at = self.now()
-        await ws.send(json.dumps({
-            "event": "stop", "sequenceNumber": "0", "streamSid": self.report.stream_sid,
-            "stop": {"accountSid": self.account_sid, "callSid": self.report.call_sid},
-        }))
+        await ws.send(
+            json.dumps(
+                {
+                    "event": "stop",
+                    "sequenceNumber": "0",
+                    "streamSid": self.report.stream_sid,
+                    "stop": {"accountSid": self.account_sid, "callSid": self.report.call_sid},
+                }
+            )
+        )
         await ws.close()
 
     async def _receive(self, ws: ClientConnection, sender: asyncio.Task[None]) -> None:
@@ -356,20 +397,24 @@ async def place_call(
     tail_ms: float = 0.0,
     from_: str = "+15005550006",
     to: str = "+15005550001",
-    timeout: float = 120.0,
+    timeout: float = 120.0,  # noqa: ASYNC109 (bounds the whole call)
 ) -> CallReport:
     """A whole inbound call: the webhook, the TwiML, the stream, then any failure path."""
     call_sid, account_sid = new_sid("CA"), new_sid("AC")
-    answer = await post_webhook(
-        webhook_url, call_params(call_sid, account_sid, from_=from_, to=to)
-    )
+    answer = await post_webhook(webhook_url, call_params(call_sid, account_sid, from_=from_, to=to))
     if answer.twiml is None or answer.twiml.stream_url is None:
         report = CallReport(call_sid, "", answer.twiml, answer.status)
         return report
     call = EmulatedCall(
-        answer.twiml.stream_url, recording, parameters=answer.twiml.parameters,
-        network=network, speed=speed, hangup_at_ms=hangup_at_ms, tail_ms=tail_ms,
-        call_sid=call_sid, account_sid=account_sid,
+        answer.twiml.stream_url,
+        recording,
+        parameters=answer.twiml.parameters,
+        network=network,
+        speed=speed,
+        hangup_at_ms=hangup_at_ms,
+        tail_ms=tail_ms,
+        call_sid=call_sid,
+        account_sid=account_sid,
     )
     report = await call.run(timeout)
     report.twiml, report.webhook_status = answer.twiml, answer.status

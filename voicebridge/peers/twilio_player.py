@@ -53,7 +53,7 @@ class TwilioPlayer:
 
     def cut(self, at: float) -> None:
         """Stop playback at ``at``: later audio is never heard."""
-        for chunk in self.chunks[self._live_from:]:
+        for chunk in self.chunks[self._live_from :]:
             if chunk.start + chunk.duration > at:
                 chunk.played = min(chunk.duration, max(0.0, at - chunk.start))
         self._live_from = len(self.chunks)
@@ -75,6 +75,4 @@ class TwilioPlayer:
 
     def heard_ms(self, payloads: set[str] | None = None) -> float:
         """Ms heard, of every chunk or of those whose payload is in ``payloads``."""
-        return sum(
-            c.played for c in self.chunks if payloads is None or c.payload in payloads
-        )
+        return sum(c.played for c in self.chunks if payloads is None or c.payload in payloads)

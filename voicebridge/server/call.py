@@ -23,7 +23,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from voicebridge.config import Settings
-from voicebridge.core import realtime as rt, twilio as tw
+from voicebridge.core import realtime as rt
+from voicebridge.core import twilio as tw
 from voicebridge.core.call import (
     Action,
     CallCore,
@@ -100,12 +101,18 @@ class _Call:
                 if not action.audio:
                     self.upstream_q.put_control(action.text)
                 elif not self.upstream_q.put_audio(action.text):
-                    self._once("caller_drop", "upstream not keeping up: dropping oldest caller audio")
+                    self._once(
+                        "caller_drop", "upstream not keeping up: dropping oldest caller audio"
+                    )
             elif isinstance(action, Playback):
                 if not self.playback_q.put_audio(action):
-                    self._once("playback_drop", "Twilio not keeping up: dropping oldest model audio")
+                    self._once(
+                        "playback_drop", "Twilio not keeping up: dropping oldest model audio"
+                    )
             elif isinstance(action, (SendTwilio, Probe)):
-                self.playback_q.put_control(action.text if isinstance(action, SendTwilio) else action)
+                self.playback_q.put_control(
+                    action.text if isinstance(action, SendTwilio) else action
+                )
             elif isinstance(action, FlushPlayback):
                 self.playback_q.drain_audio()
             elif isinstance(action, EndCall):
@@ -170,7 +177,9 @@ class _Call:
                     event = rt.parse_realtime(text)
                 except ProtocolError as exc:
                     self.core.stats.upstream_errors[f"bad_event:{exc.reason}"] += 1
-                    self._once(f"rt:{exc.reason}", f"bad event from the Realtime API ignored: {exc}")
+                    self._once(
+                        f"rt:{exc.reason}", f"bad event from the Realtime API ignored: {exc}"
+                    )
                     continue
                 actions = self.core.receive_realtime(event, _now())
                 if isinstance(event, rt.ErrorEvent):
@@ -191,7 +200,11 @@ class _Call:
             self.log.debug("upstream: %s", err.message)
         else:
             self.log.warning(
-                "upstream error %s (%s) for event %s: %s", err.code, err.type, err.event_id, err.message
+                "upstream error %s (%s) for event %s: %s",
+                err.code,
+                err.type,
+                err.event_id,
+                err.message,
             )
 
     async def upstream_out(self, conn: ClientConnection) -> None:
@@ -221,7 +234,9 @@ class _Call:
                     conn = await open_upstream(self.settings)
                 except UpstreamError as exc:
                     raise _CallEnded(f"upstream_connect_failed: {exc}", failed=True) from None
-                await conn.send(rt.session_update(self.core.session_config, self.core.next_event_id()))
+                await conn.send(
+                    rt.session_update(self.core.session_config, self.core.next_event_id())
+                )
                 tg.create_task(self.upstream_in(conn), name="upstream-in")
                 tg.create_task(self.upstream_out(conn), name="upstream-out")
                 try:
@@ -288,10 +303,21 @@ class _Call:
             "call ended call_sid=%s stream_sid=%s outcome=%s reason=%s duration=%.1fs "
             "frames_in=%d chunks_out=%d caller_dropped=%d playback_dropped=%d barge_ins=%d "
             "truncations=%d late_deltas=%d ignored=%s upstream_errors=%s tokens=%s",
-            r.call_sid, r.stream_sid, "failed" if r.failed else "ok", r.reason, r.duration_s,
-            s.frames_in, s.chunks_out, r.caller_frames_dropped, r.playback_dropped,
-            s.barge_ins, s.truncations, s.late_deltas_dropped, dict(s.ignored),
-            dict(s.upstream_errors), dict(s.tokens),
+            r.call_sid,
+            r.stream_sid,
+            "failed" if r.failed else "ok",
+            r.reason,
+            r.duration_s,
+            s.frames_in,
+            s.chunks_out,
+            r.caller_frames_dropped,
+            r.playback_dropped,
+            s.barge_ins,
+            s.truncations,
+            s.late_deltas_dropped,
+            dict(s.ignored),
+            dict(s.upstream_errors),
+            dict(s.tokens),
         )
 
 
