@@ -15,7 +15,7 @@ from tests.servers import running_bridge
 from voicebridge.config import Settings
 from voicebridge.peers.fake_realtime import FakeRealtimeServer
 from voicebridge.peers.recording import load_recording, packaged_call
-from voicebridge.peers.twilio_emulator import EmulatedCall, Network, place_call
+from voicebridge.peers.twilio_emulator import Network, place_call
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLIENT_EVENT = pydantic.TypeAdapter(ort.RealtimeClientEvent)
@@ -46,7 +46,7 @@ async def test_full_call(fake: FakeRealtimeServer, settings: Settings) -> None:
         report = await place_call(bridge.webhook, recording, speed=4.0, tail_ms=3000)
         wait_until(lambda: bridge.state.calls_total == 1 and bridge.state.active_calls == 0)
     assert report.twiml is not None and report.twiml.stream_url == bridge.ws_url
-    assert set(report.twiml.parameters) == {"From", "To"}
+    assert set(report.twiml.parameters) == {"From", "To", "StreamToken"}
     assert report.violations == []
     assert report.closed_by == "caller" and report.failure_path == ()
     [session] = fake.sessions
@@ -75,10 +75,10 @@ async def test_real_call_reaches_upstream_byte_identical(
 ) -> None:
     """All 616 payloads of a real capture arrive upstream unchanged and in order."""
     recording = load_recording(FIXTURES / "real_call.jsonl")
+    # As captured, `start` has no customParameters; the webhook's token is added to it.
     assert "customParameters" not in recording.messages[1]["start"]
     with running_bridge(settings) as bridge:
-        call = EmulatedCall(bridge.ws_url, recording, speed=8.0)  # start as captured
-        report = await call.run()
+        report = await place_call(bridge.webhook, recording, speed=8.0)
         wait_until(lambda: fake.active == 0)
     assert len(recording.payloads) == 616
     assert fake.sessions[0].appended == recording.payloads

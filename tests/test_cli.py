@@ -105,6 +105,7 @@ async def test_serve_with_fake_upstream_answers_a_call(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "call ended" in out and "outcome=ok" in out
     assert "sk-test-secret-value" not in out
+    assert out.count("TWILIO_AUTH_TOKEN is not set") == 1
 
 
 def test_demo_writes_a_stereo_wav_and_a_summary(tmp_path: Path) -> None:

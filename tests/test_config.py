@@ -44,7 +44,15 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "UPSTREAM_CONNECT_TIMEOUT": ("1.25", "upstream_connect_timeout", 1.25),
     "CALLER_QUEUE_FRAMES": ("17", "caller_queue_frames", 17),
     "PLAYBACK_QUEUE_CHUNKS": ("33", "playback_queue_chunks", 33),
+    "BUSY_SAY": ("Busy.", "busy_say", "Busy."),
+    "TWILIO_AUTH_TOKEN": ("tw-token", "twilio_auth_token", Secret("tw-token")),
+    "STREAM_TOKEN_SECRET": ("s" * 32, "stream_token_secret", Secret("s" * 32)),
+    "STREAM_TOKEN_TTL": ("30", "stream_token_ttl", 30.0),
+    "MAX_CALLS": ("7", "max_calls", 7),
+    "MAX_MESSAGE_BYTES": ("4096", "max_message_bytes", 4096),
 }
+# Variables that are only valid together with another one.
+REQUIRES = {"TWILIO_AUTH_TOKEN": {"PUBLIC_URL": "https://voice.example.com"}}
 
 
 def from_env(**environ: str) -> Settings:
@@ -78,6 +86,22 @@ def test_blank_values_mean_default() -> None:
     assert Settings.from_env({name: "  " for name in ENV_VARS}) == Settings()
 
 
+def test_auth_token_requires_public_url() -> None:
+    """With TWILIO_AUTH_TOKEN, start-up refuses without PUBLIC_URL and says why."""
+    with pytest.raises(ConfigError, match="PUBLIC_URL"):
+        Settings.from_env({"TWILIO_AUTH_TOKEN": "tw-token"})
+
+
+def test_stream_token_secret_generated_when_absent() -> None:
+    """Without STREAM_TOKEN_SECRET each process gets a random one, and says so."""
+    a, b = Settings.from_env({}), Settings.from_env({})
+    assert a.stream_token_secret_generated and a.stream_token_secret != b.stream_token_secret
+    fixed = Settings.from_env({"STREAM_TOKEN_SECRET": "x" * 32})
+    assert not fixed.stream_token_secret_generated
+    with pytest.raises(ConfigError, match="STREAM_TOKEN_SECRET"):
+        Settings.from_env({"STREAM_TOKEN_SECRET": "short"})
+
+
 def test_the_variable_table_covers_from_env() -> None:
     """Every upper-case variable name in the Settings.from_env source is exercised by this file."""
     source = inspect.getsource(Settings.from_env)
@@ -89,7 +113,7 @@ def test_the_variable_table_covers_from_env() -> None:
 def test_each_variable_is_read(name: str) -> None:
     """Setting one variable changes exactly its setting to the parsed value."""
     raw, attr, expected = ENV_VARS[name]
-    s = Settings.from_env({name: raw})
+    s = Settings.from_env({name: raw, **REQUIRES.get(name, {})})
     assert getattr(s, attr) == expected
     assert getattr(s, attr) != getattr(Settings(), attr)
 

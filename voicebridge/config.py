@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -22,6 +23,11 @@ DEFAULT_INSTRUCTIONS = (
     "answers short: one or two sentences. If you did not understand, ask again."
 )
 DEFAULT_FAILURE_SAY = "Sorry, we could not connect your call. Please try again later. Goodbye."
+DEFAULT_BUSY_SAY = "Sorry, all our lines are busy. Please call again later. Goodbye."
+
+
+def _random_secret() -> Secret:
+    return Secret(secrets.token_urlsafe(32))
 
 
 class Secret:
@@ -62,6 +68,14 @@ class Settings:
     public_url: str | None = None  # PUBLIC_URL: https:// base Twilio reaches us at
     welcome_say: str = ""  # WELCOME_SAY: spoken by Twilio before connecting, if set
     failure_say: str = DEFAULT_FAILURE_SAY  # FAILURE_SAY: heard when a call fails
+    busy_say: str = DEFAULT_BUSY_SAY  # BUSY_SAY: heard when every call slot is taken
+    # Security
+    twilio_auth_token: Secret = Secret("")  # TWILIO_AUTH_TOKEN: checks X-Twilio-Signature
+    stream_token_secret: Secret = field(default_factory=_random_secret, compare=False)
+    stream_token_secret_generated: bool = True  # no STREAM_TOKEN_SECRET: one per process
+    stream_token_ttl: float = 60.0  # STREAM_TOKEN_TTL: webhook -> `start`, s (covers <Say>)
+    max_calls: int = 50  # MAX_CALLS: concurrent calls (and reservations) per instance
+    max_message_bytes: int = 65536  # MAX_MESSAGE_BYTES: largest inbound WebSocket message
     # Server
     host: str = "0.0.0.0"  # HOST
     port: int = 8000  # PORT
@@ -102,6 +116,7 @@ class Settings:
         if port > 65535:
             raise ConfigError(f"PORT={port} is not a TCP port (1-65535)")
         public_url = environ.get("PUBLIC_URL", "").strip().rstrip("/") or None
+        token_secret = environ.get("STREAM_TOKEN_SECRET", "").strip()
         settings = cls(
             openai_api_key=Secret(environ.get("OPENAI_API_KEY", "").strip()),
             realtime_url=text("REALTIME_URL", defaults.realtime_url),
@@ -111,6 +126,13 @@ class Settings:
             public_url=public_url,
             welcome_say=text("WELCOME_SAY", ""),
             failure_say=text("FAILURE_SAY", defaults.failure_say),
+            busy_say=text("BUSY_SAY", defaults.busy_say),
+            twilio_auth_token=Secret(environ.get("TWILIO_AUTH_TOKEN", "").strip()),
+            stream_token_secret=Secret(token_secret) if token_secret else _random_secret(),
+            stream_token_secret_generated=not token_secret,
+            stream_token_ttl=number("STREAM_TOKEN_TTL", defaults.stream_token_ttl, float),
+            max_calls=int(number("MAX_CALLS", defaults.max_calls, int)),
+            max_message_bytes=int(number("MAX_MESSAGE_BYTES", defaults.max_message_bytes, int)),
             host=text("HOST", defaults.host),
             port=port,
             forwarded_allow_ips=text("FORWARDED_ALLOW_IPS", defaults.forwarded_allow_ips),
@@ -152,6 +174,14 @@ class Settings:
                 )
             if pub.query or pub.fragment or "?" in self.public_url or "#" in self.public_url:
                 raise ConfigError(f"PUBLIC_URL={self.public_url!r} must not have a query string")
+        if self.twilio_auth_token and not self.public_url:
+            raise ConfigError(
+                "TWILIO_AUTH_TOKEN is set but PUBLIC_URL is not: set PUBLIC_URL to the https:// "
+                "base Twilio calls (e.g. https://voice.example.com). Signatures cover the exact "
+                "URL Twilio requested, which cannot be rebuilt reliably from proxy headers"
+            )
+        if 0 < len(self.stream_token_secret.reveal()) < 16:
+            raise ConfigError("STREAM_TOKEN_SECRET must be at least 16 characters (32+ random)")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
 

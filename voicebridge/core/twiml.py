@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from xml.sax.saxutils import quoteattr
 
-__all__ = ["stream_twiml", "stream_url", "twiml_escape"]
+__all__ = ["say_twiml", "stream_twiml", "stream_url", "twiml_escape"]
 
 # "The combined length of each <Parameter> name and value attributes must be under 500."
 MAX_PARAMETER_LENGTH = 499
@@ -58,3 +58,11 @@ def stream_twiml(
     lines.append("  <Hangup />")
     lines.append("</Response>")
     return "\n".join(lines) + "\n"
+
+
+def say_twiml(text: str) -> str:
+    """Say something and hang up: the busy and fallback answers."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n'
+        f"  <Say>{twiml_escape(text)}</Say>\n  <Hangup />\n</Response>\n"
+    )

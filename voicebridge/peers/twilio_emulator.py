@@ -27,9 +27,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from voicebridge.core.audio import audioop
+from voicebridge.core.signature import compute_signature
 from voicebridge.peers.recording import Recording
 from voicebridge.peers.twilio_player import TwilioPlayer
-from voicebridge.peers.twiml_client import TwiML, call_params, new_sid, post_webhook
+from voicebridge.peers.twiml_client import LocalProxy, TwiML, call_params, new_sid, post_webhook
 
 __all__ = ["CallReport", "EmulatedCall", "Network", "place_call"]
 
@@ -151,8 +152,17 @@ class EmulatedCall:
         headers: Mapping[str, str] | None = None,
         call_sid: str | None = None,
         account_sid: str | None = None,
+        auth_token: str | None = None,
+        proxy: LocalProxy | None = None,
     ) -> None:
         self.url = stream_url
+        self.proxy = proxy
+        if auth_token:
+            # Twilio signs the wss:// URL it connects to, with no parameters.
+            headers = {
+                **(headers or {}),
+                "X-Twilio-Signature": compute_signature(auth_token, stream_url),
+            }
         self.recording = recording
         self.parameters = dict(parameters) if parameters is not None else None
         self.net = network
@@ -243,9 +253,17 @@ class EmulatedCall:
 
     async def run(self, timeout: float = 120.0) -> CallReport:  # noqa: ASYNC109 (bounds a whole call)
         async with asyncio.timeout(timeout):
+            uri, headers = self.url, dict(self.headers)
+            where: dict[str, Any] = {}
+            if self.proxy:
+                uri, extra = self.proxy.rewrite(self.url)
+                headers = {**extra, **headers}
+                uri = uri.replace(self.proxy.connect_to, extra["Host"], 1)
+                where = {"host": self.proxy.host, "port": self.proxy.port}
             async with connect(
-                self.url,
-                additional_headers=self.headers,
+                uri,
+                additional_headers={k: v for k, v in headers.items() if k != "Host"},
+                **where,
                 compression=None,
                 open_timeout=10,
                 close_timeout=1,
@@ -397,11 +415,22 @@ async def place_call(
     tail_ms: float = 0.0,
     from_: str = "+15005550006",
     to: str = "+15005550001",
+    auth_token: str | None = None,
+    proxy: LocalProxy | None = None,
     timeout: float = 120.0,  # noqa: ASYNC109 (bounds the whole call)
 ) -> CallReport:
-    """A whole inbound call: the webhook, the TwiML, the stream, then any failure path."""
+    """A whole inbound call: the webhook, the TwiML, the stream, then any failure path.
+
+    With ``auth_token`` the webhook and the handshake are signed as Twilio signs them;
+    with ``proxy`` public URLs are reached at a local address.
+    """
     call_sid, account_sid = new_sid("CA"), new_sid("AC")
-    answer = await post_webhook(webhook_url, call_params(call_sid, account_sid, from_=from_, to=to))
+    answer = await post_webhook(
+        webhook_url,
+        call_params(call_sid, account_sid, from_=from_, to=to),
+        auth_token=auth_token,
+        proxy=proxy,
+    )
     if answer.twiml is None or answer.twiml.stream_url is None:
         report = CallReport(call_sid, "", answer.twiml, answer.status)
         return report
@@ -415,6 +444,8 @@ async def place_call(
         tail_ms=tail_ms,
         call_sid=call_sid,
         account_sid=account_sid,
+        auth_token=auth_token,
+        proxy=proxy,
     )
     report = await call.run(timeout)
     report.twiml, report.webhook_status = answer.twiml, answer.status

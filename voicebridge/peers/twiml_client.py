@@ -8,10 +8,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
-__all__ = ["TwiML", "WebhookAnswer", "call_params", "new_sid", "parse_twiml", "post_webhook"]
+from voicebridge.core.signature import compute_signature
+
+__all__ = [
+    "LocalProxy",
+    "TwiML",
+    "WebhookAnswer",
+    "call_params",
+    "new_sid",
+    "parse_twiml",
+    "post_webhook",
+]
 
 
 def new_sid(prefix: str) -> str:
@@ -32,6 +42,36 @@ def call_params(call_sid: str, account_sid: str, *, from_: str, to: str) -> dict
         "From": from_,
         "To": to,
     }
+
+
+@dataclass(frozen=True)
+class LocalProxy:
+    """Reach public https/wss URLs at a local address, as a TLS-terminating proxy would.
+
+    The request goes to ``connect_to`` in clear text, with the public ``Host`` and
+    ``X-Forwarded-Proto: https``; signatures still cover the public URL.
+    """
+
+    connect_to: str  # "127.0.0.1:8000"
+
+    @property
+    def host(self) -> str:
+        return self.connect_to.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.connect_to.rsplit(":", 1)[1])
+
+    def rewrite(self, public_url: str) -> tuple[str, dict[str, str]]:
+        """(local URL, headers) for a public http(s)/ws(s) URL."""
+        parts = urlsplit(public_url)
+        secure = parts.scheme in ("https", "wss")
+        scheme = "ws" if parts.scheme.startswith("ws") else "http"
+        local = urlunsplit(parts._replace(scheme=scheme, netloc=self.connect_to))
+        headers = {"Host": parts.netloc}
+        if secure:
+            headers["X-Forwarded-Proto"] = "https"
+        return local, headers
 
 
 @dataclass(frozen=True)
@@ -84,14 +124,19 @@ async def post_webhook(
     params: Mapping[str, str],
     *,
     headers: Mapping[str, str] | None = None,
+    auth_token: str | None = None,
+    proxy: LocalProxy | None = None,
     timeout: float = 10.0,  # noqa: ASYNC109 (urllib in a thread needs its own)
 ) -> WebhookAnswer:
-    """POST form parameters as Twilio does and parse the TwiML answer."""
+    """POST form parameters as Twilio does (signed when given the Auth Token)."""
     body = urlencode(dict(params)).encode()
-    request = urllib.request.Request(url, data=body, method="POST")
+    target, extra = proxy.rewrite(url) if proxy else (url, {})
+    request = urllib.request.Request(target, data=body, method="POST")
     request.add_header("Content-Type", "application/x-www-form-urlencoded")
     request.add_header("User-Agent", "TwilioProxy/1.1")
-    for name, value in (headers or {}).items():
+    if auth_token:
+        request.add_header("X-Twilio-Signature", compute_signature(auth_token, url, params))
+    for name, value in {**extra, **(headers or {})}.items():
         request.add_header(name, value)
 
     def fetch() -> tuple[int, str, str]:

@@ -14,8 +14,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from voicebridge.config import Settings
-from voicebridge.core.twiml import stream_twiml, stream_url, twiml_escape
+from voicebridge.core.admission import TOKEN_PARAMETER
+from voicebridge.core.twiml import say_twiml, stream_twiml, stream_url
 from voicebridge.server.call import CallResult, run_call
+from voicebridge.server.guard import Guard
 
 __all__ = ["AppState", "create_app"]
 
@@ -26,13 +28,18 @@ MAX_WEBHOOK_BODY = 64 * 1024  # Twilio's voice webhook bodies are a few hundred 
 
 @dataclass(slots=True)
 class AppState:
-    """Process-wide call counters (read by /readyz and the tests)."""
+    """Process-wide state and counters (read by /readyz and the tests)."""
 
+    guard: Guard
     accepting: bool = True
     active_calls: int = 0
     calls_total: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     last_results: list[CallResult] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.accepting and self.guard.has_room()
 
 
 def public_base(request: Request, settings: Settings) -> str:
@@ -47,21 +54,54 @@ def public_base(request: Request, settings: Settings) -> str:
     return f"{request.url.scheme}://{host}"
 
 
+def _peer(request: Request | WebSocket) -> str:
+    return request.client.host if request.client else "?"
+
+
+async def _read_body(request: Request) -> bytes | None:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_WEBHOOK_BODY:
+            return None
+    return body
+
+
 def create_app(settings: Settings) -> Starlette:
-    state = AppState()
+    guard = Guard(settings)
+    state = AppState(guard)
+
+    async def twilio_request(request: Request) -> tuple[Response | None, dict[str, str]]:
+        """Read and authenticate a Twilio request: (refusal, parameters)."""
+        body = await _read_body(request)
+        if body is None:
+            guard.reject("body_too_large", request.url.path, _peer(request))
+            return PlainTextResponse("request body too large", status_code=413), {}
+        reason = guard.check_request(request, body)
+        if reason:
+            guard.reject(reason, request.url.path, _peer(request))
+            return PlainTextResponse("forbidden", status_code=403), {}
+        params = dict(request.query_params)
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        return None, params
 
     async def twilio_stream(request: Request) -> Response:
-        if request.method == "POST":
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_WEBHOOK_BODY:
-                    return PlainTextResponse("request body too large", status_code=413)
-            params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        else:
-            params = dict(request.query_params)
+        refusal, params = await twilio_request(request)
+        if refusal:
+            return refusal
+        call_sid = params.get("CallSid", "")
+        if not call_sid:
+            guard.reject("no_call_sid", request.url.path, _peer(request))
+            return PlainTextResponse("CallSid is required", status_code=400)
+        token = guard.reserve(call_sid) if state.accepting else None
+        if token is None:
+            guard.rejected["busy"] += 1
+            log.warning("all %d call slots taken: answering busy", settings.max_calls)
+            return Response(say_twiml(settings.busy_say), media_type="text/xml")
         # `start` carries no caller or callee number: pass what the bridge needs later.
         parameters = {k: params[k] for k in ("From", "To") if params.get(k)}
+        parameters[TOKEN_PARAMETER] = token
         twiml = stream_twiml(
             stream_url(public_base(request, settings)),
             parameters,
@@ -72,20 +112,26 @@ def create_app(settings: Settings) -> Starlette:
 
     async def twilio_fallback(request: Request) -> Response:
         # "Primary handler fails": Twilio could not fetch or run our TwiML. Apologise.
-        twiml = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n'
-            f"  <Say>{twiml_escape(settings.failure_say)}</Say>\n  <Hangup />\n</Response>\n"
-        )
-        return Response(twiml, media_type="text/xml")
+        refusal, _ = await twilio_request(request)
+        return refusal or Response(say_twiml(settings.failure_say), media_type="text/xml")
 
     async def realtime(websocket: WebSocket) -> None:
+        reason = guard.check_handshake(websocket)
+        if reason:
+            guard.reject(reason, "/realtime handshake", _peer(websocket))
+            await websocket.close(code=1008)  # before accept: an HTTP 403
+            return
         await websocket.accept()
         state.active_calls += 1
         state.calls_total += 1
         try:
-            result = await run_call(websocket, settings)
+            result = await run_call(websocket, settings, admit=guard.admit)
         finally:
             state.active_calls -= 1
+        if result.admitted:
+            guard.release(result.call_sid)
+        elif result.refused:
+            guard.reject(result.refused, "/realtime start", _peer(websocket))
         state.outcomes["failed" if result.failed else "ok"] += 1
         state.last_results.append(result)
         del state.last_results[:-50]
@@ -94,9 +140,10 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        if state.accepting:
-            return JSONResponse({"status": "ready", "active_calls": state.active_calls})
-        return JSONResponse({"status": "draining"}, status_code=503)
+        body = {"active_calls": state.active_calls, "accepting": state.accepting}
+        if state.ready:
+            return JSONResponse({"status": "ready", **body})
+        return JSONResponse({"status": "not ready", **body}, status_code=503)
 
     app = Starlette(
         routes=[

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -47,10 +48,14 @@ log = logging.getLogger(__name__)
 
 
 class _CallEnded(Exception):
-    def __init__(self, reason: str, failed: bool) -> None:
+    def __init__(self, reason: str, failed: bool, close_code: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.failed = failed
+        self.close_code = close_code
+
+
+Admit = Callable[[tw.Start], "str | None"]  # the refusal reason, or None to admit
 
 
 @dataclass(slots=True)
@@ -63,6 +68,9 @@ class CallResult:
     stats: CallStats = field(default_factory=CallStats)
     caller_frames_dropped: int = 0
     playback_dropped: int = 0
+    admitted: bool = False  # holds a call slot until released
+    refused: str | None = None  # why `start` was refused, if it was
+    close_code: int | None = None
 
 
 def session_config(settings: Settings) -> rt.SessionConfig:
@@ -81,9 +89,11 @@ def mask_number(number: str) -> str:
 
 
 class _Call:
-    def __init__(self, ws: WebSocket, settings: Settings) -> None:
+    def __init__(self, ws: WebSocket, settings: Settings, admit: Admit) -> None:
         self.ws = ws
         self.settings = settings
+        self.admit = admit
+        self.admitted = False
         self.core = CallCore(session_config(settings))
         self.upstream_q: FrameQueue[str] = FrameQueue(settings.caller_queue_frames)
         self.playback_q: FrameQueue[Playback | Probe | str] = FrameQueue(
@@ -130,6 +140,9 @@ class _Call:
         """The next Twilio event, or None for a frame that was ignored (and counted)."""
         message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
+            if message.get("code") == 1009:
+                self.core.stats.ignored["message_too_big"] += 1
+                raise _CallEnded("twilio_message_too_big", failed=True)
             raise _CallEnded("caller_disconnected", failed=False)
         text = message.get("text")
         if text is None:
@@ -225,7 +238,13 @@ class _Call:
                 async with asyncio.timeout(self.settings.start_timeout):
                     await self.wait_start()
             except TimeoutError:
-                raise _CallEnded("no_start: Twilio sent no `start` in time", failed=True) from None
+                raise _CallEnded("refused: no_start", failed=True, close_code=1008) from None
+            assert self.core.start is not None
+            refusal = self.admit(self.core.start)
+            if refusal:
+                # Checked before any upstream connection: a stray client costs nothing.
+                raise _CallEnded(f"refused: {refusal}", failed=True, close_code=1008)
+            self.admitted = True
             self._call_started()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.twilio_in(), name="twilio-in")
@@ -247,7 +266,7 @@ class _Call:
         except* _CallEnded as group:
             ended = group.exceptions[0]
             assert isinstance(ended, _CallEnded)
-            result = CallResult(ended.reason, ended.failed)
+            result = CallResult(ended.reason, ended.failed, close_code=ended.close_code)
         except* QueueOverflow as group:
             result = CallResult(f"queue_overflow: {group.exceptions[0]}", failed=True)
         except* ConnectionClosed as group:
@@ -258,7 +277,8 @@ class _Call:
         finally:
             if conn is not None:
                 await close_upstream(conn)
-            await self._close_twilio(1011 if result.failed else 1000)
+            result.close_code = result.close_code or (1011 if result.failed else 1000)
+            await self._close_twilio(result.close_code)
         start = self.core.start
         result.call_sid = start.call_sid if start else ""
         result.stream_sid = start.stream_sid if start else ""
@@ -266,6 +286,10 @@ class _Call:
         result.stats = self.core.stats
         result.caller_frames_dropped = self.upstream_q.dropped
         result.playback_dropped = self.playback_q.dropped
+        result.admitted = self.admitted
+        if result.reason.startswith("refused: "):
+            result.refused = result.reason.removeprefix("refused: ")
+            return result  # logged and counted by the guard: never a call
         self._call_ended(result)
         return result
 
@@ -321,6 +345,9 @@ class _Call:
         )
 
 
-async def run_call(ws: WebSocket, settings: Settings) -> CallResult:
-    """Bridge one accepted Media Streams WebSocket until the call ends."""
-    return await _Call(ws, settings).run()
+async def run_call(ws: WebSocket, settings: Settings, admit: Admit) -> CallResult:
+    """Bridge one accepted Media Streams WebSocket until the call ends.
+
+    ``admit`` decides from Twilio's ``start`` whether the call may reach the upstream.
+    """
+    return await _Call(ws, settings, admit).run()

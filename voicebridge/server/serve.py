@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from types import FrameType
 
 import uvicorn
+from starlette.applications import Starlette
 
 from voicebridge.config import Settings
 from voicebridge.server.app import create_app
@@ -21,9 +22,9 @@ __all__ = ["BridgeServer", "serve", "uvicorn_config"]
 log = logging.getLogger(__name__)
 
 
-def uvicorn_config(settings: Settings) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, app: Starlette | None = None) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(settings),
+        app if app is not None else create_app(settings),
         host=settings.host,
         port=settings.port,
         # Behind a PaaS router the scheme arrives as X-Forwarded-Proto; trust it only from
@@ -31,6 +32,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         ws="websockets-sansio",
+        ws_max_size=settings.max_message_bytes,  # Twilio's frames are a few hundred bytes
         ws_per_message_deflate=False,  # base64 audio barely compresses
         lifespan="off",
         log_config=None,  # voicebridge configures logging itself
@@ -78,5 +80,7 @@ async def serve(settings: Settings, *, fake_upstream: bool = False) -> None:
         else:
             settings.check_can_serve()
         log.info("settings: %s", settings.describe())
-        server = BridgeServer(uvicorn_config(settings))
+        app = create_app(settings)
+        app.state.voicebridge.guard.warn_at_startup()
+        server = BridgeServer(uvicorn_config(settings, app))
         await server.serve()

@@ -1,0 +1,126 @@
+"""The doors: Twilio signatures on every request and handshake, stream tokens, call slots.
+
+Nothing reaches the upstream (which costs money per minute) unless Twilio placed a call
+this service answered: the webhook must be signed by Twilio, the WebSocket handshake too,
+and the ``start`` message must carry the token the webhook minted for that CallSid.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from urllib.parse import parse_qsl
+
+from starlette.requests import HTTPConnection
+
+from voicebridge.config import Settings
+from voicebridge.core import twilio as tw
+from voicebridge.core.admission import (
+    TOKEN_PARAMETER,
+    Admission,
+    TokenError,
+    mint_token,
+    verify_token,
+)
+from voicebridge.core.signature import check_signature
+
+__all__ = ["Guard"]
+
+log = logging.getLogger(__name__)
+
+
+class Guard:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.admission = Admission(settings.max_calls, settings.stream_token_ttl)
+        self.rejected: Counter[str] = Counter()  # by reason
+        self._secret = settings.stream_token_secret.reveal().encode()
+        self._auth_token = settings.twilio_auth_token.reveal()
+
+    @property
+    def validates_signatures(self) -> bool:
+        return bool(self._auth_token)
+
+    def warn_at_startup(self) -> None:
+        if not self._auth_token:
+            log.warning(
+                "!!! TWILIO_AUTH_TOKEN is not set: requests are NOT checked for Twilio's "
+                "signature. Anyone who finds the webhook URL can place calls on your upstream "
+                "account. Set TWILIO_AUTH_TOKEN and PUBLIC_URL in production. !!!"
+            )
+        if self.settings.stream_token_secret_generated:
+            log.warning(
+                "STREAM_TOKEN_SECRET is not set: using a random one for this process. With "
+                "more than one instance (or a restart between webhook and stream) calls will "
+                "be refused; set the same STREAM_TOKEN_SECRET on every instance."
+            )
+
+    def reject(self, reason: str, where: str, peer: str) -> None:
+        self.rejected[reason] += 1
+        log.warning("rejected %s from %s: %s", where, peer, reason)
+
+    def _public_url(self, conn: HTTPConnection, *, websocket: bool) -> str:
+        base = self.settings.public_url or ""
+        if websocket:
+            base = "wss://" + base.split("://", 1)[-1] if base.startswith("https") else base
+        query = conn.url.query
+        return base + conn.url.path + (f"?{query}" if query else "")
+
+    def check_request(self, conn: HTTPConnection, body: bytes) -> str | None:
+        """Why a webhook/callback request is not Twilio's, or None."""
+        if not self._auth_token:
+            return None
+        ctype = conn.headers.get("content-type", "")
+        form: list[tuple[str, str]] = []
+        if ctype.startswith("application/x-www-form-urlencoded"):
+            form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        return check_signature(
+            self._auth_token,
+            self._public_url(conn, websocket=False),
+            conn.headers.get("x-twilio-signature"),
+            form=form,
+            body=body,
+        )
+
+    def check_handshake(self, conn: HTTPConnection) -> str | None:
+        """Why a /realtime upgrade is not Twilio's, or None (signed over wss://, no params)."""
+        if not self._auth_token:
+            return None
+        return check_signature(
+            self._auth_token,
+            self._public_url(conn, websocket=True),
+            conn.headers.get("x-twilio-signature"),
+            trailing_slash=True,
+        )
+
+    def reserve(self, call_sid: str) -> str | None:
+        """A stream token for a call the webhook is answering, or None when full."""
+        if not self.admission.reserve(call_sid, time.monotonic()):
+            return None
+        return mint_token(self._secret, call_sid, time.time(), self.settings.stream_token_ttl)
+
+    def has_room(self) -> bool:
+        return self.admission.has_room(time.monotonic())
+
+    def admit(self, start: tw.Start) -> str | None:
+        """Check ``start``'s token and claim the call's slot; the refusal reason or None."""
+        try:
+            nonce = verify_token(
+                self._secret,
+                start.custom_parameters.get(TOKEN_PARAMETER),
+                start.call_sid,
+                time.time(),
+            )
+            self.admission.claim(
+                start.call_sid,
+                nonce,
+                time.monotonic(),
+                shared_secret=not self.settings.stream_token_secret_generated,
+            )
+        except TokenError as exc:
+            return exc.reason
+        return None
+
+    def release(self, call_sid: str) -> None:
+        self.admission.release(call_sid)
