@@ -217,3 +217,102 @@ def test_upstream_errors_are_counted_and_survived() -> None:
     err = rt.ErrorEvent("invalid_request_error", "response_cancel_not_active", "x", None, "vb_3")
     assert core.receive_realtime(err, 0.0) == []
     assert core.stats.upstream_errors["response_cancel_not_active"] == 1
+
+
+def policy_core(**kw: object) -> CallCore:
+    from voicebridge.core.call import CallPolicy
+
+    core = CallCore(rt.SessionConfig(instructions="hi", voice="marin"), CallPolicy(**kw))  # type: ignore[arg-type]
+    core.receive_twilio(start_event(), 0.0)
+    return core
+
+
+def test_greeting_is_requested_once_after_the_session_is_confirmed() -> None:
+    """With greeting instructions, the model is asked to speak first, once."""
+    core = policy_core(greeting_instructions="Greet the caller.")
+    [create] = core.receive_realtime(rt.SessionUpdated(session()), 0.0)
+    assert isinstance(create, SendUpstream)
+    event = json.loads(create.text)
+    CLIENT_EVENT.validate_json(create.text)
+    assert event["type"] == "response.create"
+    assert event["response"]["instructions"] == "Greet the caller."
+    assert core.receive_realtime(rt.SessionUpdated(session()), 1.0) == []
+
+
+def test_failed_responses_retry_then_apologise_then_give_up() -> None:
+    """A failed response is retried, then the model apologises, then the call ends."""
+    core = policy_core(apology_instructions="Say sorry.")
+    failed = rt.ResponseDone("r", "failed", {"type": "failed"}, None, [])
+    [retry] = core.receive_realtime(failed, 0.0)
+    assert isinstance(retry, SendUpstream) and json.loads(retry.text) == {
+        "type": "response.create", "event_id": json.loads(retry.text)["event_id"]}
+    [apology] = core.receive_realtime(failed, 1.0)
+    assert isinstance(apology, SendUpstream)
+    assert json.loads(apology.text)["response"]["instructions"] == "Say sorry."
+    [end] = core.receive_realtime(failed, 2.0)
+    assert isinstance(end, EndCall) and end.failed
+    assert core.stats.failed_responses == 3
+
+
+def test_a_completed_response_resets_the_failure_count() -> None:
+    """Failures separated by a good response are each retried."""
+    core = policy_core()
+    failed = rt.ResponseDone("r", "failed", None, None, [])
+    ok = rt.ResponseDone("r2", "completed", None, None, [])
+    for _ in range(3):
+        [retry] = core.receive_realtime(failed, 0.0)
+        assert "response.create" in retry.text and "instructions" not in retry.text  # type: ignore[union-attr]
+        core.receive_realtime(ok, 0.0)
+
+
+def test_incomplete_responses_are_counted() -> None:
+    """An incomplete response is counted, not retried."""
+    core = policy_core()
+    details = {"type": "incomplete", "reason": "max_output_tokens"}
+    assert core.receive_realtime(rt.ResponseDone("r", "incomplete", details, None, []), 0.0) == []
+    assert core.stats.incomplete_responses == 1
+
+
+def test_idle_caller_is_reprompted_then_hung_up() -> None:
+    """The server re-prompts on each idle timeout; past the limit the call ends."""
+    core = policy_core(idle_reprompts=2)
+    assert core.receive_realtime(rt.TimeoutTriggered("i1"), 0.0) == []
+    core.receive_realtime(rt.SpeechStarted("u", 0), 1.0)  # the caller answered: reset
+    assert core.receive_realtime(rt.TimeoutTriggered("i2"), 2.0) == []
+    assert core.receive_realtime(rt.TimeoutTriggered("i3"), 3.0) == []
+    [end] = core.receive_realtime(rt.TimeoutTriggered("i4"), 4.0)
+    assert end == EndCall("idle_caller", failed=True)
+    assert core.stats.idle_reprompts == 3
+
+
+def test_media_gap_feeds_silence_in_the_session_format() -> None:
+    """During a media gap the upstream gets 20 ms of silence per frame, counted."""
+    core = policy_core()
+    [frame] = core.media_gap()
+    assert isinstance(frame, SendUpstream) and frame.audio
+    audio = base64.b64decode(json.loads(frame.text)["audio"])
+    assert audio == b"\xff" * 160
+    pcm = CallCore(rt.SessionConfig(instructions="", voice="marin", input_format="audio/pcm",
+                                    output_format="audio/pcm"))
+    assert pcm.media_gap() == []  # not streaming yet
+    pcm.receive_twilio(start_event(), 0.0)
+    [frame] = pcm.media_gap()
+    assert len(base64.b64decode(json.loads(frame.text)["audio"])) == pytest.approx(960, abs=6)
+    assert core.stats.silence_frames == 1
+
+
+def test_pcm_session_converts_both_ways_and_counts_ms_as_heard() -> None:
+    """With audio/pcm, caller audio goes up as 24 kHz PCM and model audio comes down as μ-law."""
+    core = CallCore(rt.SessionConfig(instructions="", voice="marin", input_format="audio/pcm",
+                                     output_format="audio/pcm"))
+    core.receive_twilio(start_event(), 0.0)
+    pcm_session = session(out="audio/pcm")
+    pcm_session["audio"]["input"]["format"] = {"type": "audio/pcm", "rate": 24000}
+    assert core.receive_realtime(rt.SessionUpdated(pcm_session), 0.0) == []
+    [up] = core.receive_twilio(tw.Media(SID, 0, base64.b64encode(b"\x55" * 160).decode(), 1), 0.0)
+    assert len(base64.b64decode(json.loads(up.text)["audio"])) == pytest.approx(960, abs=6)  # type: ignore[union-attr]
+    delta = base64.b64encode(b"\x00\x10" * 2400).decode()  # 100 ms at 24 kHz
+    [chunk] = core.receive_realtime(rt.AudioDelta("r", "i", delta), 0.0)
+    assert isinstance(chunk, Playback)
+    assert len(base64.b64decode(chunk.payload)) == pytest.approx(800, abs=3)
+    assert chunk.ms == pytest.approx(100, abs=0.5)

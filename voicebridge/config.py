@@ -24,6 +24,31 @@ DEFAULT_INSTRUCTIONS = (
 )
 DEFAULT_FAILURE_SAY = "Sorry, we could not connect your call. Please try again later. Goodbye."
 DEFAULT_BUSY_SAY = "Sorry, all our lines are busy. Please call again later. Goodbye."
+DEFAULT_APOLOGY = (
+    "Apologise in one short sentence that you had a technical problem, and ask the caller "
+    "to say that again."
+)
+# PROTOCOLS.md B.2: the input transcription models the GA API accepts.
+TRANSCRIPTION_MODELS = (
+    "whisper-1",
+    "gpt-transcribe",
+    "gpt-live-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15",
+    "gpt-4o-transcribe",
+    "gpt-4o-transcribe-diarize",
+    "gpt-realtime-whisper",
+)
+_FLAGS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
 
 
 def _random_secret() -> Secret:
@@ -64,6 +89,22 @@ class Settings:
     realtime_model: str = "gpt-realtime-2.1"  # REALTIME_MODEL, unless the URL has ?model=
     voice: str = "marin"  # VOICE
     instructions: str = DEFAULT_INSTRUCTIONS  # INSTRUCTIONS
+    # Conversation (README "Turn-taking")
+    upstream_audio: str = "pcmu"  # UPSTREAM_AUDIO: pcmu (passthrough) or pcm24k
+    turn_detection: str = "server_vad"  # TURN_DETECTION: server_vad or semantic_vad
+    vad_threshold: float = 0.5  # VAD_THRESHOLD (server_vad), 0..1
+    vad_prefix_padding_ms: int = 300  # VAD_PREFIX_PADDING_MS (server_vad)
+    vad_silence_ms: int = 500  # VAD_SILENCE_MS (server_vad): silence that ends a turn
+    vad_eagerness: str = "auto"  # VAD_EAGERNESS (semantic_vad): low, medium, high, auto
+    interrupt_response: bool = True  # INTERRUPT_RESPONSE: the server cancels on barge-in
+    create_response: bool = True  # CREATE_RESPONSE: the server answers each turn itself
+    noise_reduction: str = "near_field"  # NOISE_REDUCTION: near_field, far_field or off
+    transcription_model: str = ""  # TRANSCRIPTION_MODEL: input transcription, off if empty
+    greeting_instructions: str = ""  # GREETING_INSTRUCTIONS: the model speaks first
+    idle_timeout_ms: int = 0  # IDLE_TIMEOUT_MS (server_vad): re-prompt a silent caller; 0 off
+    idle_reprompts: int = 2  # IDLE_REPROMPTS: unanswered re-prompts before hanging up
+    apology_instructions: str = DEFAULT_APOLOGY  # APOLOGY_INSTRUCTIONS: after failed replies
+    media_gap_ms: int = 100  # MEDIA_GAP_MS: feed silence upstream after this media gap
     # Twilio side
     public_url: str | None = None  # PUBLIC_URL: https:// base Twilio reaches us at
     welcome_say: str = ""  # WELCOME_SAY: spoken by Twilio before connecting, if set
@@ -112,6 +153,34 @@ class Settings:
                 raise ConfigError(f"{name}={raw!r} must be a number greater than 0")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            raw = environ.get(name, "").strip().lower()
+            if raw == "":
+                return default
+            if raw not in _FLAGS:
+                raise ConfigError(f"{name}={raw!r} must be true or false")
+            return _FLAGS[raw]
+
+        def count(name: str, default: int) -> int:
+            raw = environ.get(name, "").strip()
+            if raw == "":
+                return default
+            if not raw.isdigit():
+                raise ConfigError(f"{name}={raw!r} must be a whole number, 0 or more")
+            return int(raw)
+
+        def fraction(name: str, default: float) -> float:
+            raw = environ.get(name, "").strip()
+            if raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                value = math.nan
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name}={raw!r} must be a number from 0 to 1")
+            return value
+
         port = int(number("PORT", defaults.port, int))
         if port > 65535:
             raise ConfigError(f"PORT={port} is not a TCP port (1-65535)")
@@ -123,6 +192,21 @@ class Settings:
             realtime_model=text("REALTIME_MODEL", defaults.realtime_model),
             voice=text("VOICE", defaults.voice),
             instructions=text("INSTRUCTIONS", defaults.instructions),
+            upstream_audio=text("UPSTREAM_AUDIO", defaults.upstream_audio).lower(),
+            turn_detection=text("TURN_DETECTION", defaults.turn_detection).lower(),
+            vad_threshold=fraction("VAD_THRESHOLD", defaults.vad_threshold),
+            vad_prefix_padding_ms=count("VAD_PREFIX_PADDING_MS", defaults.vad_prefix_padding_ms),
+            vad_silence_ms=count("VAD_SILENCE_MS", defaults.vad_silence_ms),
+            vad_eagerness=text("VAD_EAGERNESS", defaults.vad_eagerness).lower(),
+            interrupt_response=flag("INTERRUPT_RESPONSE", defaults.interrupt_response),
+            create_response=flag("CREATE_RESPONSE", defaults.create_response),
+            noise_reduction=text("NOISE_REDUCTION", defaults.noise_reduction).lower(),
+            transcription_model=text("TRANSCRIPTION_MODEL", ""),
+            greeting_instructions=text("GREETING_INSTRUCTIONS", ""),
+            idle_timeout_ms=count("IDLE_TIMEOUT_MS", defaults.idle_timeout_ms),
+            idle_reprompts=count("IDLE_REPROMPTS", defaults.idle_reprompts),
+            apology_instructions=text("APOLOGY_INSTRUCTIONS", defaults.apology_instructions),
+            media_gap_ms=int(number("MEDIA_GAP_MS", defaults.media_gap_ms, int)),
             public_url=public_url,
             welcome_say=text("WELCOME_SAY", ""),
             failure_say=text("FAILURE_SAY", defaults.failure_say),
@@ -174,6 +258,22 @@ class Settings:
                 )
             if pub.query or pub.fragment or "?" in self.public_url or "#" in self.public_url:
                 raise ConfigError(f"PUBLIC_URL={self.public_url!r} must not have a query string")
+        choices = {
+            "UPSTREAM_AUDIO": (self.upstream_audio, ("pcmu", "pcm24k")),
+            "TURN_DETECTION": (self.turn_detection, ("server_vad", "semantic_vad")),
+            "VAD_EAGERNESS": (self.vad_eagerness, ("low", "medium", "high", "auto")),
+            "NOISE_REDUCTION": (self.noise_reduction, ("near_field", "far_field", "off")),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"{name}={value!r} must be one of: {', '.join(allowed)}")
+        if self.transcription_model and self.transcription_model not in TRANSCRIPTION_MODELS:
+            raise ConfigError(
+                f"TRANSCRIPTION_MODEL={self.transcription_model!r} is not a known input "
+                f"transcription model ({', '.join(TRANSCRIPTION_MODELS)}); leave it empty for off"
+            )
+        if self.idle_timeout_ms and self.turn_detection != "server_vad":
+            raise ConfigError("IDLE_TIMEOUT_MS works only with TURN_DETECTION=server_vad")
         if self.twilio_auth_token and not self.public_url:
             raise ConfigError(
                 "TWILIO_AUTH_TOKEN is set but PUBLIC_URL is not: set PUBLIC_URL to the https:// "

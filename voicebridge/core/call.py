@@ -27,11 +27,13 @@ from typing import Any
 
 from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
-from voicebridge.core.audio import b64_decoded_len
+from voicebridge.core.audio import ULAW_BYTES_PER_MS, b64_decoded_len
 from voicebridge.core.playback import PlaybackTracker
+from voicebridge.core.transcode import CallerToModel, ModelToCaller, ulaw_silence
 
 __all__ = [
     "CallCore",
+    "CallPolicy",
     "CallStats",
     "EndCall",
     "FlushPlayback",
@@ -42,8 +44,19 @@ __all__ = [
     "SendUpstream",
 ]
 
-_BYTES_PER_MS = {"audio/pcmu": 8.0, "audio/pcma": 8.0, "audio/pcm": 48.0}
 _RECENT = 32  # interrupted response ids remembered for dropping late deltas
+_FRAME_MS = 20
+_SILENCE = ulaw_silence(_FRAME_MS)
+_MAX_FAILED = 2  # failed responses in a row: one retry, then a spoken apology, then give up
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """How the conversation is steered beyond the session's own settings."""
+
+    greeting_instructions: str = ""  # non-empty: the model speaks first, like this
+    idle_reprompts: int = 2  # unanswered idle re-prompts before the call is ended
+    apology_instructions: str = "Apologise briefly for a technical problem."
 
 
 class Phase(enum.Enum):
@@ -107,6 +120,10 @@ class CallStats:
     truncated_heard_ms: float = 0.0
     truncated_sent_ms: float = 0.0
     late_deltas_dropped: int = 0
+    silence_frames: int = 0  # fed upstream while Twilio sent no media
+    idle_reprompts: int = 0
+    failed_responses: int = 0
+    incomplete_responses: int = 0
     responses: int = 0
     dtmf: int = 0
     ignored: Counter[str] = field(default_factory=Counter)  # Twilio input ignored, by reason
@@ -123,8 +140,9 @@ class _Item:
 class CallCore:
     """Bridge decisions for one call. Times are ms on any monotonic clock."""
 
-    def __init__(self, session: rt.SessionConfig) -> None:
+    def __init__(self, session: rt.SessionConfig, policy: CallPolicy = CallPolicy()) -> None:
         self.session_config = session
+        self.policy = policy
         self.phase = Phase.WAITING_START
         self.start: tw.Start | None = None
         self.playback = PlaybackTracker()
@@ -133,7 +151,11 @@ class CallCore:
         self.interrupt_response = True  # replaced by the session.updated echo
         self.active_response: str | None = None
         self.last_error: rt.ErrorEvent | None = None
-        self._out_bytes_per_ms = _BYTES_PER_MS[session.output_format]
+        # Audio/pcm upstreams get their own converter per direction (state per call).
+        self._up = CallerToModel() if session.input_format == "audio/pcm" else None
+        self._down = ModelToCaller() if session.output_format == "audio/pcm" else None
+        self._unanswered_idle = 0
+        self._failed_in_a_row = 0
         self._items: dict[str, _Item] = {}
         self._interrupted: deque[str] = deque(maxlen=_RECENT)
         self._event_seq = 0
@@ -155,7 +177,7 @@ class CallCore:
             if event.stream_sid != self.stream_sid:
                 return self._ignore("wrong_stream_sid")
             self.stats.frames_in += 1
-            return [SendUpstream(rt.append_audio(event.payload), audio=True)]
+            return [self._append(event.payload)]
         if isinstance(event, tw.Mark):
             if event.stream_sid != self.stream_sid:
                 return self._ignore("wrong_stream_sid")
@@ -179,6 +201,21 @@ class CallCore:
             return []
         return self._ignore(f"unknown_event:{event.event}"[:48])
 
+    def _append(self, payload: str) -> SendUpstream:
+        audio = self._up.convert(payload) if self._up else payload
+        return SendUpstream(rt.append_audio(audio), audio=True)
+
+    def media_gap(self) -> list[Action]:
+        """A frame of silence for the upstream while Twilio sends no media.
+
+        Some carriers send nothing in silence; without audio the upstream's VAD never hears
+        the caller's turn end.
+        """
+        if self.phase is not Phase.STREAMING:
+            return []
+        self.stats.silence_frames += 1
+        return [self._append(_SILENCE)]
+
     def _ignore(self, reason: str) -> list[Action]:
         self.stats.ignored[reason] += 1
         return []
@@ -189,7 +226,10 @@ class CallCore:
         if isinstance(event, rt.AudioDelta):
             return self._audio_delta(event)
         if isinstance(event, rt.SpeechStarted):
+            self._unanswered_idle = 0
             return self._speech_started(now)
+        if isinstance(event, rt.TimeoutTriggered):
+            return self._idle()
         if isinstance(event, rt.ResponseCreated):
             self.active_response = event.response_id
             self.stats.responses += 1
@@ -198,7 +238,7 @@ class CallCore:
             if self.active_response == event.response_id:
                 self.active_response = None
             self._add_usage(event.usage)
-            return []
+            return self._response_done(event)
         if isinstance(event, rt.ErrorEvent):
             self.stats.upstream_errors[event.code or event.type or "unknown"] += 1
             self.last_error = event
@@ -207,18 +247,43 @@ class CallCore:
             return self._session_updated(event.session)
         return []
 
+    def _idle(self) -> list[Action]:
+        # The server commits the silence and re-prompts by itself; we only count.
+        self._unanswered_idle += 1
+        if self._unanswered_idle > self.policy.idle_reprompts:
+            return [EndCall("idle_caller", failed=True)]
+        self.stats.idle_reprompts += 1
+        return []
+
+    def _response_done(self, ev: rt.ResponseDone) -> list[Action]:
+        if ev.status == "failed":
+            self.stats.failed_responses += 1
+            self._failed_in_a_row += 1
+            if self._failed_in_a_row == 1:
+                return [SendUpstream(rt.response_create(self.next_event_id()))]
+            if self._failed_in_a_row == _MAX_FAILED:
+                instructions = self.policy.apology_instructions
+                return [SendUpstream(rt.response_create(self.next_event_id(), instructions))]
+            return [EndCall("responses_failing", failed=True)]
+        if ev.status == "incomplete":
+            self.stats.incomplete_responses += 1
+        elif ev.status == "completed":
+            self._failed_in_a_row = 0
+        return []
+
     def _audio_delta(self, ev: rt.AudioDelta) -> list[Action]:
         if ev.response_id in self._interrupted:
             self.stats.late_deltas_dropped += 1
             return []
-        ms = b64_decoded_len(ev.delta) / self._out_bytes_per_ms
+        payload = self._down.convert(ev.delta) if self._down else ev.delta
+        ms = b64_decoded_len(payload) / ULAW_BYTES_PER_MS
         item = self._items.get(ev.item_id)
         if item is None:
             item = self._items[ev.item_id] = _Item(ev.response_id)
             while len(self._items) > _RECENT:
                 del self._items[next(iter(self._items))]
         item.received_ms += ms
-        return [Playback(ev.item_id, ev.response_id, ev.delta, ms)]
+        return [Playback(ev.item_id, ev.response_id, payload, ms)]
 
     def _session_updated(self, session: dict[str, Any]) -> list[Action]:
         want = (self.session_config.input_format, self.session_config.output_format)
@@ -226,7 +291,12 @@ class CallCore:
         if got != want:
             return [EndCall(f"session_format_mismatch: asked {want}, got {got}", failed=True)]
         self.interrupt_response = rt.session_interrupts_response(session)
+        first = not self.session_ready
         self.session_ready = True
+        if first and self.policy.greeting_instructions:
+            # The model speaks first: nothing is active yet, so a response may be created.
+            greeting = rt.response_create(self.next_event_id(), self.policy.greeting_instructions)
+            return [SendUpstream(greeting)]
         return []
 
     def _add_usage(self, usage: dict[str, Any] | None) -> None:

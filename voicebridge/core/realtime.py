@@ -27,6 +27,7 @@ __all__ = [
     "SessionUpdated",
     "SpeechStarted",
     "SpeechStopped",
+    "TimeoutTriggered",
     "append_audio",
     "parse_realtime",
     "response_cancel",
@@ -55,6 +56,8 @@ class SessionConfig:
             "interrupt_response": True,
         }
     )
+    noise_reduction: str | None = None  # near_field | far_field | None (off)
+    transcription_model: str | None = None  # None: no input transcription
 
 
 def _format(fmt: AudioFormat) -> dict[str, Any]:
@@ -67,15 +70,19 @@ def _dumps(event: dict[str, Any]) -> str:
 
 
 def session_update(config: SessionConfig, event_id: str) -> str:
+    audio_in: dict[str, Any] = {
+        "format": _format(config.input_format),
+        "turn_detection": config.turn_detection,
+        "noise_reduction": {"type": config.noise_reduction} if config.noise_reduction else None,
+    }
+    if config.transcription_model:
+        audio_in["transcription"] = {"model": config.transcription_model}
     session: dict[str, Any] = {
         "type": "realtime",
         "output_modalities": ["audio"],
         "instructions": config.instructions,
         "audio": {
-            "input": {
-                "format": _format(config.input_format),
-                "turn_detection": config.turn_detection,
-            },
+            "input": audio_in,
             "output": {"format": _format(config.output_format), "voice": config.voice},
         },
     }
@@ -139,6 +146,13 @@ class SpeechStopped:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeoutTriggered:
+    """The caller said nothing for the session's ``idle_timeout_ms``."""
+
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseCreated:
     response_id: str
 
@@ -192,6 +206,7 @@ RealtimeEvent = (
     | SessionUpdated
     | SpeechStarted
     | SpeechStopped
+    | TimeoutTriggered
     | ResponseCreated
     | AudioDelta
     | AudioDone
@@ -271,6 +286,7 @@ _PARSERS: dict[str, Any] = {
         _s(ev, "item_id"), _i(ev, "audio_end_ms")
     ),
     "response.created": lambda ev: ResponseCreated(_s(_d(ev, "response"), "id")),
+    "input_audio_buffer.timeout_triggered": lambda ev: TimeoutTriggered(_s(ev, "item_id")),
     "response.done": _response_done,
     "error": _error,
     "conversation.item.truncated": lambda ev: ItemTruncated(

@@ -1,13 +1,14 @@
-"""The fake Realtime server's options, test records and session configuration (no I/O).
+"""The fake Realtime server's options, test records, ids and client-item checks (no I/O).
 
-Session objects follow the GA ``RealtimeSessionCreateRequest`` shape (PROTOCOLS.md B.2): the
-server reports the "full, effective configuration" in ``session.created`` / ``session.updated``.
+The session configuration itself (defaults, ``session.update`` validation) is in
+``fake_config``.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -19,10 +20,7 @@ __all__ = [
     "FakeRealtimeOptions",
     "FakeSession",
     "InvalidRequest",
-    "apply_session_update",
     "check_client_item",
-    "check_max_output_tokens",
-    "default_session",
     "new_id",
 ]
 
@@ -44,6 +42,13 @@ class FakeRealtimeOptions:
     close_after_ms: int | None = None  # close with 1011 this long after the first session.update
     echo_output_format: str | None = None  # session.updated (and the audio) use this output format
     accept_delay_ms: int = 0  # delay before completing the handshake
+    # The first N responses of each session end `failed` (server_error) before any audio.
+    fail_responses: int = 0
+    # The next N end `incomplete` (max_output_tokens) after about half their audio.
+    incomplete_responses: int = 0
+    # (function name, JSON arguments): the first response after caller speech calls this
+    # function instead of speaking, when the session (or response.create) declares it.
+    tool_call: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.speed > 0:
@@ -52,6 +57,13 @@ class FakeRealtimeOptions:
             raise ValueError("delta_ms must be > 0")
         if self.echo_output_format is not None and self.echo_output_format not in AUDIO_FORMATS:
             raise ValueError(f"echo_output_format must be one of {AUDIO_FORMATS}")
+        if self.fail_responses < 0 or self.incomplete_responses < 0:
+            raise ValueError("fail_responses and incomplete_responses must be >= 0")
+        if self.tool_call is not None:
+            name, arguments = self.tool_call
+            if not name:
+                raise ValueError("tool_call needs a function name")
+            json.loads(arguments)  # raises ValueError unless it is a JSON string
 
 
 @dataclass(eq=False)
@@ -79,7 +91,11 @@ class FakeSession:
     truncations: list[JSON] = field(default_factory=list)
     truncated: list[JSON] = field(default_factory=list)
     errors_sent: list[JSON] = field(default_factory=list)
-    items: dict[str, FakeItem] = field(default_factory=dict)
+    items: dict[str, FakeItem] = field(default_factory=dict)  # assistant audio items by id
+    response_creates: list[JSON] = field(default_factory=list)  # every client response.create
+    items_created: list[JSON] = field(default_factory=list)  # accepted conversation.item.create items
+    function_calls: list[JSON] = field(default_factory=list)  # function_call items the fake produced
+    function_outputs: list[JSON] = field(default_factory=list)  # accepted function_call_output items
     opened_at: float = field(default_factory=time.monotonic)
     closed_at: float | None = None
     close_code: int | None = None
@@ -103,129 +119,6 @@ _SEQ = itertools.count(1)
 def new_id(prefix: str) -> str:
     """A unique id shaped like the real ones ("event_…", "item_…", "resp_…")."""
     return f"{prefix}_{_RUN_TAG}{next(_SEQ):010x}"
-
-
-_SERVER_VAD_DEFAULTS: JSON = {
-    "threshold": 0.5,
-    "prefix_padding_ms": 300,
-    "silence_duration_ms": 500,
-    "idle_timeout_ms": None,
-    "create_response": True,
-    "interrupt_response": True,
-}
-_SEMANTIC_VAD_DEFAULTS: JSON = {
-    "eagerness": "auto",
-    "create_response": True,
-    "interrupt_response": True,
-}
-
-DEFAULT_INSTRUCTIONS = (
-    "Your knowledge cutoff is 2023-10. You are a helpful, witty, and friendly AI. "
-    "Keep your answers short."
-)
-
-
-def default_session(model: str) -> JSON:
-    """The session the real server reports in ``session.created`` before any update."""
-    pcm24 = {"type": "audio/pcm", "rate": 24000}
-    return {
-        "type": "realtime",
-        "object": "realtime.session",
-        "id": new_id("sess"),
-        "model": model,
-        "output_modalities": ["audio"],
-        "instructions": DEFAULT_INSTRUCTIONS,
-        "tools": [],
-        "tool_choice": "auto",
-        "max_output_tokens": "inf",
-        "tracing": None,
-        "truncation": "auto",
-        "prompt": None,
-        "expires_at": int(time.time()) + 3600,
-        "include": None,
-        "audio": {
-            "input": {
-                "format": dict(pcm24),
-                "transcription": None,
-                "noise_reduction": None,
-                "turn_detection": {"type": "server_vad", **_SERVER_VAD_DEFAULTS},
-            },
-            "output": {"format": dict(pcm24), "voice": "marin", "speed": 1.0},
-        },
-    }
-
-
-# Beta (retired) top-level session fields and where GA moved them (PROTOCOLS.md B.2 table).
-_BETA_FIELDS = {
-    "modalities": "output_modalities",
-    "input_audio_format": "audio.input.format",
-    "output_audio_format": "audio.output.format",
-    "voice": "audio.output.voice",
-    "turn_detection": "audio.input.turn_detection",
-    "input_audio_transcription": "audio.input.transcription",
-    "input_audio_noise_reduction": "audio.input.noise_reduction",
-    "max_response_output_tokens": "max_output_tokens",
-    "temperature": None,
-}
-
-
-def _merge(current: Any, update: Any) -> Any:
-    """Deep-merge ``update`` into ``current``: only the fields present change (B.2).
-
-    A dict whose ``type`` differs from the current one (a new audio format, server_vad →
-    semantic_vad) replaces it rather than merging, so no stale sibling fields survive.
-    """
-    if not isinstance(current, dict) or not isinstance(update, dict):
-        return copy.deepcopy(update)
-    if "type" in update and update["type"] != current.get("type"):
-        return copy.deepcopy(update)
-    merged = dict(current)
-    for key, value in update.items():
-        merged[key] = _merge(current.get(key), value)
-    return merged
-
-
-def _check_format(fmt: Any, param: str) -> JSON:
-    if not isinstance(fmt, dict) or fmt.get("type") not in AUDIO_FORMATS:
-        raise InvalidRequest(
-            "invalid_value",
-            f"Invalid value for '{param}.type'. Supported values are: "
-            + ", ".join(f"'{f}'" for f in AUDIO_FORMATS)
-            + ".",
-            f"{param}.type",
-        )
-    if fmt["type"] == "audio/pcm":
-        if fmt.get("rate", 24000) != 24000:
-            raise InvalidRequest(
-                "invalid_value", "Only a 24kHz sample rate is supported.", f"{param}.rate"
-            )
-        return {"type": "audio/pcm", "rate": 24000}
-    return {"type": fmt["type"]}
-
-
-def _check_turn_detection(td: Any) -> JSON | None:
-    param = "session.audio.input.turn_detection"
-    if td is None:
-        return None
-    kind = td.get("type") if isinstance(td, dict) else None
-    if kind == "server_vad":
-        return {"type": kind, **_SERVER_VAD_DEFAULTS, **td}
-    if kind == "semantic_vad":
-        return {"type": kind, **_SEMANTIC_VAD_DEFAULTS, **td}
-    raise InvalidRequest(
-        "invalid_value",
-        f"Invalid value for '{param}.type'. Supported values are: 'server_vad', 'semantic_vad'.",
-        f"{param}.type",
-    )
-
-
-def check_max_output_tokens(value: Any, param: str) -> int | str:
-    """``max_output_tokens`` is 1-4096 or "inf" (B.2)."""
-    if value == "inf" or (type(value) is int and 1 <= value <= 4096):
-        return value  # type: ignore[no-any-return]
-    raise InvalidRequest(
-        "invalid_value", f"Invalid '{param}': expected an integer 1-4096 or 'inf'.", param
-    )
 
 
 # String fields each client-creatable item type requires (the GA ConversationItem union).
@@ -261,51 +154,3 @@ def check_client_item(item: Any) -> JSON:
                 "item.content",
             )
     return {**copy.deepcopy(item), "object": "realtime.item", "status": "completed"}
-
-
-def apply_session_update(current: JSON, update: Any) -> JSON:
-    """The effective session after a ``session.update``; raises InvalidRequest for bad shapes."""
-    if not isinstance(update, dict):
-        raise InvalidRequest(
-            "invalid_type", "Invalid type for 'session': expected an object.", "session"
-        )
-    for name, ga_name in _BETA_FIELDS.items():
-        if name in update:
-            hint = f" Use 'session.{ga_name}' instead." if ga_name else ""
-            raise InvalidRequest(
-                "unknown_parameter",
-                f"Unknown parameter: 'session.{name}'.{hint}",
-                f"session.{name}",
-            )
-    if "type" not in update:
-        raise InvalidRequest(
-            "missing_required_parameter",
-            "Missing required parameter: 'session.type'.",
-            "session.type",
-        )
-    if update["type"] != "realtime":
-        raise InvalidRequest(
-            "invalid_value",
-            "Cannot change the session type of a realtime session.",
-            "session.type",
-        )
-    if update.get("model", current["model"]) != current["model"]:
-        raise InvalidRequest(
-            "invalid_value", "The model of a session cannot be changed.", "session.model"
-        )
-    merged: JSON = _merge(current, update)
-    merged["max_output_tokens"] = check_max_output_tokens(
-        merged.get("max_output_tokens"), "session.max_output_tokens"
-    )
-    audio = merged.get("audio")
-    if not isinstance(audio, dict) or not all(
-        isinstance(audio.get(side), dict) for side in ("input", "output")
-    ):
-        raise InvalidRequest(
-            "invalid_type", "Invalid type for 'session.audio': expected an object.", "session.audio"
-        )
-    audio_in, audio_out = audio["input"], audio["output"]
-    audio_in["format"] = _check_format(audio_in.get("format"), "session.audio.input.format")
-    audio_out["format"] = _check_format(audio_out.get("format"), "session.audio.output.format")
-    audio_in["turn_detection"] = _check_turn_detection(audio_in.get("turn_detection"))
-    return merged

@@ -29,6 +29,7 @@ from voicebridge.core import twilio as tw
 from voicebridge.core.call import (
     Action,
     CallCore,
+    CallPolicy,
     CallStats,
     EndCall,
     FlushPlayback,
@@ -74,7 +75,40 @@ class CallResult:
 
 
 def session_config(settings: Settings) -> rt.SessionConfig:
-    return rt.SessionConfig(instructions=settings.instructions, voice=settings.voice)
+    """The session voicebridge asks for, from the settings (README "Turn-taking")."""
+    fmt: rt.AudioFormat = "audio/pcm" if settings.upstream_audio == "pcm24k" else "audio/pcmu"
+    turn: dict[str, object] = {
+        "type": settings.turn_detection,
+        "create_response": settings.create_response,
+        "interrupt_response": settings.interrupt_response,
+    }
+    if settings.turn_detection == "server_vad":
+        turn.update(
+            threshold=settings.vad_threshold,
+            prefix_padding_ms=settings.vad_prefix_padding_ms,
+            silence_duration_ms=settings.vad_silence_ms,
+        )
+        if settings.idle_timeout_ms:
+            turn["idle_timeout_ms"] = settings.idle_timeout_ms
+    else:
+        turn["eagerness"] = settings.vad_eagerness
+    return rt.SessionConfig(
+        instructions=settings.instructions,
+        voice=settings.voice,
+        input_format=fmt,
+        output_format=fmt,
+        turn_detection=turn,
+        noise_reduction=None if settings.noise_reduction == "off" else settings.noise_reduction,
+        transcription_model=settings.transcription_model or None,
+    )
+
+
+def call_policy(settings: Settings) -> CallPolicy:
+    return CallPolicy(
+        greeting_instructions=settings.greeting_instructions,
+        idle_reprompts=settings.idle_reprompts,
+        apology_instructions=settings.apology_instructions,
+    )
 
 
 def _now() -> float:
@@ -94,7 +128,8 @@ class _Call:
         self.settings = settings
         self.admit = admit
         self.admitted = False
-        self.core = CallCore(session_config(settings))
+        self.core = CallCore(session_config(settings), call_policy(settings))
+        self.last_media = time.monotonic()
         self.upstream_q: FrameQueue[str] = FrameQueue(settings.caller_queue_frames)
         self.playback_q: FrameQueue[Playback | Probe | str] = FrameQueue(
             settings.playback_queue_chunks
@@ -166,7 +201,21 @@ class _Call:
         while True:
             event = await self.receive_twilio()
             if event is not None:
+                if isinstance(event, tw.Media):
+                    self.last_media = time.monotonic()
                 self.apply(self.core.receive_twilio(event, _now()))
+
+    async def media_watch(self) -> None:
+        """Feed silence upstream, a frame per 20 ms, while Twilio's media has stopped."""
+        gap = self.settings.media_gap_ms / 1000.0
+        while True:
+            quiet = time.monotonic() - self.last_media
+            if quiet < gap:
+                await asyncio.sleep(gap - quiet)
+                continue
+            self._once("media_gap", "Twilio media stopped: feeding silence upstream")
+            self.apply(self.core.media_gap())
+            await asyncio.sleep(0.02)
 
     async def twilio_out(self) -> None:
         send = self.ws.send_text
@@ -197,6 +246,8 @@ class _Call:
                 actions = self.core.receive_realtime(event, _now())
                 if isinstance(event, rt.ErrorEvent):
                     self._log_upstream_error(event)
+                elif isinstance(event, rt.ResponseDone) and event.status in ("failed", "incomplete"):
+                    self._log_response(event)
                 self.apply(actions)
                 if self.core.session_ready and not self.session_ready.is_set():
                     self.session_ready.set()
@@ -219,6 +270,16 @@ class _Call:
                 err.event_id,
                 err.message,
             )
+
+    def _log_response(self, done: rt.ResponseDone) -> None:
+        details = done.status_details or {}
+        error = details.get("error") if isinstance(details.get("error"), dict) else {}
+        self.log.warning(
+            "response %s %s: %s",
+            done.response_id,
+            done.status,
+            details.get("reason") or (error or {}).get("message") or "no reason given",
+        )
 
     async def upstream_out(self, conn: ClientConnection) -> None:
         try:
@@ -249,6 +310,7 @@ class _Call:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.twilio_in(), name="twilio-in")
                 tg.create_task(self.twilio_out(), name="twilio-out")
+                tg.create_task(self.media_watch(), name="media-watch")
                 try:
                     conn = await open_upstream(self.settings)
                 except UpstreamError as exc:
@@ -326,7 +388,9 @@ class _Call:
             level,
             "call ended call_sid=%s stream_sid=%s outcome=%s reason=%s duration=%.1fs "
             "frames_in=%d chunks_out=%d caller_dropped=%d playback_dropped=%d barge_ins=%d "
-            "truncations=%d late_deltas=%d ignored=%s upstream_errors=%s tokens=%s",
+            "truncations=%d late_deltas=%d silence_frames=%d idle_reprompts=%d "
+            "failed_responses=%d incomplete_responses=%d ignored=%s upstream_errors=%s "
+            "tokens=%s",
             r.call_sid,
             r.stream_sid,
             "failed" if r.failed else "ok",
@@ -339,6 +403,10 @@ class _Call:
             s.barge_ins,
             s.truncations,
             s.late_deltas_dropped,
+            s.silence_frames,
+            s.idle_reprompts,
+            s.failed_responses,
+            s.incomplete_responses,
             dict(s.ignored),
             dict(s.upstream_errors),
             dict(s.tokens),
