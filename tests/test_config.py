@@ -50,8 +50,24 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "STREAM_TOKEN_TTL": ("30", "stream_token_ttl", 30.0),
     "MAX_CALLS": ("7", "max_calls", 7),
     "MAX_MESSAGE_BYTES": ("4096", "max_message_bytes", 4096),
+    "UPSTREAM_AUDIO": ("PCM24K", "upstream_audio", "pcm24k"),
+    "TURN_DETECTION": ("semantic_vad", "turn_detection", "semantic_vad"),
+    "VAD_THRESHOLD": ("0.7", "vad_threshold", 0.7),
+    "VAD_PREFIX_PADDING_MS": ("200", "vad_prefix_padding_ms", 200),
+    "VAD_SILENCE_MS": ("800", "vad_silence_ms", 800),
+    "VAD_EAGERNESS": ("high", "vad_eagerness", "high"),
+    "INTERRUPT_RESPONSE": ("false", "interrupt_response", False),
+    "CREATE_RESPONSE": ("no", "create_response", False),
+    "NOISE_REDUCTION": ("far_field", "noise_reduction", "far_field"),
+    "TRANSCRIPTION_MODEL": ("gpt-transcribe", "transcription_model", "gpt-transcribe"),
+    "GREETING_INSTRUCTIONS": ("Say hello.", "greeting_instructions", "Say hello."),
+    "IDLE_TIMEOUT_MS": ("8000", "idle_timeout_ms", 8000),
+    "IDLE_REPROMPTS": ("1", "idle_reprompts", 1),
+    "APOLOGY_INSTRUCTIONS": ("Sorry!", "apology_instructions", "Sorry!"),
+    "MEDIA_GAP_MS": ("250", "media_gap_ms", 250),
 }
 # Variables that are only valid together with another one.
+# (IDLE_TIMEOUT_MS needs server_vad, the default.)
 REQUIRES = {"TWILIO_AUTH_TOKEN": {"PUBLIC_URL": "https://voice.example.com"}}
 
 
@@ -296,3 +312,24 @@ def test_load_environ_without_file_is_the_environment(
     monkeypatch.setenv("VB_TEST_MARKER", "present")
     assert load_environ(tmp_path / "missing.env") == dict(os.environ)
     assert load_environ(None)["VB_TEST_MARKER"] == "present"
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"UPSTREAM_AUDIO": "opus"}, "UPSTREAM_AUDIO"),
+        ({"TURN_DETECTION": "none"}, "TURN_DETECTION"),
+        ({"VAD_THRESHOLD": "1.5"}, "VAD_THRESHOLD"),
+        ({"VAD_THRESHOLD": "loud"}, "VAD_THRESHOLD"),
+        ({"VAD_SILENCE_MS": "-5"}, "VAD_SILENCE_MS"),
+        ({"VAD_EAGERNESS": "eager"}, "VAD_EAGERNESS"),
+        ({"INTERRUPT_RESPONSE": "maybe"}, "INTERRUPT_RESPONSE"),
+        ({"NOISE_REDUCTION": "studio"}, "NOISE_REDUCTION"),
+        ({"TRANSCRIPTION_MODEL": "my-asr"}, "TRANSCRIPTION_MODEL"),
+        ({"TURN_DETECTION": "semantic_vad", "IDLE_TIMEOUT_MS": "8000"}, "IDLE_TIMEOUT_MS"),
+    ],
+)
+def test_turn_taking_settings_are_validated(env: dict[str, str], name: str) -> None:
+    """A bad turn-taking setting stops start-up with its name in the message."""
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env(env)

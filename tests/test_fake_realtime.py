@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from voicebridge.core.audio import audioop
-from voicebridge.peers.clips import load_clips
+from voicebridge.peers.clips import clip_chunks, load_clips, reprompt_clip
 from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
 
 MS = 0.001  # seconds
@@ -752,3 +752,451 @@ async def test_every_event_kind_validates_against_the_openai_types(make_fake: Ma
     assert assert_conforms(fake.sessions) == len(fake.sessions[0].sent) > 50
     ids = [e["event_id"] for e in fake.sessions[0].sent]
     assert len(set(ids)) == len(ids)
+
+
+# -- idle timeout, faults, transcription, validation, semantic VAD, tool calls -------------
+
+
+def pcmu_session(**input_fields: Any) -> dict[str, Any]:
+    """GA pcmu in and out, plus the given audio.input fields."""
+    fmt = {"type": "audio/pcmu"}
+    return {
+        "type": "realtime",
+        "audio": {"input": {"format": fmt, **input_fields}, "output": {"format": fmt}},
+    }
+
+
+def kinds_of(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+async def test_idle_timeout_reprompts_after_playback_and_rearms(make_fake: MakeFake) -> None:
+    """idle_timeout_ms counts appended audio from response.done + the reply's audio length."""
+    fake = await make_fake()
+    td = {"type": "server_vad", "idle_timeout_ms": 1000}
+    async with await open_client(fake) as client:
+        updated = await client.update(
+            pcmu_session(turn_detection=td, transcription={"model": "gpt-transcribe"})
+        )
+        assert updated["session"]["audio"]["input"]["turn_detection"]["idle_timeout_ms"] == 1000
+        _, done = await run_response(client)  # nothing appended yet: response.done is at 0 ms
+        played = fake.sessions[0].items[done["response"]["output"][0]["id"]].audio_ms_sent
+        frames = math.ceil((played + 1000) / 20)  # 20 ms silent frames until the deadline
+        await client.append([SILENT] * (frames - 1))
+        assert "input_audio_buffer.timeout_triggered" not in kinds_of(await client.sync())
+        await client.append([SILENT])
+        timeout, _ = await client.until("input_audio_buffer.timeout_triggered")
+        assert timeout["audio_start_ms"] == int(played)  # playback of the reply ended here
+        assert timeout["audio_end_ms"] == frames * 20
+        reprompt, events = await client.until("response.done")
+        assert kinds_of(events)[:4] == [
+            "input_audio_buffer.committed",
+            "conversation.item.added",
+            "conversation.item.done",
+            "response.created",
+        ]
+        assert events[0]["item_id"] == timeout["item_id"]
+        user_item = events[2]["item"]
+        assert user_item["id"] == timeout["item_id"] and user_item["role"] == "user"
+        # An empty input: no transcription, although transcription is on.
+        assert not [e for e in events if "input_audio_transcription" in e["type"]]
+        reply = reprompt["response"]["output"][0]["content"][0]["transcript"]
+        assert reprompt["response"]["status"] == "completed"
+        assert reply == load_clips()[reprompt_clip()].transcript
+        assert "didn't catch that" in reply
+
+        # It rearms after the re-prompt: from its response.done plus its playback.
+        played_2 = fake.sessions[0].items[reprompt["response"]["output"][0]["id"]].audio_ms_sent
+        start_2 = frames * 20 + played_2
+        more = math.ceil((start_2 + 1000) / 20) - frames
+        await client.append([SILENT] * more)
+        again, _ = await client.until("input_audio_buffer.timeout_triggered")
+        assert again["audio_start_ms"] == int(start_2)
+        assert again["audio_end_ms"] == (frames + more) * 20
+        await client.until("response.done")
+
+
+async def test_idle_timeout_counts_from_session_update_and_speech_resets_it(
+    make_fake: MakeFake,
+) -> None:
+    """Before any reply it counts from session.updated; speech restarts it; without create_response it fires once."""
+    fake = await make_fake()
+    td = {"type": "server_vad", "idle_timeout_ms": 600, "create_response": False}
+    async with await open_client(fake) as client:
+        await client.update(GA_PCMU)
+        await client.append([SILENT] * 10)  # 200 ms before idle_timeout_ms is set
+        await client.update(pcmu_session(turn_detection=td))
+        await client.append([SILENT] * 29)
+        assert "input_audio_buffer.timeout_triggered" not in kinds_of(await client.sync())
+        await client.append([SILENT])
+        first, _ = await client.until("input_audio_buffer.timeout_triggered")
+        assert (first["audio_start_ms"], first["audio_end_ms"]) == (200, 800)
+        committed, _ = await client.until("conversation.item.done")
+        # Speech: 400 ms silence, 200 ms voiced, 500 ms silence ends at 1900 ms.
+        await client.append([SILENT] * 20 + [LOUD] * 10 + [SILENT] * 25)
+        stopped, between = await client.until("input_audio_buffer.speech_stopped")
+        assert stopped["audio_end_ms"] == 1900
+        assert "input_audio_buffer.timeout_triggered" not in kinds_of(between)
+        await client.append([SILENT] * 29)
+        after_speech = await client.sync()
+        assert "input_audio_buffer.timeout_triggered" not in kinds_of(after_speech)
+        assert "response.created" not in kinds_of(after_speech)  # create_response false
+        await client.append([SILENT])
+        second, _ = await client.until("input_audio_buffer.timeout_triggered")
+        assert (second["audio_start_ms"], second["audio_end_ms"]) == (1900, 2500)
+        await client.append([SILENT] * 100)  # it waits for the next response or speech
+        rest = kinds_of(await client.sync())
+        assert "input_audio_buffer.timeout_triggered" not in rest[1:]
+        assert "response.created" not in rest
+    triggered = [e for e in fake.sessions[0].sent if e["type"].endswith("timeout_triggered")]
+    assert len(triggered) == 2 and committed["item"]["id"] == first["item_id"]
+
+
+async def test_fail_then_incomplete_then_complete_responses(make_fake: MakeFake) -> None:
+    """fail_responses ends the first responses `failed` with no audio; incomplete_responses cuts the next ones at half."""
+    fake = await make_fake(fail_responses=1, incomplete_responses=1)
+    async with await open_client(fake) as client:
+        await client.update(GA_PCMU)
+        await client.send({"type": "response.create"})
+        failed, before = await client.until("response.done")
+        assert kinds_of(before) == ["response.created"]
+        response = failed["response"]
+        assert response["status"] == "failed" and response["output"] == []
+        assert response["status_details"] == {
+            "type": "failed",
+            "error": {
+                "type": "server_error",
+                "code": "server_error",
+                "message": "The server had an error while processing your request.",
+            },
+        }
+
+        deltas, cut = await run_response(client)
+        chunks = clip_chunks(0, "audio/pcmu", 100)  # the failed response spoke no clip
+        assert len(deltas) == len(chunks) // 2 and [d["delta"] for d in deltas] == [
+            c.audio_b64 for c in chunks[: len(chunks) // 2]
+        ]
+        response = cut["response"]
+        assert response["status"] == "incomplete"
+        assert response["status_details"] == {"type": "incomplete", "reason": "max_output_tokens"}
+        (item,) = response["output"]
+        assert item["status"] == "incomplete"
+        words = [
+            e["delta"]
+            for e in client.events
+            if e["type"] == "response.output_audio_transcript.delta"
+        ]
+        transcript = item["content"][0]["transcript"]
+        assert transcript == "".join(words) and 0 < len(transcript) < len(
+            load_clips()[0].transcript
+        )
+
+        deltas, whole = await run_response(client)
+        assert whole["response"]["status"] == "completed"
+        assert len(deltas) == len(clip_chunks(1, "audio/pcmu", 100))
+    assert [r["status"] for r in (failed["response"], cut["response"], whole["response"])] == [
+        "failed",
+        "incomplete",
+        "completed",
+    ]
+
+
+async def test_input_transcription_follows_each_spoken_user_item(make_fake: MakeFake) -> None:
+    """With audio.input.transcription, each spoken item gets transcription delta(s) and completed."""
+    fake = await make_fake()
+    async with await open_client(fake) as client:
+        session = pcmu_session(
+            transcription={"model": "gpt-transcribe", "language": "en"},
+            noise_reduction={"type": "far_field"},
+        )
+        audio_in = (await client.update(session))["session"]["audio"]["input"]
+        assert audio_in["transcription"] == {"model": "gpt-transcribe", "language": "en"}
+        assert audio_in["noise_reduction"] == {"type": "far_field"}
+        # Speech from 200 ms (with prefix padding) to 1400 ms: "1.2 s".
+        await client.append([SILENT] * 25 + [LOUD] * 20 + [SILENT] * 30)
+        stopped, _ = await client.until("input_audio_buffer.speech_stopped")
+        completed, events = await client.until(
+            "conversation.item.input_audio_transcription.completed"
+        )
+        deltas = [e for e in events if e["type"].endswith("input_audio_transcription.delta")]
+        assert completed["item_id"] == stopped["item_id"] and completed["content_index"] == 0
+        assert completed["transcript"] == "(caller speech, 1.2 s)"
+        assert "".join(d["delta"] for d in deltas) == completed["transcript"]
+        assert all(d["item_id"] == stopped["item_id"] for d in deltas)
+        usage = completed["usage"]
+        assert usage["type"] == "tokens" and usage["total_tokens"] == (
+            usage["input_tokens"] + usage["output_tokens"]
+        )
+        done, _ = await client.until("response.done")
+        assert done["response"]["output"][0]["content"][0]["transcript"]  # the assistant's words
+        await client.send({"type": "conversation.item.retrieve", "item_id": stopped["item_id"]})
+        retrieved, _ = await client.until("conversation.item.retrieved")
+        assert retrieved["item"]["content"][0]["transcript"] == "(caller speech, 1.2 s)"
+
+        # whisper-1 is billed by duration; a manual commit (VAD off) is transcribed too.
+        await client.update(
+            pcmu_session(
+                transcription={"model": "whisper-1"}, turn_detection=None, noise_reduction=None
+            )
+        )
+        await client.send({"type": "input_audio_buffer.clear"})  # 100 ms left after the stop
+        await client.until("input_audio_buffer.cleared")
+        await client.append([LOUD] * 25)
+        await client.send({"type": "input_audio_buffer.commit"})
+        completed, _ = await client.until("conversation.item.input_audio_transcription.completed")
+        assert completed["transcript"] == "(caller speech, 0.5 s)"
+        assert completed["usage"] == {"type": "duration", "seconds": 0.5}
+    assert fake.sessions[0].config["audio"]["input"]["noise_reduction"] is None
+
+
+BAD_UPDATES: list[tuple[dict[str, Any], str, str]] = [
+    ({"turn_detection": {"type": "push_to_talk"}}, "turn_detection.type", "invalid_value"),
+    (
+        {"turn_detection": {"type": "semantic_vad", "eagerness": "fast"}},
+        "turn_detection.eagerness",
+        "invalid_value",
+    ),
+    (
+        {"turn_detection": {"type": "semantic_vad", "idle_timeout_ms": 5000}},
+        "turn_detection.idle_timeout_ms",
+        "invalid_value",
+    ),
+    (
+        {"turn_detection": {"type": "server_vad", "eagerness": "high"}},
+        "turn_detection.eagerness",
+        "unknown_parameter",
+    ),
+    (
+        {"turn_detection": {"type": "server_vad", "threshold": 1.5}},
+        "turn_detection.threshold",
+        "decimal_above_max_value",
+    ),
+    (
+        {"turn_detection": {"type": "server_vad", "threshold": -0.1}},
+        "turn_detection.threshold",
+        "decimal_below_min_value",
+    ),
+    (
+        {"turn_detection": {"type": "server_vad", "threshold": "high"}},
+        "turn_detection.threshold",
+        "invalid_type",
+    ),
+    (
+        {"turn_detection": {"type": "server_vad", "silence_duration_ms": -1}},
+        "turn_detection.silence_duration_ms",
+        "integer_below_min_value",
+    ),
+    (
+        {"turn_detection": {"type": "server_vad", "prefix_padding_ms": -20}},
+        "turn_detection.prefix_padding_ms",
+        "integer_below_min_value",
+    ),
+    (
+        {"turn_detection": {"type": "server_vad", "idle_timeout_ms": -100}},
+        "turn_detection.idle_timeout_ms",
+        "integer_below_min_value",
+    ),
+    (
+        {"turn_detection": {"type": "server_vad", "create_response": "yes"}},
+        "turn_detection.create_response",
+        "invalid_type",
+    ),
+    ({"noise_reduction": {"type": "studio"}}, "noise_reduction.type", "invalid_value"),
+    ({"transcription": {"model": "whisper-2"}}, "transcription.model", "invalid_value"),
+    (
+        {"transcription": {"model": "gpt-transcribe", "speaker": "a"}},
+        "transcription.speaker",
+        "unknown_parameter",
+    ),
+]
+
+
+async def test_session_update_rejects_bad_turn_detection_noise_and_transcription(
+    make_fake: MakeFake,
+) -> None:
+    """Each bad field gets an invalid_request_error naming it, and the session stays as it was."""
+    fake = await make_fake()
+    async with await open_client(fake) as client:
+        good = pcmu_session(
+            turn_detection={"type": "server_vad", "threshold": 0.7, "idle_timeout_ms": 4000},
+            noise_reduction={"type": "near_field"},
+            transcription={"model": "gpt-4o-mini-transcribe"},
+        )
+        before = (await client.update(good))["session"]
+        for i, (fields, param, code) in enumerate(BAD_UPDATES):
+            event_id = f"bad_{i}"
+            session = {"type": "realtime", "audio": {"input": fields}}
+            await client.send(
+                {"type": "session.update", "event_id": event_id, "session": session}, check=False
+            )
+            error, between = await client.until("error")
+            assert "session.updated" not in kinds_of(between)
+            assert error["error"]["type"] == "invalid_request_error"
+            assert (
+                error["error"]["param"],
+                error["error"]["code"],
+                error["error"]["event_id"],
+            ) == (
+                f"session.audio.input.{param}",
+                code,
+                event_id,
+            ), fields
+        assert fake.sessions[0].config == before
+        # The boundaries themselves are fine; null turns noise reduction off.
+        edge = pcmu_session(
+            turn_detection={"type": "server_vad", "threshold": 1, "silence_duration_ms": 0},
+            noise_reduction=None,
+        )
+        audio_in = (await client.update(edge))["session"]["audio"]["input"]
+        assert audio_in["turn_detection"]["threshold"] == 1 and audio_in["noise_reduction"] is None
+        assert audio_in["transcription"] == {"model": "gpt-4o-mini-transcribe"}  # untouched
+        assert audio_in["turn_detection"]["idle_timeout_ms"] == 4000  # merged, not replaced
+    assert len(fake.sessions[0].errors_sent) == len(BAD_UPDATES)
+
+
+@pytest.mark.parametrize(
+    ("eagerness", "silence_ms"), [("high", 260), ("auto", 500), ("medium", 500), ("low", 1000)]
+)
+async def test_semantic_vad_eagerness_sets_the_trailing_silence(
+    make_fake: MakeFake, eagerness: str, silence_ms: int
+) -> None:
+    """semantic_vad ends the turn after ~250 / 500 / 1000 ms of silence for high / medium|auto / low."""
+    fake = await make_fake()
+    td = {"type": "semantic_vad", "eagerness": eagerness, "create_response": False}
+    async with await open_client(fake) as client:
+        updated = await client.update(pcmu_session(turn_detection=td))
+        assert updated["session"]["audio"]["input"]["turn_detection"] == {
+            "type": "semantic_vad",
+            "eagerness": eagerness,
+            "create_response": False,
+            "interrupt_response": True,
+        }
+        await client.append([LOUD] * 10 + [SILENT] * 60)
+        stopped, _ = await client.until("input_audio_buffer.speech_stopped")
+    assert stopped["audio_end_ms"] == 200 + silence_ms  # 20 ms frames: "high" stops at 260
+
+
+async def test_tool_call_then_function_output_then_a_spoken_reply(make_fake: MakeFake) -> None:
+    """With tool_call and the tool declared, caller speech gets a function_call; its output then a clip."""
+    arguments = '{"reason": "caller asked for a human"}'
+    fake = await make_fake(tool_call=("transfer_call", arguments))
+    tool = {
+        "type": "function",
+        "name": "transfer_call",
+        "description": "Transfer to a human",
+        "parameters": {"type": "object", "properties": {"reason": {"type": "string"}}},
+    }
+    async with await open_client(fake) as client:
+        await client.update({**GA_PCMU, "tools": [tool]})
+        await client.append([SILENT] * 5 + [LOUD] * 10 + [SILENT] * 26)
+        done, events = await client.until("response.done")
+        start = kinds_of(events).index("response.created")
+        assert kinds_of(events)[start:] == [
+            "response.created",
+            "rate_limits.updated",
+            "response.output_item.added",
+            "conversation.item.added",
+            *["response.function_call_arguments.delta"] * 3,
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "conversation.item.done",
+        ]
+        added = events[start + 2]["item"]
+        assert (added["type"], added["name"], added["arguments"], added["status"]) == (
+            "function_call",
+            "transfer_call",
+            "",
+            "in_progress",
+        )
+        call_id = added["call_id"]
+        assert call_id.startswith("call_")
+        pieces = [
+            e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"
+        ]
+        assert "".join(pieces) == arguments
+        args_done = events[start + 7]
+        assert (args_done["name"], args_done["arguments"], args_done["call_id"]) == (
+            "transfer_call",
+            arguments,
+            call_id,
+        )
+        assert not [e for e in events if e["type"] == "response.output_audio.delta"]
+        response = done["response"]
+        assert response["status"] == "completed"
+        (item,) = response["output"]
+        assert item == {
+            "id": added["id"],
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "completed",
+            "name": "transfer_call",
+            "call_id": call_id,
+            "arguments": arguments,
+        }
+        # Function-call items carry no audio to truncate.
+        await client.send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item["id"],
+                "content_index": 0,
+                "audio_end_ms": 0,
+            }
+        )
+        error, _ = await client.until("error")
+        assert error["error"]["message"] == "Only model output audio messages can be truncated"
+
+        output = {"type": "function_call_output", "call_id": call_id, "output": '{"ok": true}'}
+        await client.send({"type": "conversation.item.create", "item": output})
+        item_done, _ = await client.until("conversation.item.done")
+        assert item_done["previous_item_id"] == item["id"]
+        create = {
+            "type": "response.create",
+            "response": {"instructions": "Say you are transferring."},
+        }
+        await client.send(create)
+        reply, events = await client.until("response.done")
+        assert reply["response"]["status"] == "completed"
+        assert (
+            reply["response"]["output"][0]["content"][0]["transcript"] == load_clips()[0].transcript
+        )
+        assert len([e for e in events if e["type"] == "response.output_audio.delta"]) > 5
+    record = fake.sessions[0]
+    assert record.function_calls == [item]
+    assert record.items_created == [item_done["item"]]
+    assert [(o["call_id"], o["output"]) for o in record.function_outputs] == [
+        (call_id, '{"ok": true}')
+    ]
+    assert record.response_creates == [create]
+
+
+async def test_tool_call_needs_the_tool_declared_and_caller_speech(make_fake: MakeFake) -> None:
+    """No declared tool (or no speech yet, or tool_choice none): responses speak as usual."""
+    fake = await make_fake(tool_call=("transfer_call", "{}"))
+    async with await open_client(fake) as client:
+        await client.update(GA_PCMU)
+        await client.append([LOUD] * 10 + [SILENT] * 26)  # speech, but no tools declared
+        done, _ = await client.until("response.done")
+        assert done["response"]["output"][0]["type"] == "message"
+        tool = {"type": "function", "name": "transfer_call"}
+        await client.update({"type": "realtime", "tools": [tool]})
+        _, done = await run_response(client)  # no caller speech since the last response
+        assert done["response"]["output"][0]["type"] == "message"
+        await client.append([LOUD] * 10 + [SILENT] * 26)
+        await client.until("input_audio_buffer.speech_stopped")
+        await client.until("response.done")  # this one is the function call
+        await client.append([LOUD] * 10 + [SILENT] * 26)
+        await client.until("input_audio_buffer.speech_stopped")
+        call, _ = await client.until("response.done")
+        assert call["response"]["output"][0]["type"] == "function_call"  # once per caller turn
+    assert len(fake.sessions[0].function_calls) == 2
+
+
+def test_fault_options_are_checked() -> None:
+    """Bad fault options fail at construction, not mid-call."""
+    with pytest.raises(ValueError):
+        FakeRealtimeOptions(fail_responses=-1)
+    with pytest.raises(ValueError):
+        FakeRealtimeOptions(tool_call=("transfer_call", "{not json"))
+    with pytest.raises(ValueError):
+        FakeRealtimeOptions(tool_call=("", "{}"))
+    assert FakeRealtimeOptions(tool_call=("f", "{}")).tool_call == ("f", "{}")

@@ -16,11 +16,21 @@ from importlib.resources import files
 
 from voicebridge.core.audio import ULAW_BYTES_PER_MS, audioop
 
-__all__ = ["BYTES_PER_MS", "Chunk", "Clip", "clip_chunks", "load_clips"]
+__all__ = [
+    "BYTES_PER_MS",
+    "REPROMPT_FILE",
+    "Chunk",
+    "Clip",
+    "clip_chunks",
+    "load_clips",
+    "reprompt_clip",
+]
 
 # Bytes per millisecond of each Realtime audio format ("audio/pcm" is PCM16 at 24 kHz, the
 # only rate the API supports).
 BYTES_PER_MS: dict[str, int] = {"audio/pcmu": 8, "audio/pcma": 8, "audio/pcm": 48}
+# The clip an idle-timeout response speaks ("I'm sorry, I didn't catch that…").
+REPROMPT_FILE = "05.ulaw"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,12 @@ def load_clips() -> tuple[Clip, ...]:
         Clip(entry["file"], entry["transcript"], (root / entry["file"]).read_bytes())
         for entry in index
     )
+
+
+def reprompt_clip() -> int:
+    """Index of the re-prompt clip (the last clip if the package lacks it)."""
+    clips = load_clips()
+    return next((i for i, c in enumerate(clips) if c.file == REPROMPT_FILE), len(clips) - 1)
 
 
 def _encode(ulaw: bytes, fmt: str) -> bytes:

@@ -191,27 +191,27 @@ def _check_turn_detection(td: Any) -> JSON | None:
     if td is None:
         return None
     kind = td.get("type") if isinstance(td, dict) else None
+    result: JSON
     if kind == "semantic_vad":
-        td = dict(td)
         if td.get("idle_timeout_ms") is not None:
             raise InvalidRequest(
                 "invalid_value",
                 "Idle timeout is only supported for 'server_vad' turn detection.",
                 f"{param}.idle_timeout_ms",
             )
-        td.pop("idle_timeout_ms", None)  # null is harmless; SemanticVad has no such field
-        _known_fields(td, _SEMANTIC_VAD_FIELDS, param)
-        td = {"type": kind, **_SEMANTIC_VAD_DEFAULTS, **td}
-        _one_of(td["eagerness"], EAGERNESS, f"{param}.eagerness")
+        # null is harmless; SemanticVad has no such field, so it is not echoed.
+        result = {k: v for k, v in td.items() if k != "idle_timeout_ms"}
+        _known_fields(result, _SEMANTIC_VAD_FIELDS, param)
+        result = {**_SEMANTIC_VAD_DEFAULTS, **result}
+        _one_of(result["eagerness"], EAGERNESS, f"{param}.eagerness")
     elif kind == "server_vad":
-        assert isinstance(td, dict)
         _known_fields(td, _SERVER_VAD_FIELDS, param)
-        td = {"type": kind, **_SERVER_VAD_DEFAULTS, **td}
-        _number(td["threshold"], f"{param}.threshold", integer=False, high=1.0)
+        result = {**_SERVER_VAD_DEFAULTS, **td}
+        _number(result["threshold"], f"{param}.threshold", integer=False, high=1.0)
         for name in ("prefix_padding_ms", "silence_duration_ms"):
-            _number(td[name], f"{param}.{name}", integer=True)
-        if td["idle_timeout_ms"] is not None:
-            _number(td["idle_timeout_ms"], f"{param}.idle_timeout_ms", integer=True)
+            _number(result[name], f"{param}.{name}", integer=True)
+        if result["idle_timeout_ms"] is not None:
+            _number(result["idle_timeout_ms"], f"{param}.idle_timeout_ms", integer=True)
     else:
         raise InvalidRequest(
             "invalid_value",
@@ -220,13 +220,13 @@ def _check_turn_detection(td: Any) -> JSON | None:
             f"{param}.type",
         )
     for name in ("create_response", "interrupt_response"):
-        if not isinstance(td[name], bool):
+        if not isinstance(result[name], bool):
             raise InvalidRequest(
                 "invalid_type",
                 f"Invalid type for '{param}.{name}': expected a boolean.",
                 f"{param}.{name}",
             )
-    return td
+    return {"type": kind, **result}
 
 
 def _check_noise_reduction(nr: Any) -> JSON | None:
@@ -253,7 +253,7 @@ def _check_transcription(tr: Any) -> JSON | None:
         )
     _known_fields(tr, _TRANSCRIPTION_FIELDS, param)
     _one_of(tr.get("model"), TRANSCRIPTION_MODELS, f"{param}.model")
-    return tr
+    return dict(tr)
 
 
 def check_max_output_tokens(value: Any, param: str) -> int | str:

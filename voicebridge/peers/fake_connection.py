@@ -3,7 +3,8 @@
 Protocol decisions are synchronous methods that append events to an outbox; only pacing
 (``asyncio.sleep``) and socket writes await. A state change and the events it implies are
 therefore never split by another task, and ``FakeSession.sent`` is in wire order.
-Event shapes follow ``openai.types.realtime`` (PROTOCOLS.md B.3/B.4).
+Event shapes follow ``openai.types.realtime`` (PROTOCOLS.md B.3/B.4). Responses are run by
+``fake_responder``; idle timeout, semantic-VAD timing and input transcription by ``fake_turns``.
 """
 
 from __future__ import annotations
@@ -22,20 +23,13 @@ from websockets.exceptions import ConnectionClosed
 
 from voicebridge.core.audio import b64_decoded_len
 
-from .clips import BYTES_PER_MS, clip_chunks, load_clips
+from .clips import BYTES_PER_MS
+from .fake_config import apply_session_update, default_session
 from .fake_conversation import Conversation
+from .fake_responder import Responder
 from .fake_response import FakeResponse
-from .fake_session import (
-    JSON,
-    FakeItem,
-    FakeRealtimeOptions,
-    FakeSession,
-    InvalidRequest,
-    apply_session_update,
-    check_max_output_tokens,
-    default_session,
-    new_id,
-)
+from .fake_session import JSON, FakeRealtimeOptions, FakeSession, InvalidRequest, new_id
+from .fake_turns import SEMANTIC_SILENCE_MS, IdleTimer, transcription_events
 from .fake_vad import EnergyVad, VadEvent
 
 __all__ = ["BETA_MESSAGE", "FakeConnection"]
@@ -46,7 +40,6 @@ BETA_MESSAGE = (
     "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."
 )
 DEFAULT_MODEL = "gpt-realtime"
-SEMANTIC_VAD_SILENCE_MS = 500
 MIN_COMMIT_MS = 100
 
 
@@ -68,10 +61,21 @@ class FakeConnection:
         self._configure_vad()
         self._conv = Conversation(self._emit)
         self._user_item_id: str | None = None  # between speech_started and speech_stopped
+        self._user_start_ms = 0  # audio_start_ms of that speech
         self._buffer_ms = 0.0  # uncommitted input audio
         self._input_ms_total = 0.0
-        self._active: FakeResponse | None = None
-        self._next_clip = 0
+        self._idle = IdleTimer()
+        self._responder = Responder(
+            emit=self._emit,
+            flush=self._flush,
+            spawn=self._spawn,
+            conv=self._conv,
+            record=record,
+            options=options,
+            config=lambda: self._config,
+            input_ms=lambda: self._input_ms_total,
+            on_done=self._response_done,
+        )
         self._close_timer: asyncio.Task[None] | None = None
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -184,8 +188,8 @@ class FakeConnection:
         if td is None or td["type"] == "server_vad":
             prefix = td["prefix_padding_ms"] if td else 300
             silence = td["silence_duration_ms"] if td else 500
-        else:  # semantic_vad: no timings to configure; behave like a fixed 500 ms silence
-            prefix, silence = 300, SEMANTIC_VAD_SILENCE_MS
+        else:  # semantic_vad: trailing silence by eagerness stands in for the model's judgement
+            prefix, silence = 300, SEMANTIC_SILENCE_MS[td["eagerness"]]
         self._vad.configure(fmt, prefix, silence)
 
     def _on_session_update(self, event: JSON) -> None:
@@ -199,6 +203,8 @@ class FakeConnection:
         self._configure_vad()
         # The client event_id is not echoed in session.updated (B.2).
         self._emit({"type": "session.updated", "session": copy.deepcopy(config)})
+        if not self._idle.responded and not self._vad.speaking and self._responder.active is None:
+            self._idle.arm(self._input_ms_total)  # before the first response: from here
         if self._opts.close_after_ms is not None and self._close_timer is None:
             self._close_timer = self._spawn(
                 self._close_later(self._opts.close_after_ms / 1000), "fake-close-after"
@@ -233,9 +239,39 @@ class FakeConnection:
                 self._speech_started(vad_event.ms)
             else:
                 self._speech_stopped(vad_event.ms)
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        """server_vad's ``idle_timeout_ms``: no speech for that long after the last reply."""
+        td = self._turn_detection()
+        if td is None or td["type"] != "server_vad" or td.get("idle_timeout_ms") is None:
+            return
+        if self._vad.speaking or self._responder.active is not None:
+            return
+        start = self._idle.due(self._input_ms_total, td["idle_timeout_ms"])
+        if start is None:
+            return
+        self._idle.disarm()  # until the next response or speech
+        item_id = new_id("item")
+        self._emit(
+            {
+                "type": "input_audio_buffer.timeout_triggered",
+                "audio_start_ms": int(start),
+                "audio_end_ms": int(self._input_ms_total),
+                "item_id": item_id,
+            }
+        )
+        self._commit_audio(item_id, None)  # "the empty audio will be committed"
+        if td.get("create_response", True):
+            self._responder.start(None, reprompt=True)
+
+    def _response_done(self, response: FakeResponse) -> None:
+        played = response.item if response.kind == "audio" else None
+        self._idle.arm_after_response(self._input_ms_total, played)
 
     def _speech_started(self, audio_start_ms: int) -> None:
         self._user_item_id = new_id("item")
+        self._user_start_ms = audio_start_ms
         self._emit(
             {
                 "type": "input_audio_buffer.speech_started",
@@ -244,8 +280,9 @@ class FakeConnection:
             }
         )
         td = self._turn_detection()
-        if self._active is not None and td is not None and td.get("interrupt_response", True):
-            self._finish(self._active, "cancelled", "turn_detected")
+        if td is not None and td.get("interrupt_response", True):
+            self._responder.cancel("turn_detected")
+        self._idle.disarm()  # after the cancel: its response.done would rearm the timer
 
     def _speech_stopped(self, audio_end_ms: int) -> None:
         item_id = self._user_item_id or new_id("item")
@@ -257,15 +294,28 @@ class FakeConnection:
                 "item_id": item_id,
             }
         )
-        self._commit_audio(item_id)
+        self._idle.arm(audio_end_ms)
+        self._commit_audio(item_id, audio_end_ms - self._user_start_ms)
         td = self._turn_detection()
         # A response already in progress is left alone (interrupt_response false).
-        if td is not None and td.get("create_response", True) and self._active is None:
-            self._start_response(None)
+        if td is not None and td.get("create_response", True) and self._responder.active is None:
+            self._responder.start(None)
 
-    def _commit_audio(self, item_id: str) -> None:
+    def _commit_audio(self, item_id: str, speech_ms: float | None) -> None:
+        """Commit the buffer as a user item; ``speech_ms`` is None when it held no speech."""
         self._conv.commit_audio(item_id)
         self._buffer_ms = 0.0
+        transcription = self._config["audio"]["input"]["transcription"]
+        if speech_ms is None:
+            return
+        self._responder.caller_spoke = True
+        if transcription is not None:
+            # Transcription "runs asynchronously… may come before or after the Response
+            # events" (B.3); the fake sends it at once, before any response it triggers.
+            events, transcript = transcription_events(transcription["model"], item_id, speech_ms)
+            for event in events:
+                self._emit(event)
+            self._conv.set_transcript(item_id, transcript)
 
     def _on_commit(self, event: JSON) -> None:
         if self._buffer_ms < MIN_COMMIT_MS:
@@ -277,7 +327,8 @@ class FakeConnection:
             )
         item_id = self._user_item_id or new_id("item")
         self._user_item_id = None
-        self._commit_audio(item_id)
+        # A manual commit is taken to hold caller speech (the fake cannot tell).
+        self._commit_audio(item_id, self._buffer_ms)
 
     def _on_clear(self, event: JSON) -> None:
         self._buffer_ms = 0.0
@@ -306,8 +357,9 @@ class FakeConnection:
                 "audio_end_ms",
             )
         fake.truncated_ms = end_ms
-        if self._active is not None and self._active.item is fake:
-            self._active.audio_stopped = True  # the real server stops generating it too
+        active = self._responder.active
+        if active is not None and active.item is fake:
+            active.audio_stopped = True  # the real server stops generating it too
         truncated = self._emit(
             {
                 "type": "conversation.item.truncated",
@@ -319,10 +371,12 @@ class FakeConnection:
         self._record.truncated.append(truncated)
 
     def _on_response_create(self, event: JSON) -> None:
-        if self._active is not None:
+        self._record.response_creates.append(copy.deepcopy(event))
+        active = self._responder.active
+        if active is not None:
             raise InvalidRequest(
                 "conversation_already_has_active_response",
-                f"Conversation already has an active response in progress: {self._active.id}. "
+                f"Conversation already has an active response in progress: {active.id}. "
                 "Wait until the response is finished before creating a new one.",
             )
         params = event.get("response")
@@ -330,16 +384,23 @@ class FakeConnection:
             raise InvalidRequest(
                 "invalid_type", "Invalid type for 'response': expected an object.", "response"
             )
-        # Per-response instructions/tools are accepted; the fake speaks its clips regardless.
-        self._start_response(params)
+        # Per-response instructions are recorded, not obeyed: the fake speaks its clips;
+        # per-response tools / tool_choice do decide a tool_call (see Responder).
+        self._responder.start(params)
 
     def _on_response_cancel(self, event: JSON) -> None:
-        wanted = event.get("response_id")
-        if self._active is None or (wanted is not None and wanted != self._active.id):
+        wanted, active = event.get("response_id"), self._responder.active
+        if active is None or (wanted is not None and wanted != active.id):
             raise InvalidRequest(
                 "response_cancel_not_active", "Cancellation failed: no active response found"
             )
-        self._finish(self._active, "cancelled", "client_cancelled")
+        self._responder.cancel("client_cancelled")
+
+    def _on_item_create(self, event: JSON) -> None:
+        item = self._conv.on_create(event)
+        self._record.items_created.append(copy.deepcopy(item))
+        if item["type"] == "function_call_output":
+            self._record.function_outputs.append(copy.deepcopy(item))
 
     def _on_webrtc_only(self, event: JSON) -> None:
         raise InvalidRequest(
@@ -347,64 +408,6 @@ class FakeConnection:
             f"{event['type']} is only supported for WebRTC and SIP connections.",
             "type",
         )
-
-    # -- responses --------------------------------------------------------------------------
-
-    def _start_response(self, params: JSON | None) -> None:
-        params = params or {}
-        out = self._config["audio"]["output"]
-        voice = out.get("voice", "marin")
-        index = self._next_clip
-        self._next_clip = (index + 1) % len(load_clips())
-        response_id = new_id("resp")
-        item = FakeItem(new_id("item"), response_id)
-        response = FakeResponse(
-            emit=self._emit,
-            id=response_id,
-            item=item,
-            chunks=clip_chunks(index, out["format"]["type"], self._opts.delta_ms),
-            conversation_id=self._conv.id,
-            audio_format=dict(out["format"]),
-            # RealtimeResponse.audio.output.voice takes a name only, not {"id": ...}.
-            voice=voice["id"] if isinstance(voice, dict) else voice,
-            max_output_tokens=check_max_output_tokens(
-                params.get("max_output_tokens", self._config["max_output_tokens"]),
-                "response.max_output_tokens",
-            ),
-            metadata=params.get("metadata"),
-        )
-        self._record.items[item.item_id] = item
-        self._active = response
-        self._conv.set(response.open(self._conv.last_item_id))
-        self._spawn(self._stream(response), f"fake-response-{response_id}")
-
-    async def _stream(self, response: FakeResponse) -> None:
-        """Pace the response's audio faster than real time, then complete it."""
-        interval = self._opts.delta_ms / self._opts.speed / 1000
-        try:
-            await asyncio.sleep(self._opts.response_delay_ms / 1000)
-            for chunk in response.chunks:
-                # Cancelled, interrupted or truncated while this task slept.
-                if response.done or response.audio_stopped:
-                    break
-                response.send_delta(chunk)
-                await self._flush()
-                await asyncio.sleep(interval)
-            if not response.done:
-                self._finish(response, "completed", None)
-                await self._flush()
-        except ConnectionClosed:
-            pass
-
-    def _finish(self, response: FakeResponse, status: str, reason: str | None) -> None:
-        """End a response; ``response.done`` is sent "no matter the final state" (B.3)."""
-        if response.done:
-            return
-        if self._active is response:
-            self._active = None
-        instructions = str(self._config.get("instructions") or "")
-        usage = response.usage(self._input_ms_total, instructions)
-        self._conv.set(response.close(status, reason, usage))
 
 
 _Handler = Callable[[FakeConnection, JSON], None]
@@ -415,7 +418,7 @@ _HANDLERS: dict[str, _Handler] = {
     "input_audio_buffer.append": FakeConnection._on_append,
     "input_audio_buffer.commit": FakeConnection._on_commit,
     "input_audio_buffer.clear": FakeConnection._on_clear,
-    "conversation.item.create": lambda conn, event: conn._conv.on_create(event),
+    "conversation.item.create": FakeConnection._on_item_create,
     "conversation.item.truncate": FakeConnection._on_item_truncate,
     "conversation.item.delete": lambda conn, event: conn._conv.on_delete(event),
     "conversation.item.retrieve": lambda conn, event: conn._conv.on_retrieve(event),

@@ -54,10 +54,16 @@ class Conversation:
             "type": "message",
             "status": "completed",
             "role": "user",
-            # No input transcription is configured by default, hence transcript null.
+            # The transcript, if input transcription is on, arrives later in its own events.
             "content": [{"type": "input_audio", "transcript": None}],
         }
         self.add(item, previous)
+
+    def set_transcript(self, item_id: str, transcript: str) -> None:
+        """Input transcription finished: later retrieves show it (no event of its own)."""
+        item = self._items.get(item_id)
+        if item is not None:
+            item["content"] = [{"type": "input_audio", "transcript": transcript}]
 
     def known(self, event: JSON) -> str:
         """The event's ``item_id``, which must name an item of this conversation."""
@@ -68,7 +74,8 @@ class Conversation:
             )
         return item_id
 
-    def on_create(self, event: JSON) -> None:
+    def on_create(self, event: JSON) -> JSON:
+        """Add a client's item (``conversation.item.create``); return it as added."""
         item = check_client_item(event.get("item"))
         item.setdefault("id", new_id("item"))
         if item["id"] in self._items:
@@ -76,6 +83,7 @@ class Conversation:
                 "invalid_value", f"Item with id {item['id']} already exists.", "item.id"
             )
         self.add(item, event.get("previous_item_id", self.last_item_id))
+        return item
 
     def on_delete(self, event: JSON) -> None:
         item_id = self.known(event)

@@ -2,8 +2,11 @@
 
 It lets the whole project run and be tested offline: the handshake checks (path, API key, the
 retired ``OpenAI-Beta`` header), server VAD over the appended audio, and responses that speak
-packaged speech clips faster than real time. Every connection is recorded in a
-``FakeSession`` for tests to inspect afterwards. Protocol reference: PROTOCOLS.md section B.
+packaged speech clips faster than real time. It also does ``idle_timeout_ms`` re-prompts,
+placeholder input transcription, per-field ``session.update`` validation, one scripted
+function call (``tool_call``) and failed / incomplete responses (``FakeRealtimeOptions``).
+Every connection is recorded in a ``FakeSession`` for tests to inspect afterwards. Protocol
+reference: PROTOCOLS.md section B.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """One assistant response of the fake Realtime server: its state and the GA events it emits.
 
 Every method is synchronous and emits through a callback, so a response's state and its
-events change together; the connection owns the pacing. Shapes follow
-``openai.types.realtime`` (``RealtimeResponse``, the assistant message item, PROTOCOLS.md B.3).
+events change together; the responder owns the pacing. Shapes follow
+``openai.types.realtime`` (``RealtimeResponse``, the assistant message and function_call
+items, PROTOCOLS.md B.3). A response is one of three kinds: ``audio`` (one assistant audio
+item speaking a clip), ``function_call`` (one function_call item, no audio) or ``failed``
+(``response.created`` then ``response.done`` with no output at all).
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .clips import Chunk
 from .fake_session import JSON, FakeItem
 
-__all__ = ["Emit", "FakeResponse", "Status"]
+__all__ = ["Emit", "FakeResponse", "Kind", "Status"]
 
 Emit = Callable[[JSON], JSON]
-Status = str  # "completed" | "cancelled"
+Status = str  # "completed" | "cancelled" | "incomplete" | "failed"
+Kind = Literal["audio", "function_call", "failed"]
 
 _RATE_LIMITS: list[JSON] = [
     {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 0.06},
@@ -28,7 +32,7 @@ _RATE_LIMITS: list[JSON] = [
 
 @dataclass(eq=False)
 class FakeResponse:
-    """A response speaking one clip into one assistant audio item."""
+    """A response: one clip into one assistant audio item, one function call, or a failure."""
 
     emit: Emit
     id: str
@@ -39,13 +43,19 @@ class FakeResponse:
     voice: str
     max_output_tokens: int | str
     metadata: Any = None
+    kind: Kind = "audio"
+    call: tuple[str, str] = ("", "")  # function_call: (name, JSON arguments)
+    call_id: str = ""
     text_sent: list[str] = field(default_factory=list)
+    arguments_sent: list[str] = field(default_factory=list)
     audio_stopped: bool = False  # its item was truncated: no more deltas
     done: bool = False
 
-    def open(self, previous_item_id: str | None) -> JSON:
-        """Emit everything up to the first delta; return the in-progress item."""
+    def open(self, previous_item_id: str | None) -> JSON | None:
+        """Emit everything up to the first delta; return the in-progress item, if any."""
         self.emit({"type": "response.created", "response": self._response_json([])})
+        if self.kind == "failed":
+            return None  # it fails before producing anything
         # "Emitted at the beginning of a Response" (B.3).
         self.emit({"type": "rate_limits.updated", "rate_limits": copy.deepcopy(_RATE_LIMITS)})
         item = self._item_json("in_progress", [])
@@ -64,6 +74,8 @@ class FakeResponse:
                 "item": copy.deepcopy(item),
             }
         )
+        if self.kind == "function_call":
+            return item
         self.emit(
             {
                 "type": "response.content_part.added",
@@ -84,9 +96,51 @@ class FakeResponse:
             )
             self.text_sent.append(chunk.text)
 
-    def close(self, status: Status, reason: str | None, usage: JSON) -> JSON:
-        """Close the part and item, then ``response.done``; return the final item."""
+    def argument_pieces(self) -> list[str]:
+        """The function call's arguments cut into (up to) three deltas."""
+        arguments = self.call[1]
+        step = max(1, -(-len(arguments) // 3))
+        return [arguments[i : i + step] for i in range(0, len(arguments), step)]
+
+    def send_arguments(self, piece: str) -> None:
+        self.emit(
+            {
+                "type": "response.function_call_arguments.delta",
+                **self._call_ids(),
+                "delta": piece,
+            }
+        )
+        self.arguments_sent.append(piece)
+
+    def close(self, status: Status, details: JSON | None, usage: JSON) -> JSON | None:
+        """Close the item (if any), then ``response.done``; return the final item."""
         self.done = True
+        item: JSON | None = None
+        if self.kind == "audio":
+            item = self._close_audio(status)
+        elif self.kind == "function_call":
+            item = self._close_call(status)
+        output = [] if item is None else [copy.deepcopy(item)]
+        response = self._response_json(output, status, details, usage)
+        self.emit({"type": "response.done", "response": response})
+        return item
+
+    def _close_call(self, status: Status) -> JSON:
+        arguments = "".join(self.arguments_sent)
+        # arguments.done is "also emitted when a Response is interrupted… or cancelled".
+        self.emit(
+            {
+                "type": "response.function_call_arguments.done",
+                **self._call_ids(),
+                "name": self.call[0],
+                "arguments": arguments,
+            }
+        )
+        item = self._item_json("completed" if status == "completed" else "incomplete", [])
+        self._item_done(item)
+        return item
+
+    def _close_audio(self, status: Status) -> JSON:
         # "Truncating audio will delete the server-side text transcript" (B.4).
         transcript = "" if self.item.truncated_ms is not None else "".join(self.text_sent)
         ids = self._part_ids()
@@ -104,6 +158,10 @@ class FakeResponse:
         )
         content = [{"type": "output_audio", "transcript": transcript}]
         item = self._item_json("completed" if status == "completed" else "incomplete", content)
+        self._item_done(item)
+        return item
+
+    def _item_done(self, item: JSON) -> None:
         self.emit(
             {
                 "type": "response.output_item.done",
@@ -113,17 +171,13 @@ class FakeResponse:
             }
         )
         self.emit({"type": "conversation.item.done", "item": copy.deepcopy(item)})
-        details = None if reason is None else {"type": status, "reason": reason}
-        response = self._response_json([copy.deepcopy(item)], status, details, usage)
-        self.emit({"type": "response.done", "response": response})
-        return item
 
     def usage(self, input_ms: float, instructions: str) -> JSON:
         """A plausible ``usage``: ~10 input audio tokens/s, ~20 output audio tokens/s."""
         in_audio = int(input_ms / 100)
         in_text = len(instructions) // 4
         out_audio = int(self.item.audio_ms_sent / 50)
-        out_text = len("".join(self.text_sent).split())
+        out_text = len("".join(self.text_sent).split()) + len("".join(self.arguments_sent)) // 4
         return {
             "total_tokens": in_audio + in_text + out_audio + out_text,
             "input_tokens": in_audio + in_text,
@@ -146,7 +200,25 @@ class FakeResponse:
             "content_index": 0,
         }
 
+    def _call_ids(self) -> JSON:
+        return {
+            "response_id": self.id,
+            "item_id": self.item.item_id,
+            "output_index": 0,
+            "call_id": self.call_id,
+        }
+
     def _item_json(self, status: str, content: list[JSON]) -> JSON:
+        if self.kind == "function_call":
+            return {
+                "id": self.item.item_id,
+                "object": "realtime.item",
+                "type": "function_call",
+                "status": status,
+                "name": self.call[0],
+                "call_id": self.call_id,
+                "arguments": "".join(self.arguments_sent),
+            }
         return {
             "id": self.item.item_id,
             "object": "realtime.item",

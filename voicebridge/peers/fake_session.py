@@ -92,10 +92,14 @@ class FakeSession:
     truncated: list[JSON] = field(default_factory=list)
     errors_sent: list[JSON] = field(default_factory=list)
     items: dict[str, FakeItem] = field(default_factory=dict)  # assistant audio items by id
-    response_creates: list[JSON] = field(default_factory=list)  # every client response.create
-    items_created: list[JSON] = field(default_factory=list)  # accepted conversation.item.create items
-    function_calls: list[JSON] = field(default_factory=list)  # function_call items the fake produced
-    function_outputs: list[JSON] = field(default_factory=list)  # accepted function_call_output items
+    # Every client response.create event, as received (to see per-response instructions).
+    response_creates: list[JSON] = field(default_factory=list)
+    # Accepted conversation.item.create items, as the server added them (with their ids).
+    items_created: list[JSON] = field(default_factory=list)
+    # The function_call items the fake produced (final state, as in response.done).
+    function_calls: list[JSON] = field(default_factory=list)
+    # The accepted function_call_output items (also in items_created).
+    function_outputs: list[JSON] = field(default_factory=list)
     opened_at: float = field(default_factory=time.monotonic)
     closed_at: float | None = None
     close_code: int | None = None
