@@ -245,7 +245,9 @@ def test_failed_responses_retry_then_apologise_then_give_up() -> None:
     failed = rt.ResponseDone("r", "failed", {"type": "failed"}, None, [])
     [retry] = core.receive_realtime(failed, 0.0)
     assert isinstance(retry, SendUpstream) and json.loads(retry.text) == {
-        "type": "response.create", "event_id": json.loads(retry.text)["event_id"]}
+        "type": "response.create",
+        "event_id": json.loads(retry.text)["event_id"],
+    }
     [apology] = core.receive_realtime(failed, 1.0)
     assert isinstance(apology, SendUpstream)
     assert json.loads(apology.text)["response"]["instructions"] == "Say sorry."
@@ -292,8 +294,11 @@ def test_media_gap_feeds_silence_in_the_session_format() -> None:
     assert isinstance(frame, SendUpstream) and frame.audio
     audio = base64.b64decode(json.loads(frame.text)["audio"])
     assert audio == b"\xff" * 160
-    pcm = CallCore(rt.SessionConfig(instructions="", voice="marin", input_format="audio/pcm",
-                                    output_format="audio/pcm"))
+    pcm = CallCore(
+        rt.SessionConfig(
+            instructions="", voice="marin", input_format="audio/pcm", output_format="audio/pcm"
+        )
+    )
     assert pcm.media_gap() == []  # not streaming yet
     pcm.receive_twilio(start_event(), 0.0)
     [frame] = pcm.media_gap()
@@ -303,8 +308,11 @@ def test_media_gap_feeds_silence_in_the_session_format() -> None:
 
 def test_pcm_session_converts_both_ways_and_counts_ms_as_heard() -> None:
     """With audio/pcm, caller audio goes up as 24 kHz PCM and model audio comes down as μ-law."""
-    core = CallCore(rt.SessionConfig(instructions="", voice="marin", input_format="audio/pcm",
-                                     output_format="audio/pcm"))
+    core = CallCore(
+        rt.SessionConfig(
+            instructions="", voice="marin", input_format="audio/pcm", output_format="audio/pcm"
+        )
+    )
     core.receive_twilio(start_event(), 0.0)
     pcm_session = session(out="audio/pcm")
     pcm_session["audio"]["input"]["format"] = {"type": "audio/pcm", "rate": 24000}

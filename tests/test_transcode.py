@@ -14,7 +14,9 @@ from voicebridge.core.transcode import CallerToModel, ModelToCaller, ulaw_silenc
 
 def tone(freq: float, rate: int, ms: int, amplitude: float = 8000.0) -> bytes:
     n = rate * ms // 1000
-    return array.array("h", (int(amplitude * math.sin(2 * math.pi * freq * i / rate)) for i in range(n))).tobytes()
+    return array.array(
+        "h", (int(amplitude * math.sin(2 * math.pi * freq * i / rate)) for i in range(n))
+    ).tobytes()
 
 
 def frequency(pcm: bytes, rate: int) -> float:

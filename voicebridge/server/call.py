@@ -246,7 +246,10 @@ class _Call:
                 actions = self.core.receive_realtime(event, _now())
                 if isinstance(event, rt.ErrorEvent):
                     self._log_upstream_error(event)
-                elif isinstance(event, rt.ResponseDone) and event.status in ("failed", "incomplete"):
+                elif isinstance(event, rt.ResponseDone) and event.status in (
+                    "failed",
+                    "incomplete",
+                ):
                     self._log_response(event)
                 self.apply(actions)
                 if self.core.session_ready and not self.session_ready.is_set():
