@@ -163,12 +163,16 @@ async def test_wrong_session_format_plays_the_failure_path(
 
 
 async def test_unreachable_upstream_plays_the_failure_path(settings: Settings) -> None:
-    """No upstream at all: the caller hears the apology, quickly."""
-    broken = dataclasses.replace(settings, realtime_url="ws://127.0.0.1:9/v1/realtime")
+    """No upstream at all: retried until the connect deadline, then the apology."""
+    broken = dataclasses.replace(
+        settings, realtime_url="ws://127.0.0.1:9/v1/realtime", upstream_connect_timeout=1.0
+    )
     with running_bridge(broken) as bridge:
         report = await place_call(bridge.webhook, packaged_call("interrupts"), timeout=10)
+        [result] = bridge.state.last_results
     assert report.failure_path == (("Say", APOLOGY), ("Hangup", ""))
-    assert report.ended_at < 2000
+    assert 900 < report.ended_at < 2500
+    assert "attempts" in result.reason
 
 
 async def test_tasks_return_to_baseline_after_mixed_calls(

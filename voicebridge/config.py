@@ -28,6 +28,10 @@ DEFAULT_APOLOGY = (
     "Apologise in one short sentence that you had a technical problem, and ask the caller "
     "to say that again."
 )
+DEFAULT_CLOSING = (
+    "You have to end the call now. Tell the caller so politely in one short sentence and "
+    "say goodbye."
+)
 # PROTOCOLS.md B.2: the input transcription models the GA API accepts.
 TRANSCRIPTION_MODELS = (
     "whisper-1",
@@ -87,6 +91,7 @@ class Settings:
     openai_api_key: Secret = Secret("")  # OPENAI_API_KEY: sent as Authorization: Bearer
     realtime_url: str = "wss://api.openai.com/v1/realtime"  # REALTIME_URL
     realtime_model: str = "gpt-realtime-2.1"  # REALTIME_MODEL, unless the URL has ?model=
+    realtime_auth: str = "bearer"  # REALTIME_AUTH: bearer (Authorization) or api-key (Azure)
     voice: str = "marin"  # VOICE
     instructions: str = DEFAULT_INSTRUCTIONS  # INSTRUCTIONS
     # Conversation (README "Turn-taking")
@@ -125,6 +130,14 @@ class Settings:
     # Limits and timeouts
     start_timeout: float = 10.0  # START_TIMEOUT: WebSocket accept -> Twilio `start`, s
     upstream_connect_timeout: float = 5.0  # UPSTREAM_CONNECT_TIMEOUT, s
+    upstream_stall_timeout: float = 10.0  # UPSTREAM_STALL_TIMEOUT: an unresponsive upstream, s
+    upstream_reconnect: bool = True  # UPSTREAM_RECONNECT: replace a lost upstream once per call
+    reconnect_timeout: float = 1.5  # RECONNECT_TIMEOUT: to open the replacement, s
+    session_limit_s: float = 3480.0  # SESSION_LIMIT_S: before the upstream's 60-minute cap
+    session_limit_action: str = "end"  # SESSION_LIMIT_ACTION: end (closing line) or renew
+    closing_instructions: str = DEFAULT_CLOSING  # CLOSING_INSTRUCTIONS: the last line
+    closing_timeout: float = 10.0  # CLOSING_TIMEOUT: for the closing line to be heard, s
+    drain_timeout: float = 20.0  # DRAIN_TIMEOUT: after SIGTERM, calls go on this long, s
     caller_queue_frames: int = 250  # CALLER_QUEUE_FRAMES: 20 ms frames held for upstream
     playback_queue_chunks: int = 600  # PLAYBACK_QUEUE_CHUNKS: model deltas held for Twilio
 
@@ -190,6 +203,7 @@ class Settings:
             openai_api_key=Secret(environ.get("OPENAI_API_KEY", "").strip()),
             realtime_url=text("REALTIME_URL", defaults.realtime_url),
             realtime_model=text("REALTIME_MODEL", defaults.realtime_model),
+            realtime_auth=text("REALTIME_AUTH", defaults.realtime_auth).lower(),
             voice=text("VOICE", defaults.voice),
             instructions=text("INSTRUCTIONS", defaults.instructions),
             upstream_audio=text("UPSTREAM_AUDIO", defaults.upstream_audio).lower(),
@@ -225,6 +239,18 @@ class Settings:
             upstream_connect_timeout=number(
                 "UPSTREAM_CONNECT_TIMEOUT", defaults.upstream_connect_timeout, float
             ),
+            upstream_stall_timeout=number(
+                "UPSTREAM_STALL_TIMEOUT", defaults.upstream_stall_timeout, float
+            ),
+            upstream_reconnect=flag("UPSTREAM_RECONNECT", defaults.upstream_reconnect),
+            reconnect_timeout=number("RECONNECT_TIMEOUT", defaults.reconnect_timeout, float),
+            session_limit_s=number("SESSION_LIMIT_S", defaults.session_limit_s, float),
+            session_limit_action=text(
+                "SESSION_LIMIT_ACTION", defaults.session_limit_action
+            ).lower(),
+            closing_instructions=text("CLOSING_INSTRUCTIONS", defaults.closing_instructions),
+            closing_timeout=number("CLOSING_TIMEOUT", defaults.closing_timeout, float),
+            drain_timeout=number("DRAIN_TIMEOUT", defaults.drain_timeout, float),
             caller_queue_frames=int(
                 number("CALLER_QUEUE_FRAMES", defaults.caller_queue_frames, int)
             ),
@@ -260,6 +286,8 @@ class Settings:
                 raise ConfigError(f"PUBLIC_URL={self.public_url!r} must not have a query string")
         choices = {
             "UPSTREAM_AUDIO": (self.upstream_audio, ("pcmu", "pcm24k")),
+            "REALTIME_AUTH": (self.realtime_auth, ("bearer", "api-key")),
+            "SESSION_LIMIT_ACTION": (self.session_limit_action, ("end", "renew")),
             "TURN_DETECTION": (self.turn_detection, ("server_vad", "semantic_vad")),
             "VAD_EAGERNESS": (self.vad_eagerness, ("low", "medium", "high", "auto")),
             "NOISE_REDUCTION": (self.noise_reduction, ("near_field", "far_field", "off")),

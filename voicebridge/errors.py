@@ -49,4 +49,12 @@ class RealtimeProtocolError(ProtocolError):
 
 
 class UpstreamError(VoiceBridgeError):
-    """The Realtime connection could not be opened, or failed during the call."""
+    """The Realtime connection could not be opened, or failed during the call.
+
+    ``config_error`` marks a refusal that retrying cannot fix (bad credentials).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, config_error: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.config_error = config_error

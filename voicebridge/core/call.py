@@ -20,6 +20,7 @@ audio is playing or queued:
 
 from __future__ import annotations
 
+import binascii
 import enum
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from voicebridge.core import twilio as tw
 from voicebridge.core.audio import ULAW_BYTES_PER_MS, b64_decoded_len
 from voicebridge.core.playback import PlaybackTracker
 from voicebridge.core.transcode import CallerToModel, ModelToCaller, ulaw_silence
+from voicebridge.core.transcript import Transcript
 
 __all__ = [
     "CallCore",
@@ -48,6 +50,8 @@ _RECENT = 32  # interrupted response ids remembered for dropping late deltas
 _FRAME_MS = 20
 _SILENCE = ulaw_silence(_FRAME_MS)
 _MAX_FAILED = 2  # failed responses in a row: one retry, then a spoken apology, then give up
+# Twilio sends 20 ms (216 base64 characters); anything past a second of audio is not Twilio.
+MAX_PAYLOAD_B64 = 11_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,10 @@ class CallPolicy:
     greeting_instructions: str = ""  # non-empty: the model speaks first, like this
     idle_reprompts: int = 2  # unanswered idle re-prompts before the call is ended
     apology_instructions: str = "Apologise briefly for a technical problem."
+    resume_instructions: str = (
+        "The line dropped for a moment. Tell the caller in a few words that you are back, "
+        "then continue where you left off."
+    )
 
 
 class Phase(enum.Enum):
@@ -105,6 +113,7 @@ class FlushPlayback:
 class EndCall:
     reason: str
     failed: bool  # True: close Twilio's socket so the TwiML failure path plays
+    deliberate: bool = False  # the assistant ended it after a closing line
 
 
 Action = SendUpstream | SendTwilio | Playback | Probe | FlushPlayback | EndCall
@@ -127,7 +136,9 @@ class CallStats:
     responses: int = 0
     dtmf: int = 0
     ignored: Counter[str] = field(default_factory=Counter)  # Twilio input ignored, by reason
+    upstream_ignored: Counter[str] = field(default_factory=Counter)  # upstream events dropped
     upstream_errors: Counter[str] = field(default_factory=Counter)  # by error code
+    reconnects: int = 0
     tokens: Counter[str] = field(default_factory=Counter)
 
 
@@ -135,6 +146,7 @@ class CallStats:
 class _Item:
     response_id: str
     received_ms: float = 0.0
+    truncated: bool = False
 
 
 class CallCore:
@@ -156,6 +168,17 @@ class CallCore:
         self._down = ModelToCaller() if session.output_format == "audio/pcm" else None
         self._unanswered_idle = 0
         self._failed_in_a_row = 0
+        self._greeted = False
+        self._resumed = False  # a fresh session after a lost one: re-seed and speak
+        self._done: deque[str] = deque(maxlen=_RECENT)  # finished response ids
+        self.transcript = Transcript()
+        self.first_ignored: list[str] = []  # reasons seen for the first time, for the log
+        # Closing (drain, session cap): a last line from the model, then the end.
+        self.closing: str | None = None  # the reason, once asked to close
+        self._closing_instructions = ""
+        self._closing_response: str | None = None  # id of the closing line's response
+        self._closing_requested = False  # response.create for it sent
+        self.closing_spoken = False
         self._items: dict[str, _Item] = {}
         self._interrupted: deque[str] = deque(maxlen=_RECENT)
         self._event_seq = 0
@@ -176,6 +199,12 @@ class CallCore:
                 return self._ignore("media_before_start")
             if event.stream_sid != self.stream_sid:
                 return self._ignore("wrong_stream_sid")
+            if len(event.payload) > MAX_PAYLOAD_B64:
+                return self._ignore("oversized_payload")
+            try:
+                binascii.a2b_base64(event.payload, strict_mode=True)
+            except binascii.Error:
+                return self._ignore("invalid_base64")
             self.stats.frames_in += 1
             return [self._append(event.payload)]
         if isinstance(event, tw.Mark):
@@ -217,7 +246,15 @@ class CallCore:
         return [self._append(_SILENCE)]
 
     def _ignore(self, reason: str) -> list[Action]:
+        if reason not in self.stats.ignored:
+            self.first_ignored.append(reason)
         self.stats.ignored[reason] += 1
+        return []
+
+    def _drop_upstream(self, reason: str) -> list[Action]:
+        if reason not in self.stats.upstream_ignored:
+            self.first_ignored.append(f"upstream {reason}")
+        self.stats.upstream_ignored[reason] += 1
         return []
 
     # -- Realtime ------------------------------------------------------------------
@@ -233,12 +270,22 @@ class CallCore:
         if isinstance(event, rt.ResponseCreated):
             self.active_response = event.response_id
             self.stats.responses += 1
+            if self._closing_requested and self._closing_response is None:
+                self._closing_response = event.response_id
             return []
         if isinstance(event, rt.ResponseDone):
             if self.active_response == event.response_id:
                 self.active_response = None
+            self._done.append(event.response_id)
             self._add_usage(event.usage)
+            if self.closing is not None:
+                return self._closing_step(event)
             return self._response_done(event)
+        if isinstance(event, rt.Transcribed):
+            self.transcript.add(event.role, event.text, event.item_id)
+            if event.item_id in self._items and self._items[event.item_id].truncated:
+                self.transcript.mark_interrupted(event.item_id)
+            return []
         if isinstance(event, rt.ErrorEvent):
             self.stats.upstream_errors[event.code or event.type or "unknown"] += 1
             self.last_error = event
@@ -275,6 +322,8 @@ class CallCore:
         if ev.response_id in self._interrupted:
             self.stats.late_deltas_dropped += 1
             return []
+        if ev.response_id in self._done:
+            return self._drop_upstream("delta_after_done")
         payload = self._down.convert(ev.delta) if self._down else ev.delta
         ms = b64_decoded_len(payload) / ULAW_BYTES_PER_MS
         item = self._items.get(ev.item_id)
@@ -291,13 +340,68 @@ class CallCore:
         if got != want:
             return [EndCall(f"session_format_mismatch: asked {want}, got {got}", failed=True)]
         self.interrupt_response = rt.session_interrupts_response(session)
-        first = not self.session_ready
-        self.session_ready = True
-        if first and self.policy.greeting_instructions:
+        was_ready, self.session_ready = self.session_ready, True
+        if self._resumed:
+            # A fresh session after a lost one: the call so far as text, then a word to the
+            # caller, so the line is never silent for long.
+            self._resumed = False
+            actions: list[Action] = [
+                SendUpstream(rt.create_item(item, self.next_event_id()))
+                for item in self.transcript.as_items()
+            ]
+            resume = rt.response_create(self.next_event_id(), self.policy.resume_instructions)
+            return [*actions, SendUpstream(resume)]
+        if not was_ready and not self._greeted and self.policy.greeting_instructions:
             # The model speaks first: nothing is active yet, so a response may be created.
+            self._greeted = True
             greeting = rt.response_create(self.next_event_id(), self.policy.greeting_instructions)
             return [SendUpstream(greeting)]
         return []
+
+    def new_session(self, *, announce: bool) -> None:
+        """Forget the lost session's state before a fresh one is opened.
+
+        Audio already at Twilio keeps playing; its items are unknown to the new session, so
+        a barge-in over it clears Twilio but truncates nothing.
+        """
+        self.stats.reconnects += 1
+        self.session_ready = False
+        self._resumed = announce
+        if self.active_response is not None:
+            self._interrupted.append(self.active_response)
+        self.active_response = None
+        self._items.clear()
+
+    def close(self, reason: str, instructions: str) -> list[Action]:
+        """Start ending the call deliberately: the model says ``instructions``, then the end."""
+        if self.closing is not None:
+            return []
+        self.closing = reason
+        self._closing_instructions = instructions
+        if not self.session_ready:
+            self.closing_spoken = True  # nobody to speak it: end at once
+            return []
+        if self.active_response is not None:
+            # Let the server finish (cancel) it first: one response at a time.
+            self._interrupted.append(self.active_response)
+            return [SendUpstream(rt.response_cancel(self.next_event_id(), self.active_response))]
+        return self._say_closing()
+
+    def _say_closing(self) -> list[Action]:
+        self._closing_requested = True
+        create = rt.response_create(self.next_event_id(), self._closing_instructions)
+        return [SendUpstream(create)]
+
+    def _closing_step(self, done: rt.ResponseDone) -> list[Action]:
+        if not self._closing_requested:
+            return self._say_closing()
+        if done.response_id == self._closing_response:
+            self.closing_spoken = True
+        return []
+
+    def closing_finished(self, now: float) -> bool:
+        """The closing line has been spoken and the caller has heard all of it."""
+        return self.closing_spoken and not self.audio_pending(now)
 
     def _add_usage(self, usage: dict[str, Any] | None) -> None:
         if not usage:
@@ -347,6 +451,8 @@ class CallCore:
             self._interrupted.append(item.response_id)
             sent = self.playback.written_ms(target)
             if heard < item.received_ms:
+                item.truncated = True
+                self.transcript.mark_interrupted(target)
                 end = int(min(heard, sent))
                 actions.append(SendUpstream(rt.truncate_item(target, end, self.next_event_id())))
                 self.stats.truncations += 1

@@ -28,6 +28,8 @@ __all__ = [
     "SpeechStarted",
     "SpeechStopped",
     "TimeoutTriggered",
+    "Transcribed",
+    "create_item",
     "append_audio",
     "parse_realtime",
     "response_cancel",
@@ -106,6 +108,11 @@ def truncate_item(item_id: str, audio_end_ms: int, event_id: str) -> str:
     )
 
 
+def create_item(item: dict[str, Any], event_id: str) -> str:
+    """``conversation.item.create``: add a message (or a tool result) to the conversation."""
+    return _dumps({"type": "conversation.item.create", "event_id": event_id, "item": item})
+
+
 def response_cancel(event_id: str, response_id: str | None = None) -> str:
     event: dict[str, Any] = {"type": "response.cancel", "event_id": event_id}
     if response_id:
@@ -150,6 +157,15 @@ class TimeoutTriggered:
     """The caller said nothing for the session's ``idle_timeout_ms``."""
 
     item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transcribed:
+    """A finished transcript: the model's words (``assistant``) or the caller's."""
+
+    role: Literal["caller", "assistant"]
+    item_id: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +223,7 @@ RealtimeEvent = (
     | SpeechStarted
     | SpeechStopped
     | TimeoutTriggered
+    | Transcribed
     | ResponseCreated
     | AudioDelta
     | AudioDone
@@ -287,6 +304,12 @@ _PARSERS: dict[str, Any] = {
     ),
     "response.created": lambda ev: ResponseCreated(_s(_d(ev, "response"), "id")),
     "input_audio_buffer.timeout_triggered": lambda ev: TimeoutTriggered(_s(ev, "item_id")),
+    "response.output_audio_transcript.done": lambda ev: Transcribed(
+        "assistant", _s(ev, "item_id"), _s(ev, "transcript")
+    ),
+    "conversation.item.input_audio_transcription.completed": lambda ev: Transcribed(
+        "caller", _s(ev, "item_id"), _s(ev, "transcript")
+    ),
     "response.done": _response_done,
     "error": _error,
     "conversation.item.truncated": lambda ev: ItemTruncated(

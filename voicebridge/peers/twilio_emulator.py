@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import heapq
 import json
+import math
 import random
 import time
 import wave
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from voicebridge.core.audio import audioop
 from voicebridge.core.signature import compute_signature
 from voicebridge.peers.recording import Recording
+from voicebridge.peers.replay_script import CallScript, Step, TwilioWriter, schedule
 from voicebridge.peers.twilio_player import TwilioPlayer
 from voicebridge.peers.twiml_client import LocalProxy, TwiML, call_params, new_sid, post_webhook
 
@@ -36,6 +38,10 @@ __all__ = ["CallReport", "EmulatedCall", "Network", "place_call"]
 
 FRAME_MS = 20
 SILENCE_FRAME = base64.b64encode(b"\xff" * 160).decode()
+MAX_KEPT_VIOLATIONS = 200  # per call; ``violation_count`` counts them all
+
+# What travels the uplink (EmulatedCall._uplink).
+_OTHER, _START, _MEDIA, _ECHO, _STOP = range(5)
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,14 @@ class CallReport:
     webhook_status: int | None = None
     frames_sent: int = 0
     received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    violations: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)  # the first MAX_KEPT_VIOLATIONS
+    violation_count: int = 0
     echoes_sent: int = 0
+    frames_received: int = 0  # media messages from the server that passed the shape check
+    webhook_ms: float | None = None  # POST to TwiML parsed (place_call)
+    connect_ms: float | None = None  # WebSocket connect to open
+    start_sent_at: float | None = None  # ms on the call clock
+    send_lag_max_ms: float = 0.0  # how late a frame left against its schedule, at worst
     closed_by: str | None = None  # "caller" or "server"
     close_code: int | None = None
     t0: float = 0.0  # time.monotonic() when the stream opened: the call clock's zero
@@ -137,7 +149,15 @@ def check_outbound(msg: Any, stream_sid: str) -> str | None:
 
 
 class EmulatedCall:
-    """One Media Streams connection played from a recording."""
+    """One Media Streams connection played from a recording.
+
+    One task speaks (``_send``): each message of the :func:`schedule` is due at an absolute
+    time on the call's clock, goes onto the uplink (``up_ms`` + jitter, never overtaking the
+    message before it) and leaves when it reaches the server; echoes of marks join the same
+    uplink at playback time. The other task listens (``_receive``) and feeds the playback
+    model. The sender sleeps until the next thing it has to do and is woken early only
+    when a mark or ``clear`` makes an echo due sooner.
+    """
 
     def __init__(
         self,
@@ -154,7 +174,20 @@ class EmulatedCall:
         account_sid: str | None = None,
         auth_token: str | None = None,
         proxy: LocalProxy | None = None,
+        loop: bool = False,
+        script: CallScript | None = None,
+        keep_messages: bool = True,
+        keep_audio: bool = True,
+        open_timeout: float = 10.0,
     ) -> None:
+        """Args beyond the URL and recording:
+            loop: play the recording back to back until hang-up (``hangup_at_ms`` or
+                :meth:`request_hangup`); its ``stop`` is then sent only at the very end.
+            script: the recording already prepared (shared by many calls of a load run).
+            keep_messages: keep every received message in ``report.received``.
+            keep_audio: keep payloads, for ``report.write_wav`` (``caller_audio`` and the
+                player's chunks); without it only timings are kept.
+        """
         self.url = stream_url
         self.proxy = proxy
         if auth_token:
@@ -164,25 +197,40 @@ class EmulatedCall:
                 "X-Twilio-Signature": compute_signature(auth_token, stream_url),
             }
         self.recording = recording
+        self.script = script or CallScript.from_recording(recording)
         self.parameters = dict(parameters) if parameters is not None else None
         self.net = network
         self.speed = speed
         self.hangup_at_ms = hangup_at_ms
         self.tail_ms = tail_ms  # keep the line open (silence) this long after the recording
+        self.loop = loop
+        self.keep_messages = keep_messages
+        self.keep_audio = keep_audio
+        self.open_timeout = open_timeout
         self.headers = dict(headers or {})
         self.report = CallReport(
             call_sid=call_sid or new_sid("CA"),
             stream_sid=new_sid("MZ"),
         )
-        self.report.player = TwilioPlayer(network.playout_ms)
+        self.report.player = TwilioPlayer(network.playout_ms, keep_payloads=keep_audio)
         self.account_sid = account_sid or new_sid("AC")
+        self.writer = TwilioWriter(
+            self.script,
+            stream_sid=self.report.stream_sid,
+            call_sid=self.report.call_sid,
+            account_sid=self.account_sid,
+            parameters=self.parameters,
+        )
         self._rng = random.Random(network.seed)
         self._t0 = 0.0
-        self._wake = asyncio.Event()
-        self._echo_due: list[tuple[float, int, str]] = []  # heap: (due at server, seq, name)
-        self._echo_seq = 0
+        self._uplink: deque[tuple[float, str, int]] = deque()  # (reaches server, text, kind)
+        self._delayed = bool(network.up_ms or network.jitter_ms)
+        self._last_up = 0.0
         self._last_down = 0.0
-        self._last_echo_due = 0.0
+        self._started = False  # `start` is on its way: a hang-up may follow it
+        self._hangup = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._wake_at = math.inf
 
     def now(self) -> float:
         return (time.monotonic() - self._t0) * 1000.0
@@ -190,87 +238,39 @@ class EmulatedCall:
     def _jitter(self) -> float:
         return self._rng.uniform(0.0, self.net.jitter_ms) if self.net.jitter_ms else 0.0
 
-    # -- what the caller sends -----------------------------------------------------
-
-    def _script(self) -> list[tuple[float, dict[str, Any]]]:
-        """(spoken at ms, message) for the whole call, SIDs rewritten to this call's."""
-        sid = self.report.stream_sid
-        out: list[tuple[float, dict[str, Any]]] = []
-        first_ts: int | None = None
-        t = 0.0
-        chunk = 0
-        for original in self.recording.messages:
-            msg = json.loads(json.dumps(original))
-            event = msg.get("event")
-            if "streamSid" in msg:
-                msg["streamSid"] = sid
-            if event == "start":
-                start = msg["start"]
-                start.update(
-                    streamSid=sid, callSid=self.report.call_sid, accountSid=self.account_sid
-                )
-                if self.parameters is not None:
-                    start["customParameters"] = dict(self.parameters)
-            elif event == "media":
-                ts = int(msg["media"]["timestamp"])
-                first_ts = ts if first_ts is None else first_ts
-                t = (ts - first_ts) / self.speed
-                chunk = int(msg["media"].get("chunk", chunk + 1))
-            elif event == "stop":
-                msg.get("stop", {}).update(
-                    callSid=self.report.call_sid, accountSid=self.account_sid
-                )
-                if self.tail_ms > 0:
-                    out.extend(self._silence(sid, t, chunk, first_ts or 0))
-                    t = out[-1][0]
-            out.append((t, msg))
-        return out
-
-    def _silence(
-        self, sid: str, t: float, chunk: int, first_ts: int
-    ) -> list[tuple[float, dict[str, Any]]]:
-        frames = []
-        for i in range(1, int(self.tail_ms / FRAME_MS) + 1):
-            ts = first_ts + int(t * self.speed) + i * FRAME_MS
-            frames.append(
-                (
-                    t + i * FRAME_MS / self.speed,
-                    {
-                        "event": "media",
-                        "streamSid": sid,
-                        "media": {
-                            "track": "inbound",
-                            "chunk": str(chunk + i),
-                            "timestamp": str(ts),
-                            "payload": SILENCE_FRAME,
-                        },
-                    },
-                )
-            )
-        return frames
+    def request_hangup(self) -> None:
+        """Hang up as soon as possible (after ``start``): what is on its way, then ``stop``."""
+        self._hangup = True
+        self._wake()
 
     # -- the connection ------------------------------------------------------------
 
+    def _target(self) -> tuple[str, dict[str, str], dict[str, Any]]:
+        uri, headers = self.url, dict(self.headers)
+        where: dict[str, Any] = {}
+        if self.proxy:
+            uri, extra = self.proxy.rewrite(self.url)
+            headers = {**extra, **headers}
+            uri = uri.replace(self.proxy.connect_to, extra["Host"], 1)
+            where = {"host": self.proxy.host, "port": self.proxy.port}
+        return uri, headers, where
+
     async def run(self, timeout: float = 120.0) -> CallReport:  # noqa: ASYNC109 (bounds a whole call)
         async with asyncio.timeout(timeout):
-            uri, headers = self.url, dict(self.headers)
-            where: dict[str, Any] = {}
-            if self.proxy:
-                uri, extra = self.proxy.rewrite(self.url)
-                headers = {**extra, **headers}
-                uri = uri.replace(self.proxy.connect_to, extra["Host"], 1)
-                where = {"host": self.proxy.host, "port": self.proxy.port}
+            uri, headers, where = self._target()
+            opening = time.monotonic()
             async with connect(
                 uri,
                 additional_headers={k: v for k, v in headers.items() if k != "Host"},
                 **where,
                 compression=None,
-                open_timeout=10,
+                open_timeout=self.open_timeout,
                 close_timeout=1,
                 max_size=2**20,
                 proxy=None,
             ) as ws:
                 self._t0 = self.report.t0 = time.monotonic()
+                self.report.connect_ms = (self._t0 - opening) * 1000.0
                 try:
                     async with asyncio.TaskGroup() as tg:
                         sender = tg.create_task(self._send(ws), name="emulator-send")
@@ -282,127 +282,187 @@ class EmulatedCall:
         self.report.player.cut(end)  # nothing plays after the stream ends
         return self.report
 
+    # -- what the caller sends -----------------------------------------------------
+
+    def _enqueue(self, spoken: float, text: str, kind: int) -> None:
+        # Same TCP stream: a message never overtakes the one before it.
+        due = spoken + self.net.up_ms + self._jitter() if self._delayed else spoken
+        if due < self._last_up:
+            due = self._last_up
+        self._last_up = due
+        self._uplink.append((due, text, kind))
+
+    def _speak(self, step: Step) -> None:
+        """Twilio produces the step's message now; it travels the uplink."""
+        due, kind, payload, timestamp, recorded = step
+        w = self.writer
+        if kind == "media":
+            if self.keep_audio:
+                self.report.caller_audio.append((due, payload))
+            self._enqueue(due, w.media(payload, timestamp), _MEDIA)
+        elif kind == "connected":
+            self._enqueue(due, w.connected(), _OTHER)
+        elif kind == "start":
+            self._started = True
+            self._enqueue(due, w.start(), _START)
+        elif kind == "dtmf":
+            assert recorded is not None
+            self._enqueue(due, w.dtmf(recorded), _OTHER)
+        else:
+            self._enqueue(due, w.stop(), _STOP)
+
+    async def _deliver(self, ws: ClientConnection, text: str, kind: int, lag: float) -> bool:
+        """Send one message that reached the server; True when it was the ``stop``."""
+        report = self.report
+        if kind == _MEDIA:
+            report.frames_sent += 1
+            if lag > report.send_lag_max_ms:
+                report.send_lag_max_ms = lag
+        elif kind == _ECHO:
+            report.echoes_sent += 1
+        elif kind == _START:
+            report.start_sent_at = self.now()
+        elif kind == _STOP:
+            report.closed_by = "caller"
+            report.stop_sent_at = self.now()
+            await ws.send(text)
+            await ws.close()
+            return True
+        await ws.send(text)
+        return False
+
     async def _send(self, ws: ClientConnection) -> None:
-        script = self._script()
+        steps = schedule(self.script, speed=self.speed, loop=self.loop, tail_ms=self.tail_ms)
+        step: Step | None = next(steps, None)
         player = self.report.player
-        i = 0
-        due: float | None = None  # when script[i] reaches the server
-        last_due = 0.0
+        uplink = self._uplink
+        hangup_at = math.inf if self.hangup_at_ms is None else self.hangup_at_ms
         while True:
             now = self.now()
-            if self.hangup_at_ms is not None and now >= self.hangup_at_ms:
+            if self._started and (self._hangup or now >= hangup_at):
                 await self._hang_up(ws)
                 return
-            for at, name in player.due_echoes(now):
-                self._queue_echo(at, name)
-            while self._echo_due and self._echo_due[0][0] <= now:
-                _, _, name = heapq.heappop(self._echo_due)
-                await ws.send(
-                    json.dumps(
-                        {
-                            "event": "mark",
-                            "sequenceNumber": "0",
-                            "streamSid": self.report.stream_sid,
-                            "mark": {"name": name},
-                        }
-                    )
-                )
-                self.report.echoes_sent += 1
-            if due is None and i < len(script):
-                # Same TCP stream: a message never overtakes the one before it.
-                due = last_due = max(script[i][0] + self.net.up_ms + self._jitter(), last_due)
-            if due is not None and due <= now:
-                spoken, msg = script[i]
-                i += 1
-                due = None
-                if msg.get("event") == "media":
-                    self.report.frames_sent += 1
-                    self.report.caller_audio.append((spoken, msg["media"]["payload"]))
-                if msg.get("event") == "stop":
-                    self.report.closed_by = "caller"
-                    self.report.stop_sent_at = self.now()
-                await ws.send(json.dumps(msg))
-                if msg.get("event") == "stop":
-                    await ws.close()
+            # What Twilio says by now, echoes included, in the order it says it.
+            echoes = player.due_echoes(now)
+            e = 0
+            while True:
+                st = step[0] if step is not None and step[0] <= now else math.inf
+                et = echoes[e][0] if e < len(echoes) else math.inf
+                if st == et == math.inf:
+                    break
+                if et < st:
+                    self._enqueue(et, self.writer.mark(echoes[e][1]), _ECHO)
+                    e += 1
+                else:
+                    assert step is not None
+                    self._speak(step)
+                    step = next(steps, None)
+            # What reached the server by now.
+            while uplink and uplink[0][0] <= now:
+                due, text, kind = uplink.popleft()
+                if await self._deliver(ws, text, kind, now - due):
                     return
-                continue
-            waits = [
-                t
-                for t in (
-                    due,
-                    player.next_echo_time(),
-                    self.hangup_at_ms,
-                    self._echo_due[0][0] if self._echo_due else None,
-                )
-                if t is not None
-            ]
-            if not waits:
+            next_echo = player.next_echo_time()
+            wake_at = min(
+                step[0] if step is not None else math.inf,
+                uplink[0][0] if uplink else math.inf,
+                math.inf if next_echo is None else next_echo,
+                hangup_at,
+            )
+            if wake_at == math.inf:
                 # The recording ended without `stop`: hang up as Twilio would.
                 await self._hang_up(ws)
                 return
-            self._wake.clear()
-            try:
-                async with asyncio.timeout(max(min(waits) - now, 0.0) / 1000.0):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await self._sleep_until(wake_at)
 
-    def _queue_echo(self, echo_at: float, name: str) -> None:
-        # The echo leaves Twilio at playback time and reaches the server up_ms later.
-        due = max(echo_at + self.net.up_ms + self._jitter(), self._last_echo_due)
-        self._last_echo_due = due
-        self._echo_seq += 1
-        heapq.heappush(self._echo_due, (due, self._echo_seq, name))
+    async def _sleep_until(self, at_ms: float) -> None:
+        """Sleep until ``at_ms`` on the call's clock, or until :meth:`_wake`."""
+        delay = (at_ms - self.now()) / 1000.0
+        if delay <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        self._wake_at = at_ms
+        timer = loop.call_later(delay, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+            self._wake_at = math.inf
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _resolve(self._waiter)
 
     async def _hang_up(self, ws: ClientConnection) -> None:
+        # What is already on its way arrives first: sequence numbers stay consecutive.
+        now = self.now()
+        while self._uplink:
+            due, text, kind = self._uplink.popleft()
+            if await self._deliver(ws, text, kind, now - due):
+                return
         self.report.closed_by = "caller"
         self.report.stop_sent_at = self.now()
-        await ws.send(
-            json.dumps(
-                {
-                    "event": "stop",
-                    "sequenceNumber": "0",
-                    "streamSid": self.report.stream_sid,
-                    "stop": {"accountSid": self.account_sid, "callSid": self.report.call_sid},
-                }
-            )
-        )
+        await ws.send(self.writer.stop())
         await ws.close()
 
+    # -- what the caller hears -----------------------------------------------------
+
+    def _violation(self, problem: str) -> None:
+        self.report.violation_count += 1
+        if len(self.report.violations) < MAX_KEPT_VIOLATIONS:
+            self.report.violations.append(problem)
+
     async def _receive(self, ws: ClientConnection, sender: asyncio.Task[None]) -> None:
-        player = self.report.player
-        sid = self.report.stream_sid
+        report = self.report
+        player = report.player
+        sid = report.stream_sid
+        keep = self.keep_messages
+        down, jitter = self.net.down_ms, bool(self.net.jitter_ms)
         try:
             async for raw in ws:
                 now = self.now()
                 if isinstance(raw, bytes):
-                    self.report.violations.append("binary frame (31950)")
+                    self._violation("binary frame (31950)")
                     continue
                 try:
                     msg = json.loads(raw)
                 except ValueError:
-                    self.report.violations.append("not JSON (31951)")
+                    self._violation("not JSON (31951)")
                     continue
-                self.report.received.append((now, msg))
+                if keep:
+                    report.received.append((now, msg))
                 problem = check_outbound(msg, sid)
                 if problem:
-                    self.report.violations.append(problem)
+                    self._violation(problem)
                     continue
                 # The message reaches Twilio down_ms (+ jitter) from now, in order.
-                at = max(now + self.net.down_ms + self._jitter(), self._last_down)
+                at = now + down + self._jitter() if jitter else now + down
+                if at < self._last_down:
+                    at = self._last_down
                 self._last_down = at
                 event = msg["event"]
                 if event == "media":
+                    report.frames_received += 1
                     player.media(msg["media"]["payload"], at)
-                elif event == "mark":
+                    continue
+                if event == "mark":
                     player.mark(msg["mark"]["name"], at)
                 else:
                     player.clear(at)
-                self._wake.set()
+                echo = player.next_echo_time()
+                if echo is not None and echo < self._wake_at:
+                    self._wake()
         finally:
-            if self.report.closed_by is None:
-                self.report.closed_by = "server"
+            if report.closed_by is None:
+                report.closed_by = "server"
                 sender.cancel()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def place_call(
@@ -425,14 +485,16 @@ async def place_call(
     with ``proxy`` public URLs are reached at a local address.
     """
     call_sid, account_sid = new_sid("CA"), new_sid("AC")
+    posted = time.monotonic()
     answer = await post_webhook(
         webhook_url,
         call_params(call_sid, account_sid, from_=from_, to=to),
         auth_token=auth_token,
         proxy=proxy,
     )
+    webhook_ms = (time.monotonic() - posted) * 1000.0
     if answer.twiml is None or answer.twiml.stream_url is None:
-        report = CallReport(call_sid, "", answer.twiml, answer.status)
+        report = CallReport(call_sid, "", answer.twiml, answer.status, webhook_ms=webhook_ms)
         return report
     call = EmulatedCall(
         answer.twiml.stream_url,
@@ -449,6 +511,7 @@ async def place_call(
     )
     report = await call.run(timeout)
     report.twiml, report.webhook_status = answer.twiml, answer.status
+    report.webhook_ms = webhook_ms
     if report.closed_by == "server":
         # Twilio runs the rest of the document when the server closed the stream.
         report.failure_path = answer.twiml.after_connect

@@ -26,8 +26,9 @@ class PlayedChunk:
 
 
 class TwilioPlayer:
-    def __init__(self, playout_ms: float = 0.0) -> None:
+    def __init__(self, playout_ms: float = 0.0, *, keep_payloads: bool = True) -> None:
         self.playout_ms = playout_ms  # jitter buffer: an idle buffer waits this long to play
+        self.keep_payloads = keep_payloads  # False: chunks keep only their timing (load runs)
         self.chunks: list[PlayedChunk] = []
         self.clears: list[float] = []
         self._until = 0.0  # when buffered audio finishes playing
@@ -37,7 +38,7 @@ class TwilioPlayer:
     def media(self, payload: str, at: float) -> PlayedChunk:
         duration = ulaw_ms_from_b64(payload)
         start = at + self.playout_ms if self._until <= at else self._until
-        chunk = PlayedChunk(payload, at, start, duration, duration)
+        chunk = PlayedChunk(payload if self.keep_payloads else "", at, start, duration, duration)
         self.chunks.append(chunk)
         self._until = start + duration
         return chunk

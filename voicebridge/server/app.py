@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from starlette.websockets import WebSocket
 from voicebridge.config import Settings
 from voicebridge.core.admission import TOKEN_PARAMETER
 from voicebridge.core.twiml import say_twiml, stream_twiml, stream_url
-from voicebridge.server.call import CallResult, run_call
+from voicebridge.server.call import Call, CallResult
 from voicebridge.server.guard import Guard
 
 __all__ = ["AppState", "create_app"]
@@ -32,10 +33,23 @@ class AppState:
 
     guard: Guard
     accepting: bool = True
+    calls: set[Call] = field(default_factory=set)  # running, for drain
+    no_calls: asyncio.Event = field(default_factory=asyncio.Event)
     active_calls: int = 0
     calls_total: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     last_results: list[CallResult] = field(default_factory=list)
+
+    async def wait_no_calls(self, timeout: float) -> bool:  # noqa: ASYNC109 (a deadline in a loop)
+        """Wait until no call is running; False when ``timeout`` seconds pass first."""
+        if not self.calls:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self.no_calls.wait()
+        except TimeoutError:
+            return False
+        return True
 
     @property
     def ready(self) -> bool:
@@ -121,13 +135,23 @@ def create_app(settings: Settings) -> Starlette:
             guard.reject(reason, "/realtime handshake", _peer(websocket))
             await websocket.close(code=1008)  # before accept: an HTTP 403
             return
+        if not state.accepting:
+            guard.reject("draining", "/realtime handshake", _peer(websocket))
+            await websocket.close(code=1013)  # before accept: an HTTP 403
+            return
         await websocket.accept()
+        call = Call(websocket, settings, guard.admit)
+        state.calls.add(call)
+        state.no_calls.clear()
         state.active_calls += 1
         state.calls_total += 1
         try:
-            result = await run_call(websocket, settings, admit=guard.admit)
+            result = await call.run()
         finally:
             state.active_calls -= 1
+            state.calls.discard(call)
+            if not state.calls:
+                state.no_calls.set()
         if result.admitted:
             guard.release(result.call_sid)
         elif result.refused:

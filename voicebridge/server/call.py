@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from websockets.asyncio.client import ClientConnection
@@ -43,17 +44,50 @@ from voicebridge.errors import ProtocolError, UpstreamError
 from voicebridge.server.queues import FrameQueue, QueueOverflow
 from voicebridge.server.upstream import close_upstream, open_upstream
 
-__all__ = ["CallResult", "run_call", "session_config"]
+__all__ = ["Call", "CallResult", "run_call", "session_config"]
 
 log = logging.getLogger(__name__)
 
 
 class _CallEnded(Exception):
-    def __init__(self, reason: str, failed: bool, close_code: int | None = None) -> None:
+    def __init__(
+        self, reason: str, failed: bool, close_code: int | None = None, deliberate: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.failed = failed
         self.close_code = close_code
+        self.deliberate = deliberate
+
+
+class _UpstreamLost(Exception):
+    """The upstream connection ended or stopped responding; it may be replaced once."""
+
+
+class _Renew(Exception):
+    """The upstream session reached its age limit: continue in a fresh one."""
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _first(group: BaseException, kind: type[E]) -> E:
+    """The first ``kind`` exception in a (nested) exception group."""
+    if isinstance(group, kind):
+        return group
+    if isinstance(group, BaseExceptionGroup):
+        for exc in group.exceptions:
+            found = _first_or_none(exc, kind)
+            if found is not None:
+                return found
+    raise LookupError(kind.__name__)
+
+
+def _first_or_none(exc: BaseException, kind: type[E]) -> E | None:
+    try:
+        return _first(exc, kind)
+    except LookupError:
+        return None
 
 
 Admit = Callable[[tw.Start], "str | None"]  # the refusal reason, or None to admit
@@ -69,6 +103,7 @@ class CallResult:
     stats: CallStats = field(default_factory=CallStats)
     caller_frames_dropped: int = 0
     playback_dropped: int = 0
+    deliberate: bool = False  # ended on purpose after a closing line
     admitted: bool = False  # holds a call slot until released
     refused: str | None = None  # why `start` was refused, if it was
     close_code: int | None = None
@@ -122,7 +157,9 @@ def mask_number(number: str) -> str:
     return number[:5] + "***" + number[-4:]
 
 
-class _Call:
+class Call:
+    """One call's sockets, queues and tasks; ``run`` it, ``request_close`` to end it well."""
+
     def __init__(self, ws: WebSocket, settings: Settings, admit: Admit) -> None:
         self.ws = ws
         self.settings = settings
@@ -135,12 +172,18 @@ class _Call:
             settings.playback_queue_chunks
         )
         self.session_ready = asyncio.Event()
+        self.close_requested = asyncio.Event()
+        self.close_reason = ""
         self.log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(log, {})
         self._logged: set[str] = set()
 
     # -- actions -------------------------------------------------------------------
 
     def apply(self, actions: list[Action]) -> None:
+        if self.core.first_ignored:
+            for reason in self.core.first_ignored:
+                self._once(f"ignored:{reason}", f"ignoring bad input ({reason}); counting it")
+            self.core.first_ignored.clear()
         for action in actions:
             if isinstance(action, SendUpstream):
                 if not action.audio:
@@ -161,7 +204,7 @@ class _Call:
             elif isinstance(action, FlushPlayback):
                 self.playback_q.drain_audio()
             elif isinstance(action, EndCall):
-                raise _CallEnded(action.reason, action.failed)
+                raise _CallEnded(action.reason, action.failed, deliberate=action.deliberate)
 
     def _once(self, key: str, message: str) -> None:
         """Log a recurring condition once per call; the counters carry the totals."""
@@ -257,9 +300,8 @@ class _Call:
         except ConnectionClosedOK:
             pass
         except ConnectionClosed as exc:
-            raise _CallEnded(f"upstream_lost: {exc}", failed=True) from None
-        code = conn.close_code
-        raise _CallEnded(f"upstream_closed: code {code}", failed=True)
+            raise _UpstreamLost(str(exc)) from None
+        raise _UpstreamLost(f"closed with code {conn.close_code} {conn.close_reason or ''}")
 
     def _log_upstream_error(self, err: rt.ErrorEvent) -> None:
         if err.code == "response_cancel_not_active":
@@ -285,18 +327,100 @@ class _Call:
         )
 
     async def upstream_out(self, conn: ClientConnection) -> None:
+        stall = self.settings.upstream_stall_timeout
         try:
             while True:
-                await conn.send(await self.upstream_q.get())
+                text = await self.upstream_q.get()
+                async with asyncio.timeout(stall):  # a peer that stopped reading
+                    await conn.send(text)
+        except TimeoutError:
+            raise _UpstreamLost(f"stalled: a send blocked for {stall:g} s") from None
         except ConnectionClosed as exc:
-            raise _CallEnded(f"upstream_lost: {exc}", failed=True) from None
+            raise _UpstreamLost(str(exc)) from None
+
+    # -- owning the upstream ---------------------------------------------------------
+
+    async def _open(self, deadline: float) -> ClientConnection:
+        try:
+            conn = await open_upstream(self.settings, deadline)
+        except UpstreamError as exc:
+            if exc.config_error:
+                self.log.error("configuration error: %s", exc)
+            raise _CallEnded(f"upstream_connect_failed: {exc}", failed=True) from None
+        try:
+            await conn.send(rt.session_update(self.core.session_config, self.core.next_event_id()))
+        except ConnectionClosed as exc:
+            await close_upstream(conn)
+            raise _CallEnded(f"upstream_connect_failed: {exc}", failed=True) from None
+        return conn
+
+    async def upstream(self) -> None:
+        """Open the upstream, pump it, and replace it once if it is lost mid-call."""
+        reconnects = 1 if self.settings.upstream_reconnect else 0
+        deadline = self.settings.upstream_connect_timeout
+        while True:
+            conn = await self._open(deadline)
+            lost: _UpstreamLost | None = None
+            renew = False
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self.upstream_in(conn), name="upstream-in")
+                    tg.create_task(self.upstream_out(conn), name="upstream-out")
+                    try:
+                        async with asyncio.timeout(self.settings.upstream_connect_timeout):
+                            await self.session_ready.wait()
+                    except TimeoutError:
+                        raise _CallEnded("session_not_confirmed", failed=True) from None
+                    tg.create_task(self._session_clock(), name="session-clock")
+            except* _UpstreamLost as group:
+                lost = _first(group, _UpstreamLost)
+            except* _Renew:
+                renew = True
+            finally:
+                await close_upstream(conn)
+            if lost is not None:
+                if reconnects == 0 or self.core.closing is not None:
+                    raise _CallEnded(f"upstream_lost: {lost}", failed=True)
+                reconnects -= 1
+                self.log.warning("upstream lost (%s): opening a fresh session", lost)
+            elif renew:
+                self.log.info("upstream session at its age limit: continuing in a fresh one")
+            self.core.new_session(announce=lost is not None)
+            self.session_ready.clear()
+            self.upstream_q.drain_control()  # meant for the session that is gone
+            deadline = self.settings.reconnect_timeout
+
+    async def _session_clock(self) -> None:
+        # The upstream cuts sessions at 60 minutes, mid-sentence and without warning.
+        await asyncio.sleep(self.settings.session_limit_s)
+        if self.settings.session_limit_action == "renew":
+            raise _Renew()
+        self.request_close("session_limit")
+
+    def request_close(self, reason: str) -> None:
+        """End the call well: the model says a closing line, the caller hears it, the end."""
+        if not self.close_requested.is_set():
+            self.close_reason = reason
+            self.close_requested.set()
+
+    async def closer(self) -> None:
+        await self.close_requested.wait()
+        reason = self.close_reason
+        self.log.info("closing the call (%s)", reason)
+        self.apply(self.core.close(reason, self.settings.closing_instructions))
+        deadline = time.monotonic() + self.settings.closing_timeout
+        # Polled: "heard" is a projection of Twilio's playback clock, not an event.
+        while not self.core.closing_finished(_now()) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if not self.core.closing_finished(_now()):
+            self.log.warning("closing line not heard within %g s", self.settings.closing_timeout)
+        raise _CallEnded(reason, failed=False, deliberate=True)
 
     # -- the call ------------------------------------------------------------------
 
     async def run(self) -> CallResult:
         started = time.monotonic()
         result = CallResult("unknown", failed=True)
-        conn: ClientConnection | None = None
         try:
             try:
                 async with asyncio.timeout(self.settings.start_timeout):
@@ -314,34 +438,18 @@ class _Call:
                 tg.create_task(self.twilio_in(), name="twilio-in")
                 tg.create_task(self.twilio_out(), name="twilio-out")
                 tg.create_task(self.media_watch(), name="media-watch")
-                try:
-                    conn = await open_upstream(self.settings)
-                except UpstreamError as exc:
-                    raise _CallEnded(f"upstream_connect_failed: {exc}", failed=True) from None
-                await conn.send(
-                    rt.session_update(self.core.session_config, self.core.next_event_id())
-                )
-                tg.create_task(self.upstream_in(conn), name="upstream-in")
-                tg.create_task(self.upstream_out(conn), name="upstream-out")
-                try:
-                    async with asyncio.timeout(self.settings.upstream_connect_timeout):
-                        await self.session_ready.wait()
-                except TimeoutError:
-                    raise _CallEnded("session_not_confirmed", failed=True) from None
+                tg.create_task(self.closer(), name="closer")
+                tg.create_task(self.upstream(), name="upstream")
         except* _CallEnded as group:
-            ended = group.exceptions[0]
-            assert isinstance(ended, _CallEnded)
+            ended = _first(group, _CallEnded)
             result = CallResult(ended.reason, ended.failed, close_code=ended.close_code)
+            result.deliberate = ended.deliberate
         except* QueueOverflow as group:
-            result = CallResult(f"queue_overflow: {group.exceptions[0]}", failed=True)
-        except* ConnectionClosed as group:
-            result = CallResult(f"upstream_lost: {group.exceptions[0]}", failed=True)
+            result = CallResult(f"queue_overflow: {_first(group, QueueOverflow)}", failed=True)
         except* Exception as group:
             self.log.error("call failed", exc_info=group)
             result = CallResult("internal_error", failed=True)
         finally:
-            if conn is not None:
-                await close_upstream(conn)
             result.close_code = result.close_code or (1011 if result.failed else 1000)
             await self._close_twilio(result.close_code)
         start = self.core.start
@@ -392,8 +500,8 @@ class _Call:
             "call ended call_sid=%s stream_sid=%s outcome=%s reason=%s duration=%.1fs "
             "frames_in=%d chunks_out=%d caller_dropped=%d playback_dropped=%d barge_ins=%d "
             "truncations=%d late_deltas=%d silence_frames=%d idle_reprompts=%d "
-            "failed_responses=%d incomplete_responses=%d ignored=%s upstream_errors=%s "
-            "tokens=%s",
+            "failed_responses=%d incomplete_responses=%d reconnects=%d ignored=%s "
+            "upstream_ignored=%s upstream_errors=%s tokens=%s",
             r.call_sid,
             r.stream_sid,
             "failed" if r.failed else "ok",
@@ -410,7 +518,9 @@ class _Call:
             s.idle_reprompts,
             s.failed_responses,
             s.incomplete_responses,
+            s.reconnects,
             dict(s.ignored),
+            dict(s.upstream_ignored),
             dict(s.upstream_errors),
             dict(s.tokens),
         )
@@ -421,4 +531,4 @@ async def run_call(ws: WebSocket, settings: Settings, admit: Admit) -> CallResul
 
     ``admit`` decides from Twilio's ``start`` whether the call may reach the upstream.
     """
-    return await _Call(ws, settings, admit).run()
+    return await Call(ws, settings, admit).run()

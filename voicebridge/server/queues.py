@@ -65,6 +65,12 @@ class FrameQueue(Generic[T]):
         self._audio.clear()
         return n
 
+    def drain_control(self) -> int:
+        """Forget queued control items (they were meant for a session that is gone)."""
+        n = len(self._control)
+        self._control.clear()
+        return n
+
     async def get(self) -> T:
         while not (self._control or self._audio):
             self._ready.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -15,7 +16,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from voicebridge.config import Settings
-from voicebridge.server.app import create_app
+from voicebridge.server.app import AppState, create_app
 
 __all__ = ["BridgeServer", "serve", "uvicorn_config"]
 
@@ -41,11 +42,21 @@ def uvicorn_config(settings: Settings, app: Starlette | None = None) -> uvicorn.
 
 
 class BridgeServer(uvicorn.Server):
-    """uvicorn's server with voicebridge owning SIGTERM and SIGINT.
+    """uvicorn's server with voicebridge owning SIGTERM and SIGINT: a graceful drain.
 
-    uvicorn re-raises a caught SIGTERM after shutting down, so the process would die "by
-    signal" instead of exiting 0 as a PaaS expects after a clean stop.
+    uvicorn alone would close the listener and send 1012 to every call at once, then die
+    "by signal". Here, on the first signal: not ready, and new webhooks get the busy TwiML
+    at once; active calls go on for up to DRAIN_TIMEOUT; each call still open then hears a
+    closing line from the model and ends; then the server stops and the process exits 0.
+    A second signal stops at once.
     """
+
+    def __init__(self, config: uvicorn.Config, state: AppState | None = None) -> None:
+        super().__init__(config)
+        self.app_state = state
+        self.drain_timeout = 0.0
+        self.closing_timeout = 0.0
+        self._drain: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -62,10 +73,30 @@ class BridgeServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
-        log.info("received %s: shutting down", signal.Signals(sig).name)
-        if self.should_exit:
-            self.force_exit = True  # a second signal: stop waiting for connections
-        self.should_exit = True
+        name = signal.Signals(sig).name
+        if self._drain is not None or self.app_state is None:
+            log.warning("received %s again: stopping now", name)
+            if self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+            return
+        log.warning("received %s: draining (up to %g s)", name, self.drain_timeout)
+        self.app_state.accepting = False
+        # A signal handler runs between bytecodes of the loop's thread: schedule, don't await.
+        self._drain = asyncio.get_running_loop().create_task(self.drain(), name="drain")
+
+    async def drain(self) -> None:
+        state = self.app_state
+        assert state is not None
+        try:
+            if not await state.wait_no_calls(self.drain_timeout):
+                log.warning("drain timeout: %d call(s) get a closing line", len(state.calls))
+                for call in list(state.calls):
+                    call.request_close("draining")
+                await state.wait_no_calls(self.closing_timeout + 2.0)
+            log.info("drained: stopping")
+        finally:
+            self.should_exit = True
 
 
 async def serve(settings: Settings, *, fake_upstream: bool = False) -> None:
@@ -81,6 +112,9 @@ async def serve(settings: Settings, *, fake_upstream: bool = False) -> None:
             settings.check_can_serve()
         log.info("settings: %s", settings.describe())
         app = create_app(settings)
-        app.state.voicebridge.guard.warn_at_startup()
-        server = BridgeServer(uvicorn_config(settings, app))
+        state: AppState = app.state.voicebridge
+        state.guard.warn_at_startup()
+        server = BridgeServer(uvicorn_config(settings, app), state)
+        server.drain_timeout = settings.drain_timeout
+        server.closing_timeout = settings.closing_timeout
         await server.serve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
@@ -12,47 +13,92 @@ from voicebridge import __version__
 from voicebridge.config import Settings
 from voicebridge.errors import UpstreamError
 
-__all__ = ["close_upstream", "open_upstream"]
+__all__ = ["close_upstream", "open_upstream", "upstream_headers"]
 
 log = logging.getLogger(__name__)
 
 # Closing must not hold a call's cleanup: the closing handshake gets this long, then the
 # TCP connection is dropped.
 CLOSE_TIMEOUT = 0.5
+# Worth another try within the deadline: rate limits, server trouble, slow handshakes.
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+FIRST_BACKOFF = 0.1
+MAX_BACKOFF = 1.0
 
 
-async def open_upstream(settings: Settings) -> ClientConnection:
-    """Connect to ``settings.upstream_url()`` within the connect timeout.
+def upstream_headers(settings: Settings) -> dict[str, str]:
+    """Authentication headers: ``Authorization: Bearer`` (OpenAI, Azure Entra) or ``api-key``."""
+    key = settings.openai_api_key.reveal()
+    if not key:
+        return {}
+    if settings.realtime_auth == "api-key":
+        return {"api-key": key}
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def open_upstream(
+    settings: Settings, deadline: float | None = None, rng: random.Random | None = None
+) -> ClientConnection:
+    """Connect within ``deadline`` seconds (the connect timeout by default).
+
+    Refusals worth retrying (429, 5xx, a handshake that hangs, a refused connection) are
+    retried with exponential backoff and jitter until the deadline; 401 and 403 are not,
+    they mean the key is wrong.
 
     Raises:
         UpstreamError: refused, unreachable or too slow; the message never holds the key.
     """
-    headers: dict[str, str] = {}
-    if settings.openai_api_key:
-        headers["Authorization"] = f"Bearer {settings.openai_api_key.reveal()}"
+    budget = deadline if deadline is not None else settings.upstream_connect_timeout
+    rng = rng or random.Random()
+    backoff = FIRST_BACKOFF
+    attempts = 0
+    last = "no attempt"
     try:
-        async with asyncio.timeout(settings.upstream_connect_timeout):
-            return await connect(
-                settings.upstream_url(),
-                additional_headers=headers,
-                user_agent_header=f"voicebridge/{__version__}",
-                # As the official SDK: server events (e.g. a full session) can be large.
-                max_size=None,
-                # Base64 audio barely compresses; deflate would only cost CPU per frame.
-                compression=None,
-                open_timeout=None,  # the asyncio.timeout above covers the whole open
-                close_timeout=CLOSE_TIMEOUT,
-                proxy=None,
-            )
+        async with asyncio.timeout(budget):
+            while True:
+                attempts += 1
+                try:
+                    return await connect(
+                        settings.upstream_url(),
+                        additional_headers=upstream_headers(settings),
+                        user_agent_header=f"voicebridge/{__version__}",
+                        # As the official SDK: server events (a full session) can be large.
+                        max_size=None,
+                        # Base64 audio barely compresses; deflate would only cost CPU.
+                        compression=None,
+                        # A hanging handshake is abandoned and retried within the deadline.
+                        open_timeout=max(budget / 3, 0.5),
+                        close_timeout=CLOSE_TIMEOUT,
+                        # An upstream that stops reading stops answering pings too.
+                        ping_interval=settings.upstream_stall_timeout / 2,
+                        ping_timeout=settings.upstream_stall_timeout / 2,
+                        proxy=None,
+                    )
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    if status in (401, 403):
+                        raise UpstreamError(
+                            f"the Realtime API refused our credentials (HTTP {status}): check "
+                            "OPENAI_API_KEY and REALTIME_AUTH",
+                            status=status,
+                            config_error=True,
+                        ) from None
+                    if status not in RETRY_STATUSES:
+                        raise UpstreamError(
+                            f"the Realtime API refused the connection: HTTP {status}",
+                            status=status,
+                        ) from None
+                    last = f"HTTP {status}"
+                except (OSError, WebSocketException, TimeoutError) as exc:
+                    last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                log.info("upstream connect attempt %d failed (%s); retrying", attempts, last)
+                await asyncio.sleep(backoff * (0.5 + rng.random()))
+                backoff = min(backoff * 2, MAX_BACKOFF)
     except TimeoutError:
         raise UpstreamError(
-            f"no connection to the Realtime API within {settings.upstream_connect_timeout:g} s"
+            f"no connection to the Realtime API within {budget:g} s "
+            f"({attempts} attempts, last: {last})"
         ) from None
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        raise UpstreamError(f"Realtime API refused the connection: HTTP {status}") from None
-    except (OSError, WebSocketException) as exc:
-        raise UpstreamError(f"cannot connect to the Realtime API: {exc}") from None
 
 
 async def close_upstream(conn: ClientConnection) -> None:
@@ -60,7 +106,5 @@ async def close_upstream(conn: ClientConnection) -> None:
     try:
         async with asyncio.timeout(CLOSE_TIMEOUT * 2):
             await conn.close()
-    except TimeoutError:
-        conn.transport.abort()
-    except (OSError, WebSocketException):
+    except (TimeoutError, OSError, WebSocketException):
         conn.transport.abort()

@@ -1,0 +1,144 @@
+"""Ending calls well: graceful drain on SIGTERM, and the upstream's session age limit."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlencode
+
+from tests.servers import running_bridge
+from tests.test_calls import wait_until
+from tests.test_cli import clean_env, free_port, healthy
+from voicebridge.config import DEFAULT_CLOSING, Settings
+from voicebridge.peers.fake_realtime import FakeRealtimeServer, FakeSession
+from voicebridge.peers.recording import packaged_call
+from voicebridge.peers.twilio_emulator import CallReport, place_call
+from voicebridge.peers.twiml_client import call_params, new_sid, parse_twiml
+
+
+def closing_heard(report: CallReport, session: FakeSession) -> float:
+    """Ms the caller heard of the response made for the closing line."""
+    closing = [
+        e
+        for e in session.response_creates
+        if e.get("response", {}).get("instructions") == DEFAULT_CLOSING
+    ]
+    assert closing, "no closing line was requested"
+    last_item = list(session.items.values())[-1]
+    return report.player.heard_ms(set(last_item.deltas))
+
+
+async def test_sigterm_drains_calls_then_exits_zero(
+    fake: FakeRealtimeServer, tmp_path: Path
+) -> None:
+    """SIGTERM: busy at once, calls go on, then a closing line each, then exit 0."""
+    port = free_port()
+    env = clean_env(
+        PORT=str(port),
+        HOST="127.0.0.1",
+        REALTIME_URL=fake.url,
+        OPENAI_API_KEY="sk-unused",
+        DRAIN_TIMEOUT="3",
+        CLOSING_TIMEOUT="8",
+    )
+    proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before the calls)
+        [sys.executable, "-m", "voicebridge", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while not await asyncio.to_thread(healthy, base + "/healthz"):
+            assert time.monotonic() < deadline and proc.poll() is None
+            await asyncio.sleep(0.1)
+        calls = [
+            asyncio.create_task(
+                place_call(base + "/twilio/stream", packaged_call("books_a_table"), timeout=40)
+            )
+            for _ in range(3)
+        ]
+        await asyncio.sleep(4.0)  # mid-conversation: the first answers are playing
+        sigterm_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+
+        def busy() -> str:
+            req = urllib.request.Request(
+                base + "/twilio/stream",
+                data=urlencode(call_params(new_sid("CA"), "AC1", from_="+1", to="+2")).encode(),
+            )
+            with urllib.request.urlopen(req, timeout=2) as resp:
+                return resp.read().decode()
+
+        answer = parse_twiml(await asyncio.to_thread(busy))
+        assert time.monotonic() - sigterm_at < 1.0
+        assert answer.stream_url is None and "busy" in answer.says_before[0]
+        reports = await asyncio.gather(*calls)
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "draining" in out
+    for report in reports:
+        ended = report.t0 + report.ended_at / 1000
+        assert ended - sigterm_at >= 2.0  # the call went on
+        heard_after = sum(
+            c.played for c in report.player.chunks if report.t0 + c.start / 1000 > sigterm_at + 2.0
+        )
+        assert heard_after > 500  # and the caller kept hearing the model
+        assert report.violations == []
+    sessions = [s for s in fake.sessions if s.response_creates]
+    assert len(sessions) == 3
+    # Each call heard its own closing line to the end, then was closed.
+    by_call = {r.call_sid: r for r in reports}
+    assert len(by_call) == 3
+    for session in sessions:
+        closing = [
+            e
+            for e in session.response_creates
+            if e.get("response", {}).get("instructions") == DEFAULT_CLOSING
+        ]
+        assert len(closing) == 1
+    assert all(r.closed_by == "server" for r in reports)
+
+
+async def test_session_limit_ends_with_a_closing_line(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """Before the upstream's cap the model says a closing line, heard in full, then the end."""
+    with running_bridge(settings, session_limit_s=1.5) as bridge:
+        report = await place_call(bridge.webhook, packaged_call("books_a_table"), timeout=20)
+        wait_until(lambda: bridge.state.active_calls == 0)
+    [session] = fake.sessions
+    [result] = bridge.state.last_results
+    assert result.deliberate and not result.failed and result.reason == "session_limit"
+    assert closing_heard(report, session) > 1000
+    last = list(session.items.values())[-1]
+    assert report.player.heard_ms(set(last.deltas)) >= last.audio_ms_sent - 150  # all of it
+    assert report.closed_by == "server"
+
+
+async def test_session_limit_renews_the_session(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """With SESSION_LIMIT_ACTION=renew the call continues in a fresh upstream session."""
+    with running_bridge(settings, session_limit_s=1.5, session_limit_action="renew") as bridge:
+        report = await place_call(
+            bridge.webhook, packaged_call("books_a_table"), speed=2.0, tail_ms=1000, timeout=20
+        )
+        wait_until(lambda: bridge.state.active_calls == 0)
+    assert fake.connections_total >= 2
+    [result] = bridge.state.last_results
+    assert not result.failed and result.reason == "caller_hangup" and result.stats.reconnects >= 1
+    assert report.closed_by == "caller" and report.violations == []
+    assert fake.sessions[1].received[0]["type"] == "session.update"
