@@ -65,6 +65,15 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "IDLE_REPROMPTS": ("1", "idle_reprompts", 1),
     "APOLOGY_INSTRUCTIONS": ("Sorry!", "apology_instructions", "Sorry!"),
     "MEDIA_GAP_MS": ("250", "media_gap_ms", 250),
+    "REALTIME_AUTH": ("API-KEY", "realtime_auth", "api-key"),
+    "UPSTREAM_STALL_TIMEOUT": ("4", "upstream_stall_timeout", 4.0),
+    "UPSTREAM_RECONNECT": ("false", "upstream_reconnect", False),
+    "RECONNECT_TIMEOUT": ("2.5", "reconnect_timeout", 2.5),
+    "SESSION_LIMIT_S": ("600", "session_limit_s", 600.0),
+    "SESSION_LIMIT_ACTION": ("renew", "session_limit_action", "renew"),
+    "CLOSING_INSTRUCTIONS": ("Bye.", "closing_instructions", "Bye."),
+    "CLOSING_TIMEOUT": ("3", "closing_timeout", 3.0),
+    "DRAIN_TIMEOUT": ("5", "drain_timeout", 5.0),
 }
 # Variables that are only valid together with another one.
 # (IDLE_TIMEOUT_MS needs server_vad, the default.)

@@ -43,11 +43,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--call", default="interrupts", help="a packaged call name or a .jsonl path")
     demo.add_argument("--wav", default="demo-call.wav", help="stereo WAV: caller left, heard right")
     demo.add_argument("--network-ms", type=float, default=60.0, help="one-way delay each way")
+
+    from voicebridge.peers.replay_cli import add_replay_parser
+
+    add_replay_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "replay":  # a client: no server settings, no .env
+        from voicebridge.peers.replay_cli import run_replay_command
+
+        return run_replay_command(args)
     environ = load_environ(args.env_file)
     try:
         settings = Settings.from_env(environ)

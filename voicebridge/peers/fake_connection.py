@@ -15,6 +15,7 @@ import collections
 import copy
 import json
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -47,11 +48,18 @@ class FakeConnection:
     """Serves one accepted WebSocket until it closes."""
 
     def __init__(
-        self, ws: ServerConnection, record: FakeSession, options: FakeRealtimeOptions
+        self,
+        ws: ServerConnection,
+        record: FakeSession,
+        options: FakeRealtimeOptions,
+        release: asyncio.Event | None = None,
     ) -> None:
         self._ws = ws
         self._record = record
         self._opts = options
+        self._faulty = options.faulty(record.index)
+        # Set when the server closes: a stalled connection then ends.
+        self._release = release or asyncio.Event()
         self._config = default_session(record.model or DEFAULT_MODEL)
         record.config = self._config
         self._outbox: collections.deque[str] = collections.deque()
@@ -77,6 +85,11 @@ class FakeConnection:
             on_done=self._response_done,
         )
         self._close_timer: asyncio.Task[None] | None = None
+        self._stall_timer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._stalled = False
+        self._inject_armed = False
+        self._last_done: tuple[str, str] | None = None  # (response id, item id) last finished
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -91,9 +104,15 @@ class FakeConnection:
                 return
             self._emit({"type": "session.created", "session": copy.deepcopy(self._config)})
             await self._flush()
-            async for message in self._ws:
-                self._receive(message)
-                await self._flush()
+            self._reader = reader = asyncio.create_task(self._serve(), name="fake-read")
+            try:
+                await asyncio.wait({reader})
+            finally:
+                reader.cancel()  # when run() itself is cancelled
+            if reader.cancelled() and self._stalled:
+                await self._hold()
+            else:
+                reader.result()  # ConnectionClosed, or a bug, as before
         except ConnectionClosed:
             pass
         finally:
@@ -101,6 +120,21 @@ class FakeConnection:
                 task.cancel()
             if self._tasks:  # cancelled tasks end at once; the bound guards against a bug
                 await asyncio.wait(self._tasks, timeout=1.0)
+
+    async def _serve(self) -> None:
+        async for message in self._ws:
+            self._receive(message)
+            await self._flush()
+
+    async def _hold(self) -> None:
+        """Stalled: read nothing, send nothing, until released or the socket is gone."""
+        release = asyncio.create_task(self._release.wait(), name="fake-stall-release")
+        gone = asyncio.create_task(self._ws.wait_closed(), name="fake-stall-closed")
+        try:
+            await asyncio.wait({release, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            release.cancel()
+            gone.cancel()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
@@ -115,21 +149,63 @@ class FakeConnection:
 
     async def _close_later(self, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
-        log.debug("fault: closing %s with 1011", self._record.config.get("id"))
-        await self._ws.close(1011, "fake upstream fault")
+        code, reason = self._opts.close_code, self._opts.close_reason
+        log.debug("fault: closing session %d with %d", self._record.index, code)
+        self._record.fault_closed_at = time.monotonic()
+        await self._ws.close(code, reason)
+
+    async def _stall_later(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        log.debug("fault: session %d stalls", self._record.index)
+        self._record.stalled_at = time.monotonic()
+        self._stalled = True
+        self._outbox.clear()
+        # Nothing more is read (the reader is cancelled; recv() is safe to cancel) and
+        # nothing more is sent (responses, timers); `run` then holds the socket open.
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def _inject_later(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self._record.injected_at = time.monotonic()
+        response_id, item_id = self._last_done or ("${done_response_id}", "${done_item_id}")
+        for frame in self._opts.inject:
+            raw = frame.replace("${done_response_id}", response_id)
+            raw = raw.replace("${done_item_id}", item_id)
+            self._record.sent_raw.append(raw)
+            self._outbox.append(raw)  # through the outbox: wire order stays emit order
+        await self._flush()
 
     # -- output -----------------------------------------------------------------------------
 
     def _emit(self, event: JSON) -> JSON:
         event["event_id"] = new_id("event")
+        if self._stalled:
+            return event  # a stalled server says nothing more
         self._record.sent.append(event)
         self._outbox.append(json.dumps(event))
+        kind = event["type"]
+        if kind == "response.done":
+            response = event["response"]
+            output = response.get("output") or [{}]
+            self._last_done = (response["id"], str(output[0].get("id", "")))
+        if (
+            self._opts.inject
+            and self._faulty
+            and not self._inject_armed
+            and kind == self._opts.inject_after_event
+        ):
+            self._inject_armed = True
+            self._spawn(self._inject_later(self._opts.inject_after_ms / 1000), "fake-inject")
         return event
 
     async def _flush(self) -> None:
         # Whoever holds the lock drains every pending event, so wire order = emit order, and
         # the outbox never holds more than one protocol step's events.
-        if not self._outbox:
+        if not self._outbox or self._stalled:
             return  # most appends answer nothing: skip the lock
         async with self._send_lock:
             while self._outbox:
@@ -206,8 +282,13 @@ class FakeConnection:
         if not self._idle.responded and not self._vad.speaking and self._responder.active is None:
             self._idle.arm(self._input_ms_total)  # before the first response: from here
         if self._opts.close_after_ms is not None and self._close_timer is None:
-            self._close_timer = self._spawn(
-                self._close_later(self._opts.close_after_ms / 1000), "fake-close-after"
+            if self._opts.closes(self._record.index):
+                self._close_timer = self._spawn(
+                    self._close_later(self._opts.close_after_ms / 1000), "fake-close-after"
+                )
+        if self._opts.stall_after_ms is not None and self._stall_timer is None and self._faulty:
+            self._stall_timer = self._spawn(
+                self._stall_later(self._opts.stall_after_ms / 1000), "fake-stall-after"
             )
 
     def _on_append(self, event: JSON) -> None:

@@ -49,6 +49,10 @@ class FakeRealtimeServer:
         self.sessions: list[FakeSession] = []
         self.connections_total = 0  # handshakes accepted
         self.active = 0  # connections currently open
+        self.handshake_attempts = 0  # opening handshakes received, whatever their outcome
+        self.handshakes_refused = 0  # by the refuse_handshakes fault
+        # (time.monotonic() on arrival, the refuse_handshakes status or None), per attempt.
+        self.handshake_log: list[tuple[float, int | None]] = []
         self._server: Server | None = None
         self._host = "127.0.0.1"
         self._closing = asyncio.Event()
@@ -82,7 +86,7 @@ class FakeRealtimeServer:
         return f"ws://{host}:{self.port}{REALTIME_PATH}"
 
     async def close(self) -> None:
-        """Close every connection (1001) and the listener."""
+        """Close every connection (1001) and the listener; stalled connections are released."""
         if self._server is None:
             return
         self._closing.set()  # cuts any accept_delay_ms short
@@ -104,7 +108,12 @@ class FakeRealtimeServer:
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        if self.options.accept_delay_ms > 0:
+        options = self.options  # tests may swap options between calls: one set per handshake
+        attempt = self.handshake_attempts
+        self.handshake_attempts += 1
+        refusal = options.refusal(attempt)
+        self.handshake_log.append((time.monotonic(), refusal))
+        if options.accept_delay_ms > 0:
             try:
                 async with asyncio.timeout(self.options.accept_delay_ms / 1000):
                     await self._closing.wait()
@@ -125,6 +134,10 @@ class FakeRealtimeServer:
                 }
             }
             return connection.respond(HTTPStatus.UNAUTHORIZED, json.dumps(body) + "\n")
+        if refusal is not None:
+            self.handshakes_refused += 1
+            log.debug("fault: refusing handshake %d with HTTP %d", attempt, refusal)
+            return connection.respond(refusal, json.dumps(_refusal_body(refusal)) + "\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -135,17 +148,29 @@ class FakeRealtimeServer:
             path=request.path,
             headers={name.lower(): value for name, value in request.headers.raw_items()},
             model=model,
+            index=len(self.sessions),
         )
         self.sessions.append(record)
         self.connections_total += 1
         self.active += 1
         log.debug("fake Realtime: connection %d opened (model=%s)", self.connections_total, model)
         try:
-            await FakeConnection(ws, record, self.options).run()
+            await FakeConnection(ws, record, self.options, release=self._closing).run()
         finally:
             self.active -= 1
             record.closed_at = time.monotonic()
             record.close_code = ws.close_code
+
+
+def _refusal_body(status: int) -> dict[str, object]:
+    """The JSON error body of a refused handshake, shaped like the real API's."""
+    if status == 429:
+        kind, code, message = "requests", "rate_limit_exceeded", "Rate limit reached."
+    elif status >= 500:
+        kind, code, message = "server_error", None, "The server is overloaded or not ready yet."
+    else:
+        kind, code, message = "invalid_request_error", None, HTTPStatus(status).phrase
+    return {"error": {"type": kind, "code": code, "message": message, "param": None}}
 
 
 async def run_fake_realtime(host: str, port: int, options: FakeRealtimeOptions) -> None:

@@ -12,10 +12,12 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 __all__ = [
     "AUDIO_FORMATS",
+    "INJECT_ANCHORS",
     "FakeItem",
     "FakeRealtimeOptions",
     "FakeSession",
@@ -39,7 +41,8 @@ class FakeRealtimeOptions:
     api_key: str | None = None  # when set, `Authorization: Bearer <api_key>` is required (else 401)
     vad_threshold: int = 600  # RMS (16-bit scale) above which a 20 ms frame counts as voiced
     vad_start_ms: int = 60  # consecutive voiced audio needed for speech_started
-    close_after_ms: int | None = None  # close with 1011 this long after the first session.update
+    # Close the connection this long after the first session.update (with close_code).
+    close_after_ms: int | None = None
     echo_output_format: str | None = None  # session.updated (and the audio) use this output format
     accept_delay_ms: int = 0  # delay before completing the handshake
     # The first N responses of each session end `failed` (server_error) before any audio.
@@ -49,12 +52,53 @@ class FakeRealtimeOptions:
     # (function name, JSON arguments): the first response after caller speech calls this
     # function instead of speaking, when the session (or response.create) declares it.
     tool_call: tuple[str, str] | None = None
+    # -- upstream faults (all off by default) --------------------------------------------
+    # "Sessions" are numbered in the order the server accepted them (FakeSession.index),
+    # server-wide: the first session of the first call is 0.
+    # Handshakes number refuse_handshakes_from .. +len-1 (server-wide, counting every
+    # attempt) are refused with these HTTP statuses in order, e.g. (429, 503); then accepted.
+    refuse_handshakes: tuple[int, ...] = ()
+    refuse_handshakes_from: int = 0
+    # With close_after_ms: only sessions with index < close_sessions are closed (None: all).
+    close_sessions: int | None = None
+    close_code: int = 1011  # 4000-4999 as the real API closes on errors, with close_reason
+    close_reason: str = "fake upstream fault"
+    # This long after the first session.update the connection stops reading (websockets'
+    # max_queue back-pressure then stops reading the socket, so pings go unanswered) and
+    # stops sending, until the server closes.
+    stall_after_ms: int | None = None
+    # Raw text frames sent verbatim (FakeSession.sent_raw, never .sent) inject_after_ms after
+    # the session first sends an inject_after_event. "${done_response_id}" and
+    # "${done_item_id}" in a frame become the ids of the session's last finished response.
+    inject: tuple[str, ...] = ()
+    inject_after_ms: int = 0
+    inject_after_event: str = "session.updated"
+    # Stall, inject and close apply only to sessions with index < fault_sessions (None: all).
+    fault_sessions: int | None = None
+
+    def faulty(self, index: int) -> bool:
+        """Whether session ``index`` gets the stall / inject / close faults."""
+        return self.fault_sessions is None or index < self.fault_sessions
+
+    def closes(self, index: int) -> bool:
+        """Whether session ``index`` is closed by the close_after_ms fault."""
+        return (
+            self.close_after_ms is not None
+            and self.faulty(index)
+            and (self.close_sessions is None or index < self.close_sessions)
+        )
+
+    def refusal(self, attempt: int) -> int | None:
+        """The HTTP status refusing handshake number ``attempt`` (0-based), or None."""
+        n = attempt - self.refuse_handshakes_from
+        return self.refuse_handshakes[n] if 0 <= n < len(self.refuse_handshakes) else None
 
     def __post_init__(self) -> None:
         if not self.speed > 0:
             raise ValueError("speed must be > 0")
         if self.delta_ms <= 0:
             raise ValueError("delta_ms must be > 0")
+        self._check_faults()
         if self.echo_output_format is not None and self.echo_output_format not in AUDIO_FORMATS:
             raise ValueError(f"echo_output_format must be one of {AUDIO_FORMATS}")
         if self.fail_responses < 0 or self.incomplete_responses < 0:
@@ -64,6 +108,51 @@ class FakeRealtimeOptions:
             if not name:
                 raise ValueError("tool_call needs a function name")
             json.loads(arguments)  # raises ValueError unless it is a JSON string
+
+    def _check_faults(self) -> None:
+        for name in (
+            "accept_delay_ms",
+            "refuse_handshakes_from",
+            "inject_after_ms",
+            "close_after_ms",
+            "close_sessions",
+            "stall_after_ms",
+            "fault_sessions",
+        ):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a whole number >= 0")
+        for status in self.refuse_handshakes:
+            if not isinstance(status, int) or not 400 <= status <= 599:
+                raise ValueError(f"refuse_handshakes: {status!r} is not an HTTP error status")
+            HTTPStatus(status)  # ValueError for a status HTTP does not define
+        if not _valid_close_code(self.close_code):
+            raise ValueError(
+                f"close_code {self.close_code!r} cannot be sent (1000-1014 or 3000-4999, "
+                "not 1004-1006)"
+            )
+        if len(self.close_reason.encode()) > 123:
+            raise ValueError("close_reason must fit a close frame (123 bytes)")
+        if not all(isinstance(frame, str) for frame in self.inject):
+            raise ValueError("inject must be a tuple of text frames")
+        if self.inject_after_event not in INJECT_ANCHORS:
+            raise ValueError(f"inject_after_event must be one of {INJECT_ANCHORS}")
+
+
+# Server events that can start the inject_after_ms clock.
+INJECT_ANCHORS = (
+    "session.created",
+    "session.updated",
+    "response.created",
+    "response.output_audio.delta",
+    "response.done",
+)
+
+
+def _valid_close_code(code: object) -> bool:
+    if not isinstance(code, int) or isinstance(code, bool):
+        return False
+    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
 
 
 @dataclass(eq=False)
@@ -84,6 +173,7 @@ class FakeSession:
     path: str
     headers: dict[str, str]  # header names lower-cased
     model: str | None = None
+    index: int = 0  # accepted sessions before this one, server-wide (the fault options count)
     config: JSON = field(default_factory=dict)  # the effective session object
     received: list[JSON] = field(default_factory=list)
     sent: list[JSON] = field(default_factory=list)
@@ -100,6 +190,12 @@ class FakeSession:
     function_calls: list[JSON] = field(default_factory=list)
     # The accepted function_call_output items (also in items_created).
     function_outputs: list[JSON] = field(default_factory=list)
+    # Fault injection: the raw frames sent verbatim (never in `sent`: they are not valid
+    # events), and when each fault struck (time.monotonic()).
+    sent_raw: list[str] = field(default_factory=list)
+    injected_at: float | None = None
+    stalled_at: float | None = None
+    fault_closed_at: float | None = None  # the close_after_ms fault began closing
     opened_at: float = field(default_factory=time.monotonic)
     closed_at: float | None = None
     close_code: int | None = None

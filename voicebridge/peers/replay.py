@@ -88,7 +88,11 @@ class ReplayOptions:
             raise ValueError("--ramp must be between 0 and 10000 calls per second")
         if self.calls is not None and not 1 <= self.calls <= MAX_CALLS:
             raise ValueError(f"--calls must be between 1 and {MAX_CALLS}")
-        for name, value in (("--duration", self.duration_s), ("--call-duration", self.call_duration_s), ("--timeout", self.call_timeout_s)):
+        for name, value in (
+            ("--duration", self.duration_s),
+            ("--call-duration", self.call_duration_s),
+            ("--timeout", self.call_timeout_s),
+        ):
             if value is not None and not 0 < value <= MAX_RUN_S:
                 raise ValueError(f"{name} must be between 0 and {MAX_RUN_S:.0f} seconds")
         if not 0.01 <= self.speed <= 100:

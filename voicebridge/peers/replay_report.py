@@ -133,6 +133,14 @@ class ReplayReport:
     def reasons(self) -> Counter[str]:
         return Counter(o.reason or "unknown" for o in self.outcomes if not o.ok)
 
+    def examples(self) -> dict[str, str]:
+        """One detail (an error, a close reason) per failure reason."""
+        out: dict[str, str] = {}
+        for o in self.outcomes:
+            if not o.ok and o.detail and (o.reason or "unknown") not in out:
+                out[o.reason or "unknown"] = o.detail
+        return out
+
     def as_json(self) -> dict[str, Any]:
         metrics = [o.metrics for o in self.outcomes if o.metrics is not None]
         violation_kinds: Counter[str] = Counter()
@@ -149,6 +157,7 @@ class ReplayReport:
                 "ok": self.ok,
                 "failed": self.failed,
                 "failed_reasons": dict(self.reasons()),
+                "failed_examples": self.examples(),
                 "cut_by_run_end": sum(1 for o in self.outcomes if o.cut_by_run_end),
             },
             "violations": {
@@ -182,11 +191,17 @@ class ReplayReport:
         calls, turns, frames = data["calls"], data["turns"], data["frames"]
         lines = [
             f"calls: {calls['total']} total, {calls['ok']} ok, {calls['failed']} failed"
-            + (f" ({calls['cut_by_run_end']} hung up at the run's end)" if calls["cut_by_run_end"] else "")
-            + f" in {data['elapsed_s']:.1f} s" + (" (ABORTED at the time cap)" if self.aborted else ""),
+            + (
+                f" ({calls['cut_by_run_end']} hung up at the run's end)"
+                if calls["cut_by_run_end"]
+                else ""
+            )
+            + f" in {data['elapsed_s']:.1f} s"
+            + (" (ABORTED at the time cap)" if self.aborted else ""),
         ]
         for reason, n in sorted(calls["failed_reasons"].items(), key=lambda kv: -kv[1]):
-            lines.append(f"  failed: {reason} x{n}")
+            example = calls["failed_examples"].get(reason)
+            lines.append(f"  failed: {reason} x{n}" + (f" ({example[:120]})" if example else ""))
         lines.append(f"protocol violations: {data['violations']['total']}")
         for kind, n in sorted(data["violations"]["kinds"].items(), key=lambda kv: -kv[1])[:5]:
             lines.append(f"  {kind} x{n}")

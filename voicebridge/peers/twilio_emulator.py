@@ -181,12 +181,12 @@ class EmulatedCall:
         open_timeout: float = 10.0,
     ) -> None:
         """Args beyond the URL and recording:
-            loop: play the recording back to back until hang-up (``hangup_at_ms`` or
-                :meth:`request_hangup`); its ``stop`` is then sent only at the very end.
-            script: the recording already prepared (shared by many calls of a load run).
-            keep_messages: keep every received message in ``report.received``.
-            keep_audio: keep payloads, for ``report.write_wav`` (``caller_audio`` and the
-                player's chunks); without it only timings are kept.
+        loop: play the recording back to back until hang-up (``hangup_at_ms`` or
+            :meth:`request_hangup`); its ``stop`` is then sent only at the very end.
+        script: the recording already prepared (shared by many calls of a load run).
+        keep_messages: keep every received message in ``report.received``.
+        keep_audio: keep payloads, for ``report.write_wav`` (``caller_audio`` and the
+            player's chunks); without it only timings are kept.
         """
         self.url = stream_url
         self.proxy = proxy

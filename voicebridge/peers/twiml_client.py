@@ -157,9 +157,7 @@ async def post_webhook(
     return WebhookAnswer(status, ctype, text, twiml)
 
 
-async def http_post(
-    url: str, body: bytes, headers: Mapping[str, str]
-) -> tuple[int, str, str]:
+async def http_post(url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, str, str]:
     """One HTTP/1.1 POST on its own connection: (status, Content-Type, body text).
 
     Plain asyncio streams rather than urllib in a thread, so hundreds of concurrent calls

@@ -164,7 +164,12 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        body = {"active_calls": state.active_calls, "accepting": state.accepting}
+        body = {
+            "active_calls": state.active_calls,
+            "accepting": state.accepting,
+            # Tasks in the server's loop: back to the idle count once calls end (no leak).
+            "tasks": len(asyncio.all_tasks()),
+        }
         if state.ready:
             return JSONResponse({"status": "ready", **body})
         return JSONResponse({"status": "not ready", **body}, status_code=503)
