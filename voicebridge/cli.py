@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
 from voicebridge.config import Settings, load_environ
 from voicebridge.errors import ConfigError
+from voicebridge.logs import setup_logging
 
-__all__ = ["main"]
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # websockets logs every connection at INFO and every frame at DEBUG: too chatty.
-    logging.getLogger("websockets").setLevel(logging.WARNING)
+__all__ = ["main", "setup_logging"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"voicebridge: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     try:
         if args.command == "serve":
             from voicebridge.server.serve import serve

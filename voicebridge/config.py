@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -127,6 +128,20 @@ class Settings:
     port: int = 8000  # PORT
     forwarded_allow_ips: str = "127.0.0.1"  # FORWARDED_ALLOW_IPS (uvicorn's convention)
     log_level: str = "INFO"  # LOG_LEVEL
+    log_format: str = "text"  # LOG_FORMAT: text or json
+    metrics_token: Secret = Secret("")  # METRICS_TOKEN: /metrics needs Bearer <token> if set
+    twilio_account_sid: str = ""  # TWILIO_ACCOUNT_SID: for REST call updates (end, transfer)
+    twilio_api_base: str = "https://api.twilio.com"  # TWILIO_API_BASE (tests: a local fake)
+    record_dir: str = ""  # RECORD_DIR: recordings and transcripts, off if empty
+    # The assistant acts (README "Tools")
+    end_call_tool: bool = True  # END_CALL_TOOL: the model may hang up after its goodbye
+    transfer_destinations: str = ""  # TRANSFER_DESTINATIONS: name=+1555...,name=sip:...
+    custom_tools: str = ""  # CUSTOM_TOOLS: package.module:TOOLS
+    tool_timeout: float = 5.0  # TOOL_TIMEOUT: per tool call, s
+    goodbye_instructions: str = "Say a short, warm goodbye."  # GOODBYE_INSTRUCTIONS
+    transfer_instructions: str = (  # TRANSFER_INSTRUCTIONS
+        "Tell the caller in one short sentence that you are transferring them now."
+    )
     # Limits and timeouts
     start_timeout: float = 10.0  # START_TIMEOUT: WebSocket accept -> Twilio `start`, s
     upstream_connect_timeout: float = 5.0  # UPSTREAM_CONNECT_TIMEOUT, s
@@ -235,6 +250,17 @@ class Settings:
             port=port,
             forwarded_allow_ips=text("FORWARDED_ALLOW_IPS", defaults.forwarded_allow_ips),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
+            log_format=text("LOG_FORMAT", defaults.log_format).lower(),
+            metrics_token=Secret(environ.get("METRICS_TOKEN", "").strip()),
+            twilio_account_sid=text("TWILIO_ACCOUNT_SID", ""),
+            twilio_api_base=text("TWILIO_API_BASE", defaults.twilio_api_base).rstrip("/"),
+            record_dir=text("RECORD_DIR", ""),
+            end_call_tool=flag("END_CALL_TOOL", defaults.end_call_tool),
+            transfer_destinations=text("TRANSFER_DESTINATIONS", ""),
+            custom_tools=text("CUSTOM_TOOLS", ""),
+            tool_timeout=number("TOOL_TIMEOUT", defaults.tool_timeout, float),
+            goodbye_instructions=text("GOODBYE_INSTRUCTIONS", defaults.goodbye_instructions),
+            transfer_instructions=text("TRANSFER_INSTRUCTIONS", defaults.transfer_instructions),
             start_timeout=number("START_TIMEOUT", defaults.start_timeout, float),
             upstream_connect_timeout=number(
                 "UPSTREAM_CONNECT_TIMEOUT", defaults.upstream_connect_timeout, float
@@ -288,6 +314,7 @@ class Settings:
             "UPSTREAM_AUDIO": (self.upstream_audio, ("pcmu", "pcm24k")),
             "REALTIME_AUTH": (self.realtime_auth, ("bearer", "api-key")),
             "SESSION_LIMIT_ACTION": (self.session_limit_action, ("end", "renew")),
+            "LOG_FORMAT": (self.log_format, ("text", "json")),
             "TURN_DETECTION": (self.turn_detection, ("server_vad", "semantic_vad")),
             "VAD_EAGERNESS": (self.vad_eagerness, ("low", "medium", "high", "auto")),
             "NOISE_REDUCTION": (self.noise_reduction, ("near_field", "far_field", "off")),
@@ -302,6 +329,16 @@ class Settings:
             )
         if self.idle_timeout_ms and self.turn_detection != "server_vad":
             raise ConfigError("IDLE_TIMEOUT_MS works only with TURN_DETECTION=server_vad")
+        if self.twilio_account_sid and not re.fullmatch(
+            r"AC[0-9a-fA-F]{32}", self.twilio_account_sid
+        ):
+            raise ConfigError(
+                f"TWILIO_ACCOUNT_SID={self.twilio_account_sid!r} is not an account SID "
+                "(AC followed by 32 hex digits; see the Twilio console)"
+            )
+        api = urlsplit(self.twilio_api_base)
+        if api.scheme not in ("https", "http") or not api.hostname:
+            raise ConfigError(f"TWILIO_API_BASE={self.twilio_api_base!r} must be an http(s) URL")
         if self.twilio_auth_token and not self.public_url:
             raise ConfigError(
                 "TWILIO_AUTH_TOKEN is set but PUBLIC_URL is not: set PUBLIC_URL to the https:// "

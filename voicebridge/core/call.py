@@ -30,6 +30,7 @@ from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
 from voicebridge.core.audio import ULAW_BYTES_PER_MS, b64_decoded_len
 from voicebridge.core.playback import PlaybackTracker
+from voicebridge.core.tools import FunctionCall, function_calls, output_item
 from voicebridge.core.transcode import CallerToModel, ModelToCaller, ulaw_silence
 from voicebridge.core.transcript import Transcript
 
@@ -42,6 +43,7 @@ __all__ = [
     "Phase",
     "Playback",
     "Probe",
+    "RunTool",
     "SendTwilio",
     "SendUpstream",
 ]
@@ -116,7 +118,15 @@ class EndCall:
     deliberate: bool = False  # the assistant ended it after a closing line
 
 
-Action = SendUpstream | SendTwilio | Playback | Probe | FlushPlayback | EndCall
+@dataclass(frozen=True, slots=True)
+class RunTool:
+    """The model called a function; run it off the audio path and report its output."""
+
+    call: FunctionCall
+    spoke: bool  # the response that called it also said something (e.g. the goodbye)
+
+
+Action = SendUpstream | SendTwilio | Playback | Probe | FlushPlayback | EndCall | RunTool
 
 
 @dataclass(slots=True)
@@ -173,12 +183,20 @@ class CallCore:
         self._done: deque[str] = deque(maxlen=_RECENT)  # finished response ids
         self.transcript = Transcript()
         self.first_ignored: list[str] = []  # reasons seen for the first time, for the log
+        # (name, ms) samples for latency histograms, drained by the shell.
+        self.timings: list[tuple[str, float]] = []
+        self._started_at: float | None = None
+        self._stopped_at: float | None = None  # the caller's last end of speech
         # Closing (drain, session cap): a last line from the model, then the end.
         self.closing: str | None = None  # the reason, once asked to close
         self._closing_instructions = ""
         self._closing_response: str | None = None  # id of the closing line's response
         self._closing_requested = False  # response.create for it sent
         self.closing_spoken = False
+        self._spoke: deque[str] = deque(maxlen=_RECENT)  # responses that produced audio
+        self._response_wanted = False  # a response.create waits for the active one to end
+        self._tools_running = 0
+        self._dtmf_at: float | None = None  # a keypad digit waits for the 1 s pause
         self._items: dict[str, _Item] = {}
         self._interrupted: deque[str] = deque(maxlen=_RECENT)
         self._event_seq = 0
@@ -219,13 +237,24 @@ class CallCore:
                 return self._ignore("second_start")
             self.start = event
             self.phase = Phase.STREAMING
+            self._started_at = now
             return [Probe()]  # Twilio is idle: this echo measures the round trip
         if isinstance(event, tw.Stop):
             self.phase = Phase.ENDED
             return [EndCall("caller_hangup", failed=False)]
         if isinstance(event, tw.Dtmf):
+            if self.phase is not Phase.STREAMING or not self.session_ready:
+                return self._ignore("dtmf_before_session")
+            if event.digit not in "0123456789*#ABCD" or len(event.digit) != 1:
+                return self._ignore("bad_dtmf_digit")
             self.stats.dtmf += 1
-            return []
+            self._dtmf_at = now
+            item = {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": f"[keypad] {event.digit}"}],
+            }
+            return [SendUpstream(rt.create_item(item, self.next_event_id()))]
         if isinstance(event, tw.Connected):
             return []
         return self._ignore(f"unknown_event:{event.event}"[:48])
@@ -267,6 +296,9 @@ class CallCore:
             return self._speech_started(now)
         if isinstance(event, rt.TimeoutTriggered):
             return self._idle()
+        if isinstance(event, rt.SpeechStopped):
+            self._stopped_at = now
+            return []
         if isinstance(event, rt.ResponseCreated):
             self.active_response = event.response_id
             self.stats.responses += 1
@@ -282,7 +314,8 @@ class CallCore:
                 return self._closing_step(event)
             return self._response_done(event)
         if isinstance(event, rt.Transcribed):
-            self.transcript.add(event.role, event.text, event.item_id)
+            since = now - self._started_at if self._started_at is not None else 0.0
+            self.transcript.add(event.role, event.text, event.item_id, since)
             if event.item_id in self._items and self._items[event.item_id].truncated:
                 self.transcript.mark_interrupted(event.item_id)
             return []
@@ -302,7 +335,43 @@ class CallCore:
         self.stats.idle_reprompts += 1
         return []
 
+    def request_response(self) -> list[Action]:
+        """``response.create`` now, or as soon as the active response is done."""
+        if self.active_response is not None:
+            self._response_wanted = True
+            return []
+        self._response_wanted = False
+        return [SendUpstream(rt.response_create(self.next_event_id()))]
+
+    def dtmf_pause(self, now: float) -> list[Action]:
+        """Call a second after a digit: if no other digit came, the model answers."""
+        if self._dtmf_at is None or now - self._dtmf_at < 1000.0:
+            return []
+        self._dtmf_at = None
+        return self.request_response()
+
+    def tool_result(self, call_id: str, output: str, *, respond: bool = True) -> list[Action]:
+        """The tool's output goes back to the model, which then answers (one at a time)."""
+        self._tools_running = max(0, self._tools_running - 1)
+        actions: list[Action] = [
+            SendUpstream(rt.create_item(output_item(call_id, output), self.next_event_id()))
+        ]
+        if respond and self._tools_running == 0 and self.closing is None:
+            actions += self.request_response()
+        return actions
+
     def _response_done(self, ev: rt.ResponseDone) -> list[Action]:
+        actions: list[Action] = []
+        if self._response_wanted:
+            actions += self.request_response()
+        if ev.status == "completed":
+            calls = function_calls(ev.output)
+            self._tools_running += len(calls)
+            spoke = ev.response_id in self._spoke
+            actions += [RunTool(call, spoke) for call in calls]
+        return actions + self._response_status(ev)
+
+    def _response_status(self, ev: rt.ResponseDone) -> list[Action]:
         if ev.status == "failed":
             self.stats.failed_responses += 1
             self._failed_in_a_row += 1
@@ -324,6 +393,8 @@ class CallCore:
             return []
         if ev.response_id in self._done:
             return self._drop_upstream("delta_after_done")
+        if not self._spoke or self._spoke[-1] != ev.response_id:
+            self._spoke.append(ev.response_id)
         payload = self._down.convert(ev.delta) if self._down else ev.delta
         ms = b64_decoded_len(payload) / ULAW_BYTES_PER_MS
         item = self._items.get(ev.item_id)
@@ -372,13 +443,17 @@ class CallCore:
         self.active_response = None
         self._items.clear()
 
-    def close(self, reason: str, instructions: str) -> list[Action]:
-        """Start ending the call deliberately: the model says ``instructions``, then the end."""
+    def close(self, reason: str, instructions: str | None) -> list[Action]:
+        """Start ending the call deliberately: the model says ``instructions``, then the end.
+
+        With ``instructions=None`` the last line was already said (e.g. a goodbye before the
+        model called ``end_call``): only its playback is awaited.
+        """
         if self.closing is not None:
             return []
         self.closing = reason
-        self._closing_instructions = instructions
-        if not self.session_ready:
+        self._closing_instructions = instructions or ""
+        if instructions is None or not self.session_ready:
             self.closing_spoken = True  # nobody to speak it: end at once
             return []
         if self.active_response is not None:
@@ -400,8 +475,8 @@ class CallCore:
         return []
 
     def closing_finished(self, now: float) -> bool:
-        """The closing line has been spoken and the caller has heard all of it."""
-        return self.closing_spoken and not self.audio_pending(now)
+        """The closing line has been spoken and Twilio has confirmed playing all of it."""
+        return self.closing_spoken and not self.audio_pending(now) and self.playback.all_echoed()
 
     def _add_usage(self, usage: dict[str, Any] | None) -> None:
         if not usage:
@@ -482,6 +557,11 @@ class CallCore:
         if self.playback.wants_probe(now):
             # Twilio is idle, so a mark now comes straight back: a free round-trip sample.
             out = (tw.mark_message(sid, self.playback.probe(now)),)
+        if self.stats.chunks_out == 0 and self._started_at is not None:
+            self.timings.append(("first_audio", now - self._started_at))
+        if self._stopped_at is not None:
+            self.timings.append(("response_latency", now - self._stopped_at))
+            self._stopped_at = None
         name = self.playback.audio_written(action.item_id, action.ms, now)
         self.stats.chunks_out += 1
         self.stats.audio_out_ms += action.ms

@@ -141,6 +141,10 @@ class PlaybackTracker:
         pos = self._anchor_pos + (now - self._anchor_time) + (self.rtt_ms or 0.0)
         return min(max(pos, self._anchor_pos), self._stream_ms)
 
+    def all_echoed(self) -> bool:
+        """Twilio has confirmed playing everything written (no mark awaits its echo)."""
+        return not self._pending
+
     @property
     def stream_ms(self) -> float:
         return self._stream_ms

@@ -60,6 +60,7 @@ class SessionConfig:
     )
     noise_reduction: str | None = None  # near_field | far_field | None (off)
     transcription_model: str | None = None  # None: no input transcription
+    tools: tuple[dict[str, Any], ...] = ()  # function tools the model may call
 
 
 def _format(fmt: AudioFormat) -> dict[str, Any]:
@@ -88,6 +89,9 @@ def session_update(config: SessionConfig, event_id: str) -> str:
             "output": {"format": _format(config.output_format), "voice": config.voice},
         },
     }
+    if config.tools:
+        session["tools"] = list(config.tools)
+        session["tool_choice"] = "auto"
     return _dumps({"type": "session.update", "event_id": event_id, "session": session})
 
 

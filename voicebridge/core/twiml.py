@@ -37,6 +37,7 @@ def stream_twiml(
     *,
     welcome_say: str = "",
     failure_say: str = "",
+    status_callback: str = "",
 ) -> str:
     """The webhook answer: optional <Say>, <Connect><Stream>, then the failure path."""
     if "?" in url:
@@ -46,7 +47,8 @@ def stream_twiml(
     if welcome_say:
         lines.append(f"  <Say>{twiml_escape(welcome_say)}</Say>")
     lines.append("  <Connect>")
-    lines.append(f"    <Stream url={quoteattr(url)}>")
+    callback = f" statusCallback={quoteattr(status_callback)}" if status_callback else ""
+    lines.append(f"    <Stream url={quoteattr(url)}{callback}>")
     for name, value in parameters.items():
         if len(name) + len(value) > MAX_PARAMETER_LENGTH:
             value = value[: max(0, MAX_PARAMETER_LENGTH - len(name))]

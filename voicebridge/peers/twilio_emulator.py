@@ -116,25 +116,31 @@ def _place(track: bytearray, pcm: bytes, at_ms: float) -> None:
         track[offset:end] = pcm[: end - offset]
 
 
+# The only messages a server may send on a bidirectional stream, field for field (A.2).
+_SHAPES = {
+    "media": frozenset({"event", "streamSid", "media"}),
+    "mark": frozenset({"event", "streamSid", "mark"}),
+    "clear": frozenset({"event", "streamSid"}),
+}
+_PAYLOAD_ONLY = frozenset({"payload"})
+_NAME_ONLY = frozenset({"name"})
+
+
 def check_outbound(msg: Any, stream_sid: str) -> str | None:
     """Why a message from the server breaks Twilio's documented shapes, or None."""
     if not isinstance(msg, dict):
         return "not a JSON object"
     event = msg.get("event")
-    shapes = {
-        "media": {"event", "streamSid", "media"},
-        "mark": {"event", "streamSid", "mark"},
-        "clear": {"event", "streamSid"},
-    }
-    if event not in shapes:
+    shape = _SHAPES.get(event) if isinstance(event, str) else None
+    if shape is None:
         return f"unsupported event {event!r}"
-    if set(msg) != shapes[event]:
+    if msg.keys() != shape:
         return f"{event}: fields {sorted(msg)} (31951: missing or extra field)"
     if msg["streamSid"] != stream_sid:
         return f"{event}: wrong streamSid {msg['streamSid']!r}"
     if event == "media":
         media = msg["media"]
-        if not isinstance(media, dict) or set(media) != {"payload"}:
+        if not isinstance(media, dict) or media.keys() != _PAYLOAD_ONLY:
             return "media: `media` must be exactly {payload}"
         try:
             if not base64.b64decode(media["payload"], validate=True):
@@ -143,7 +149,11 @@ def check_outbound(msg: Any, stream_sid: str) -> str | None:
             return "media: payload is not base64"
     if event == "mark":
         mark = msg["mark"]
-        if not isinstance(mark, dict) or set(mark) != {"name"} or not isinstance(mark["name"], str):
+        if (
+            not isinstance(mark, dict)
+            or mark.keys() != _NAME_ONLY
+            or not isinstance(mark["name"], str)
+        ):
             return "mark: `mark` must be exactly {name: str}"
     return None
 
@@ -343,7 +353,8 @@ class EmulatedCall:
                 await self._hang_up(ws)
                 return
             # What Twilio says by now, echoes included, in the order it says it.
-            echoes = player.due_echoes(now)
+            first_echo = player.next_echo_time()
+            echoes = player.due_echoes(now) if first_echo is not None and first_echo <= now else ()
             e = 0
             while True:
                 st = step[0] if step is not None and step[0] <= now else math.inf

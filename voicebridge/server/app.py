@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -19,6 +21,8 @@ from voicebridge.core.admission import TOKEN_PARAMETER
 from voicebridge.core.twiml import say_twiml, stream_twiml, stream_url
 from voicebridge.server.call import Call, CallResult
 from voicebridge.server.guard import Guard
+from voicebridge.server.metrics import Metrics
+from voicebridge.server.tools import Toolbox, load_custom_tools
 
 __all__ = ["AppState", "create_app"]
 
@@ -32,6 +36,7 @@ class AppState:
     """Process-wide state and counters (read by /readyz and the tests)."""
 
     guard: Guard
+    metrics: Metrics
     accepting: bool = True
     calls: set[Call] = field(default_factory=set)  # running, for drain
     no_calls: asyncio.Event = field(default_factory=asyncio.Event)
@@ -83,7 +88,10 @@ async def _read_body(request: Request) -> bytes | None:
 
 def create_app(settings: Settings) -> Starlette:
     guard = Guard(settings)
-    state = AppState(guard)
+    toolbox = Toolbox(settings, load_custom_tools(settings.custom_tools))
+    calls: set[Call] = set()
+    metrics = Metrics(live=lambda: [c.core.stats for c in calls], rejected=lambda: guard.rejected)
+    state = AppState(guard, metrics, calls=calls)
 
     async def twilio_request(request: Request) -> tuple[Response | None, dict[str, str]]:
         """Read and authenticate a Twilio request: (refusal, parameters)."""
@@ -116,11 +124,13 @@ def create_app(settings: Settings) -> Starlette:
         # `start` carries no caller or callee number: pass what the bridge needs later.
         parameters = {k: params[k] for k in ("From", "To") if params.get(k)}
         parameters[TOKEN_PARAMETER] = token
+        base = public_base(request, settings)
         twiml = stream_twiml(
-            stream_url(public_base(request, settings)),
+            stream_url(base),
             parameters,
             welcome_say=settings.welcome_say,
             failure_say=settings.failure_say,
+            status_callback=base + "/twilio/stream-status",
         )
         return Response(twiml, media_type="text/xml")
 
@@ -128,6 +138,43 @@ def create_app(settings: Settings) -> Starlette:
         # "Primary handler fails": Twilio could not fetch or run our TwiML. Apologise.
         refusal, _ = await twilio_request(request)
         return refusal or Response(say_twiml(settings.failure_say), media_type="text/xml")
+
+    async def stream_status(request: Request) -> Response:
+        # Twilio's <Stream statusCallback>: without it a proxy or TLS mistake shows up only
+        # as "every caller hears the apology".
+        refusal, params = await twilio_request(request)
+        if refusal:
+            return refusal
+        event = params.get("StreamEvent", "unknown")[:32]
+        metrics.stream_events[event] += 1
+        fields = {k: params.get(k, "") for k in ("CallSid", "StreamSid", "StreamEvent")}
+        if event == "stream-error":
+            fields["StreamError"] = params.get("StreamError", "")
+            log.warning(
+                "Twilio stream error call_sid=%s stream_sid=%s: %s",
+                fields["CallSid"],
+                fields["StreamSid"],
+                fields["StreamError"],
+                extra={"fields": fields},
+            )
+        else:
+            log.info(
+                "Twilio %s call_sid=%s stream_sid=%s",
+                event,
+                fields["CallSid"],
+                fields["StreamSid"],
+                extra={"fields": fields},
+            )
+        return Response(status_code=204)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        token = settings.metrics_token.reveal()
+        if token:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                guard.reject("metrics_unauthorized", "/metrics", _peer(request))
+                return PlainTextResponse("unauthorized", status_code=401)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def realtime(websocket: WebSocket) -> None:
         reason = guard.check_handshake(websocket)
@@ -140,7 +187,7 @@ def create_app(settings: Settings) -> Starlette:
             await websocket.close(code=1013)  # before accept: an HTTP 403
             return
         await websocket.accept()
-        call = Call(websocket, settings, guard.admit)
+        call = Call(websocket, settings, guard.admit, observe=metrics.observe, toolbox=toolbox)
         state.calls.add(call)
         state.no_calls.clear()
         state.active_calls += 1
@@ -156,6 +203,9 @@ def create_app(settings: Settings) -> Starlette:
             guard.release(result.call_sid)
         elif result.refused:
             guard.reject(result.refused, "/realtime start", _peer(websocket))
+        if not result.refused:
+            outcome = "failed" if result.failed else "deliberate" if result.deliberate else "ok"
+            metrics.call_ended(result.stats, outcome)
         state.outcomes["failed" if result.failed else "ok"] += 1
         state.last_results.append(result)
         del state.last_results[:-50]
@@ -178,6 +228,8 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route("/twilio/stream", twilio_stream, methods=["GET", "POST"]),
             Route("/twilio/fallback", twilio_fallback, methods=["GET", "POST"]),
+            Route("/twilio/stream-status", stream_status, methods=["POST"]),
+            Route("/metrics", metrics_endpoint),
             WebSocketRoute("/realtime", realtime),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

@@ -14,10 +14,12 @@ Any task ends the call by raising ``_CallEnded``; the TaskGroup then cancels the
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -37,11 +39,14 @@ from voicebridge.core.call import (
     Phase,
     Playback,
     Probe,
+    RunTool,
     SendTwilio,
     SendUpstream,
 )
 from voicebridge.errors import ProtocolError, UpstreamError
 from voicebridge.server.queues import FrameQueue, QueueOverflow
+from voicebridge.server.tools import Ending, Toolbox
+from voicebridge.server.twilio_rest import TwilioRestError, rest_configured, update_call
 from voicebridge.server.upstream import close_upstream, open_upstream
 
 __all__ = ["Call", "CallResult", "run_call", "session_config"]
@@ -109,7 +114,9 @@ class CallResult:
     close_code: int | None = None
 
 
-def session_config(settings: Settings) -> rt.SessionConfig:
+def session_config(
+    settings: Settings, tools: tuple[dict[str, object], ...] = ()
+) -> rt.SessionConfig:
     """The session voicebridge asks for, from the settings (README "Turn-taking")."""
     fmt: rt.AudioFormat = "audio/pcm" if settings.upstream_audio == "pcm24k" else "audio/pcmu"
     turn: dict[str, object] = {
@@ -135,6 +142,7 @@ def session_config(settings: Settings) -> rt.SessionConfig:
         turn_detection=turn,
         noise_reduction=None if settings.noise_reduction == "off" else settings.noise_reduction,
         transcription_model=settings.transcription_model or None,
+        tools=tools,
     )
 
 
@@ -150,6 +158,12 @@ def _now() -> float:
     return time.monotonic() * 1000.0
 
 
+def transcript_path(record_dir: str, call_sid: str) -> Path:
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    safe = "".join(ch for ch in call_sid if ch.isalnum()) or "unknown"
+    return Path(record_dir) / day / f"{safe}.transcript.jsonl"
+
+
 def mask_number(number: str) -> str:
     """+14155550123 -> +1415***0123; keeps enough to recognise a number in logs."""
     if len(number) <= 6:
@@ -160,12 +174,30 @@ def mask_number(number: str) -> str:
 class Call:
     """One call's sockets, queues and tasks; ``run`` it, ``request_close`` to end it well."""
 
-    def __init__(self, ws: WebSocket, settings: Settings, admit: Admit) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        settings: Settings,
+        admit: Admit,
+        observe: Callable[[str, float], None] = lambda name, ms: None,
+        toolbox: Toolbox | None = None,
+    ) -> None:
         self.ws = ws
+        self.observe = observe
+        self.toolbox = toolbox or Toolbox(settings, [])
+        # Tool calls wait here for the tools task; a model calling more than this many at
+        # once gets an error output for the excess (counted).
+        self.tool_q: asyncio.Queue[RunTool] = asyncio.Queue(maxsize=8)
+        self.ending: Ending | None = None
+        self.close_instructions: str | None = settings.closing_instructions
+        self._timers: list[asyncio.TimerHandle] = []
+        self._ended_through_twilio: str | None = None
         self.settings = settings
         self.admit = admit
         self.admitted = False
-        self.core = CallCore(session_config(settings), call_policy(settings))
+        self.core = CallCore(
+            session_config(settings, self.toolbox.declarations()), call_policy(settings)
+        )
         self.last_media = time.monotonic()
         self.upstream_q: FrameQueue[str] = FrameQueue(settings.caller_queue_frames)
         self.playback_q: FrameQueue[Playback | Probe | str] = FrameQueue(
@@ -203,6 +235,13 @@ class Call:
                 )
             elif isinstance(action, FlushPlayback):
                 self.playback_q.drain_audio()
+            elif isinstance(action, RunTool):
+                try:
+                    self.tool_q.put_nowait(action)
+                except asyncio.QueueFull:
+                    self.core.stats.upstream_ignored["tool_calls_over_limit"] += 1
+                    error = json.dumps({"ok": False, "error": "too many tool calls at once"})
+                    self.apply(self.core.tool_result(action.call.call_id, error))
             elif isinstance(action, EndCall):
                 raise _CallEnded(action.reason, action.failed, deliberate=action.deliberate)
 
@@ -241,11 +280,16 @@ class Call:
                 self.apply(self.core.receive_twilio(event, _now()))
 
     async def twilio_in(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             event = await self.receive_twilio()
             if event is not None:
                 if isinstance(event, tw.Media):
                     self.last_media = time.monotonic()
+                elif isinstance(event, tw.Dtmf):
+                    # After a 1 s pause with no further digit the model answers.
+                    self._timers = [t for t in self._timers if not t.cancelled()][-8:]
+                    self._timers.append(loop.call_later(1.0, self._dtmf_pause))
                 self.apply(self.core.receive_twilio(event, _now()))
 
     async def media_watch(self) -> None:
@@ -270,6 +314,10 @@ class Call:
                     continue
                 for text in self.core.render(item, _now()):
                     await send(text)
+                if self.core.timings:
+                    for name, ms in self.core.timings:
+                        self.observe(name, ms)
+                    self.core.timings.clear()
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             raise _CallEnded(f"twilio_send_failed: {exc!r}", failed=False) from None
 
@@ -341,8 +389,10 @@ class Call:
     # -- owning the upstream ---------------------------------------------------------
 
     async def _open(self, deadline: float) -> ClientConnection:
+        began = _now()
         try:
             conn = await open_upstream(self.settings, deadline)
+            self.observe("upstream_connect", _now() - began)
         except UpstreamError as exc:
             if exc.config_error:
                 self.log.error("configuration error: %s", exc)
@@ -397,24 +447,72 @@ class Call:
             raise _Renew()
         self.request_close("session_limit")
 
-    def request_close(self, reason: str) -> None:
-        """End the call well: the model says a closing line, the caller hears it, the end."""
+    def request_close(self, reason: str, instructions: str | None = "") -> None:
+        """End the call well: the model says a closing line, the caller hears it, the end.
+
+        ``instructions`` is the closing line ("" for CLOSING_INSTRUCTIONS; None when the
+        model has already said its last words).
+        """
         if not self.close_requested.is_set():
             self.close_reason = reason
+            self.close_instructions = (
+                self.settings.closing_instructions if instructions == "" else instructions
+            )
             self.close_requested.set()
 
     async def closer(self) -> None:
         await self.close_requested.wait()
         reason = self.close_reason
         self.log.info("closing the call (%s)", reason)
-        self.apply(self.core.close(reason, self.settings.closing_instructions))
+        self.apply(self.core.close(reason, self.close_instructions))
         deadline = time.monotonic() + self.settings.closing_timeout
-        # Polled: "heard" is a projection of Twilio's playback clock, not an event.
+        # Polled: the last echo is an event, but "nothing left to play" is a projection.
         while not self.core.closing_finished(_now()) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if not self.core.closing_finished(_now()):
             self.log.warning("closing line not heard within %g s", self.settings.closing_timeout)
+        await self._end_through_twilio(reason)
         raise _CallEnded(reason, failed=False, deliberate=True)
+
+    async def _end_through_twilio(self, reason: str) -> None:
+        """Replace the call's TwiML (hang up, or transfer) so no apology follows."""
+        start = self.core.start
+        if start is None:
+            return
+        params = self.ending.rest_params if self.ending else {"Status": "completed"}
+        if not rest_configured(self.settings):
+            self._once(
+                "no_rest",
+                "no TWILIO_ACCOUNT_SID: closing the stream instead (the "
+                "caller also hears FAILURE_SAY)",
+            )
+            return
+        try:
+            await update_call(self.settings, start.call_sid, params)
+        except TwilioRestError as exc:
+            self.log.warning("could not end the call through Twilio (%s): %s", reason, exc)
+            return
+        self.log.info("call %s through Twilio's REST API (%s)", reason, ", ".join(params))
+        self._ended_through_twilio = reason
+        # Twilio now stops the stream: wait briefly for its `stop` (twilio-in ends the call).
+        await asyncio.sleep(3.0)
+
+    async def tools(self) -> None:
+        """Run the model's function calls one at a time, off the audio path."""
+        while True:
+            job = await self.tool_q.get()
+            outcome = await self.toolbox.run(job.call)
+            ending = outcome.ending
+            self.apply(
+                self.core.tool_result(job.call.call_id, outcome.output, respond=ending is None)
+            )
+            if ending is not None and not self.close_requested.is_set():
+                self.ending = ending
+                self.request_close(ending.reason, None if job.spoke else ending.instructions)
+
+    def _dtmf_pause(self) -> None:
+        if self.core.phase is Phase.STREAMING:
+            self.apply(self.core.dtmf_pause(_now()))
 
     # -- the call ------------------------------------------------------------------
 
@@ -439,6 +537,7 @@ class Call:
                 tg.create_task(self.twilio_out(), name="twilio-out")
                 tg.create_task(self.media_watch(), name="media-watch")
                 tg.create_task(self.closer(), name="closer")
+                tg.create_task(self.tools(), name="tools")
                 tg.create_task(self.upstream(), name="upstream")
         except* _CallEnded as group:
             ended = _first(group, _CallEnded)
@@ -450,6 +549,15 @@ class Call:
             self.log.error("call failed", exc_info=group)
             result = CallResult("internal_error", failed=True)
         finally:
+            for timer in self._timers:
+                timer.cancel()
+            if self._ended_through_twilio and result.reason in (
+                "caller_hangup",
+                "caller_disconnected",
+            ):
+                # The `stop` that followed our REST update: still our deliberate ending.
+                result = CallResult(self._ended_through_twilio, failed=False)
+                result.deliberate = True
             result.close_code = result.close_code or (1011 if result.failed else 1000)
             await self._close_twilio(result.close_code)
         start = self.core.start
@@ -464,7 +572,23 @@ class Call:
             result.refused = result.reason.removeprefix("refused: ")
             return result  # logged and counted by the guard: never a call
         self._call_ended(result)
+        if self.settings.record_dir and self.core.transcript.turns and start is not None:
+            await self._write_transcript(start.call_sid)
         return result
+
+    async def _write_transcript(self, call_sid: str) -> None:
+        """One JSON line per turn; barge-ins marked. Written in a thread, off the loop."""
+        lines = [json.dumps(turn.as_record()) for turn in self.core.transcript.turns]
+        path = transcript_path(self.settings.record_dir, call_sid)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+        try:
+            await asyncio.to_thread(write)
+        except OSError as exc:
+            self.log.warning("transcript not written to %s: %s", path, exc)
 
     async def _close_twilio(self, code: int) -> None:
         # Closing our side makes Twilio run the TwiML after </Connect>: for a failed call,
@@ -484,46 +608,48 @@ class Call:
             log, {"call_sid": start.call_sid, "stream_sid": start.stream_sid}
         )
         params = start.custom_parameters
-        self.log.info(
-            "call started call_sid=%s stream_sid=%s from=%s to=%s",
-            start.call_sid,
-            start.stream_sid,
-            mask_number(params.get("From", "")),
-            mask_number(params.get("To", "")),
-        )
+        fields = {
+            "event": "call_started",
+            "call_sid": start.call_sid,
+            "stream_sid": start.stream_sid,
+            "from": mask_number(params.get("From", "")),
+            "to": mask_number(params.get("To", "")),
+        }
+        log.info("call started %s", _kv(fields, skip="event"), extra={"fields": fields})
 
     def _call_ended(self, r: CallResult) -> None:
         s = r.stats
+        fields: dict[str, object] = {
+            "event": "call_ended",
+            "call_sid": r.call_sid,
+            "stream_sid": r.stream_sid,
+            "outcome": "failed" if r.failed else "deliberate" if r.deliberate else "ok",
+            "reason": r.reason,
+            "duration_s": round(r.duration_s, 1),
+            "frames_in": s.frames_in,
+            "chunks_out": s.chunks_out,
+            "caller_dropped": r.caller_frames_dropped,
+            "playback_dropped": r.playback_dropped,
+            "barge_ins": s.barge_ins,
+            "truncations": s.truncations,
+            "late_deltas": s.late_deltas_dropped,
+            "silence_frames": s.silence_frames,
+            "idle_reprompts": s.idle_reprompts,
+            "failed_responses": s.failed_responses,
+            "incomplete_responses": s.incomplete_responses,
+            "reconnects": s.reconnects,
+            "dtmf": s.dtmf,
+            "ignored": dict(s.ignored),
+            "upstream_ignored": dict(s.upstream_ignored),
+            "upstream_errors": dict(s.upstream_errors),
+            "tokens": dict(s.tokens),
+        }
         level = logging.WARNING if r.failed else logging.INFO
-        self.log.log(
-            level,
-            "call ended call_sid=%s stream_sid=%s outcome=%s reason=%s duration=%.1fs "
-            "frames_in=%d chunks_out=%d caller_dropped=%d playback_dropped=%d barge_ins=%d "
-            "truncations=%d late_deltas=%d silence_frames=%d idle_reprompts=%d "
-            "failed_responses=%d incomplete_responses=%d reconnects=%d ignored=%s "
-            "upstream_ignored=%s upstream_errors=%s tokens=%s",
-            r.call_sid,
-            r.stream_sid,
-            "failed" if r.failed else "ok",
-            r.reason,
-            r.duration_s,
-            s.frames_in,
-            s.chunks_out,
-            r.caller_frames_dropped,
-            r.playback_dropped,
-            s.barge_ins,
-            s.truncations,
-            s.late_deltas_dropped,
-            s.silence_frames,
-            s.idle_reprompts,
-            s.failed_responses,
-            s.incomplete_responses,
-            s.reconnects,
-            dict(s.ignored),
-            dict(s.upstream_ignored),
-            dict(s.upstream_errors),
-            dict(s.tokens),
-        )
+        log.log(level, "call ended %s", _kv(fields, skip="event"), extra={"fields": fields})
+
+
+def _kv(fields: Mapping[str, object], skip: str) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items() if k != skip)
 
 
 async def run_call(ws: WebSocket, settings: Settings, admit: Admit) -> CallResult:

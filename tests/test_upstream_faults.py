@@ -1,0 +1,706 @@
+"""Upstream faults through real sockets: the fake's fault options, then whole calls.
+
+The fake Realtime server refuses, hangs, closes, stalls or sends garbage on purpose; a real
+bridge under uvicorn carries calls from the Twilio emulator through it. Each test checks the
+bridge's counters, what the emulated caller heard (or the failure path), and for bad input
+that a concurrent healthy call was untouched and the bridge still serves a new call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import openai.types.realtime as ort
+import pydantic
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.servers import Bridge, running_bridge
+from tests.test_fake_realtime import GA_PCMU, LOUD, SILENT, Client, open_client
+from voicebridge.config import Secret, Settings
+from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
+from voicebridge.peers.recording import Recording, packaged_call
+from voicebridge.peers.twilio_emulator import CallReport, place_call
+from voicebridge.server.call import CallResult
+
+SERVER_EVENT = pydantic.TypeAdapter(ort.RealtimeServerEvent)
+CLIENT_EVENT = pydantic.TypeAdapter(ort.RealtimeClientEvent)
+APOLOGY = Settings().failure_say
+FAILURE_PATH = (("Say", APOLOGY), ("Hangup", ""))
+GREETING = "Greet the caller in one sentence."
+GREETING_MS = 2538.75  # clip 01, the first answer of every session
+SILENCE_FRAME = base64.b64encode(b"\xff" * 160).decode()
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def silent_call(seconds: float) -> Recording:
+    """connected, start, ``seconds`` of μ-law silence, stop."""
+    base = packaged_call("interrupts").messages
+    frames = [
+        {
+            "event": "media",
+            "sequenceNumber": str(i + 2),
+            "streamSid": "MZ0",
+            "media": {
+                "track": "inbound",
+                "chunk": str(i + 1),
+                "timestamp": str(i * 20),
+                "payload": SILENCE_FRAME,
+            },
+        }
+        for i in range(int(seconds * 50))
+    ]
+    return Recording("silence", (base[0], base[1], *frames, base[-1]))
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+async def staggered(
+    fake: FakeRealtimeServer,
+    calls: list[tuple[FakeRealtimeOptions, Callable[[], Awaitable[CallReport]]]],
+) -> list[CallReport]:
+    """Start the calls one after another, each once the previous one has its upstream
+    session (so session i of the fake belongs to call i), with its own fake options; then
+    wait for all of them, concurrently."""
+    tasks: list[asyncio.Task[CallReport]] = []
+    first = fake.connections_total
+    async with asyncio.TaskGroup() as tg:
+        for n, (options, start) in enumerate(calls, start=first + 1):
+            fake.options = options  # read by the fake at the next handshake
+            tasks.append(tg.create_task(start()))
+            await until(lambda: fake.connections_total >= n)  # noqa: B023 (awaited here)
+    return [t.result() for t in tasks]
+
+
+def result_of(bridge: Bridge, report: CallReport) -> CallResult:
+    [result] = [r for r in bridge.state.last_results if r.call_sid == report.call_sid]
+    return result
+
+
+def heard(report: CallReport) -> list[tuple[float, float]]:
+    """(start, end) of every piece of audio the caller heard, ms on the call clock."""
+    return sorted((c.start, c.start + c.played) for c in report.player.chunks if c.played > 0)
+
+
+def longest_silence(report: CallReport, start_ms: float, end_ms: float) -> float:
+    """The longest stretch within [start_ms, end_ms] in which the caller heard nothing."""
+    longest, cursor = 0.0, start_ms
+    for a, b in heard(report):
+        if b <= cursor:
+            continue
+        if a >= end_ms:
+            break
+        longest = max(longest, a - cursor)
+        cursor = b
+    return max(longest, end_ms - cursor)
+
+
+def call_ms(report: CallReport, monotonic: float) -> float:
+    """A time.monotonic() instant on the emulated call's clock."""
+    return (monotonic - report.t0) * 1000.0
+
+
+def assert_events_valid(sessions: list[FakeSession]) -> None:
+    """Every event the fake sent (injected raw frames excepted) and received is GA-valid."""
+    for session in sessions:
+        for event in session.sent:
+            SERVER_EVENT.validate_python(event)
+        for event in session.received:
+            CLIENT_EVENT.validate_python(event)
+
+
+def control_events(session: FakeSession) -> list[dict[str, Any]]:
+    """What a session received, caller audio left out."""
+    return [e for e in session.received if e["type"] != "input_audio_buffer.append"]
+
+
+@contextmanager
+def queue_peaks(bridge: Bridge) -> Iterator[dict[str, int]]:
+    """Sample each call's caller-audio queue on the bridge's own loop: peak per stream."""
+    peaks: dict[str, int] = {}
+    stop = threading.Event()
+
+    async def sample() -> None:
+        while not stop.is_set():
+            for call in list(bridge.state.calls):
+                sid = call.core.stream_sid
+                waiting = call.upstream_q.statistics().audio_waiting
+                peaks[sid] = max(peaks.get(sid, 0), waiting)
+            await asyncio.sleep(0.002)
+
+    sampler = asyncio.run_coroutine_threadsafe(sample(), bridge.thread.loop)
+    try:
+        yield peaks
+    finally:
+        stop.set()
+        sampler.result(2)
+
+
+# -- the fake's fault options, driven directly ------------------------------------------
+
+
+def test_fault_options_are_validated() -> None:
+    """Bad fault options fail at construction, not mid-call; the defaults are all off."""
+    off = FakeRealtimeOptions()
+    assert off.refuse_handshakes == () and off.stall_after_ms is None and off.inject == ()
+    assert off.close_code == 1011 and off.close_sessions is None and off.fault_sessions is None
+    for bad in (
+        {"refuse_handshakes": (200,)},
+        {"refuse_handshakes": (101,)},
+        {"refuse_handshakes": (600,)},
+        {"refuse_handshakes": (499,)},  # not a status HTTP defines
+        {"refuse_handshakes_from": -1},
+        {"close_sessions": -1},
+        {"close_code": 1005},  # reserved: never sent on the wire
+        {"close_code": 1006},
+        {"close_code": 2000},
+        {"close_code": 5000},
+        {"close_reason": "x" * 124},
+        {"stall_after_ms": -1},
+        {"inject_after_ms": -5},
+        {"inject_after_event": "conversation.item.added"},
+        {"inject": (b"{}",)},
+        {"fault_sessions": -1},
+        {"accept_delay_ms": -1},
+        {"close_after_ms": -1},
+    ):
+        with pytest.raises(ValueError):
+            FakeRealtimeOptions(**bad)
+    ok = FakeRealtimeOptions(
+        refuse_handshakes=(429, 503), close_code=4000, close_reason="invalid_request_error"
+    )
+    assert [ok.refusal(n) for n in range(3)] == [429, 503, None]
+    later = FakeRealtimeOptions(refuse_handshakes=(503,), refuse_handshakes_from=2)
+    assert [later.refusal(n) for n in range(4)] == [None, None, 503, None]
+    some = FakeRealtimeOptions(close_after_ms=10, close_sessions=2, fault_sessions=1)
+    assert [some.closes(n) for n in range(3)] == [True, False, False]
+    assert [FakeRealtimeOptions(close_after_ms=10).closes(n) for n in range(3)] == [True] * 3
+    assert not FakeRealtimeOptions().closes(0)
+
+
+async def test_refused_handshakes_are_counted_then_accepted() -> None:
+    """refuse_handshakes answers the first handshakes with its statuses, in order."""
+    async with FakeRealtimeServer(FakeRealtimeOptions(refuse_handshakes=(429, 503))) as fake:
+        for status in (429, 503):
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(fake.url):
+                    pass
+            assert refused.value.response.status_code == status
+            body = json.loads(refused.value.response.body or b"{}")
+            assert body["error"]["message"]
+        async with await open_client(fake):
+            pass
+        assert fake.handshake_attempts == 3 and fake.handshakes_refused == 2
+        assert [status for _, status in fake.handshake_log] == [429, 503, None]
+        assert fake.connections_total == 1
+
+
+async def test_close_fault_picks_sessions_code_and_reason() -> None:
+    """close_sessions=1: only session 0 is closed, with close_code 4000 and its reason."""
+    options = FakeRealtimeOptions(
+        close_after_ms=100, close_sessions=1, close_code=4000, close_reason="server_error"
+    )
+    async with FakeRealtimeServer(options) as fake:
+        async with await open_client(fake) as first, await open_client(fake) as second:
+            await first.update(GA_PCMU)
+            await second.update(GA_PCMU)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await first.recv()
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "server_error")
+            await asyncio.sleep(0.2)
+            await second.sync()  # still open and answering, well past 100 ms
+        await until(lambda: fake.active == 0)
+    zero, one = fake.sessions
+    assert (zero.index, one.index) == (0, 1)
+    assert zero.close_code == 4000 and zero.fault_closed_at is not None
+    assert one.fault_closed_at is None and one.close_code == 1000
+
+
+async def test_stall_stops_reading_answering_pings_and_sending() -> None:
+    """After stall_after_ms the fake reads nothing (so pings go unanswered once websockets'
+    queue is full), sends nothing, and is released when the server closes."""
+    async with FakeRealtimeServer(FakeRealtimeOptions(stall_after_ms=100)) as fake:
+        async with connect(fake.url, ping_interval=None, close_timeout=0.2) as ws:
+            client = Client(ws)
+            assert (await client.recv())["type"] == "session.created"
+            await client.update(GA_PCMU)
+            await until(lambda: fake.sessions[0].stalled_at is not None)
+            received = len(fake.sessions[0].received)
+            # Loud audio would start VAD and a response: nothing comes back.
+            await client.append([LOUD] * 40 + [SILENT] * 40)
+            await asyncio.sleep(0.2)  # read in one go, past max_queue: reading is paused now
+            pong = await ws.ping()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.6):
+                    await asyncio.shield(pong)
+            pong.cancel()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await ws.recv()
+            assert len(fake.sessions[0].received) == received
+            assert fake.active == 1
+            began = time.monotonic()
+            await fake.close()
+            assert time.monotonic() - began < 1.5
+    [session] = fake.sessions
+    assert session.closed_at is not None and session.stalled_at is not None
+
+
+async def test_injected_frames_are_sent_verbatim_and_kept_apart() -> None:
+    """inject frames go out as they are, after the anchor event, into sent_raw only;
+    ${done_response_id}/${done_item_id} name the last finished response; only sessions
+    below fault_sessions get them."""
+    frames = (
+        "{not json",
+        '{"type":"response.output_audio.delta","response_id":"${done_response_id}",'
+        '"item_id":"${done_item_id}","output_index":0,"content_index":0,"delta":"/w=="}',
+    )
+    options = FakeRealtimeOptions(
+        speed=50.0,
+        response_delay_ms=10,
+        inject=frames,
+        inject_after_event="response.done",
+        inject_after_ms=20,
+        fault_sessions=1,
+    )
+    async with FakeRealtimeServer(options) as fake:
+        for _ in range(2):
+            async with await open_client(fake) as client:
+                await client.update(GA_PCMU)
+                await client.send({"type": "response.create"})
+                done, _ = await client.until("response.done")
+                after = (
+                    [await client.ws.recv() for _ in range(2)]
+                    if fake.sessions[-1].index == 0
+                    else []
+                )
+                await client.sync()
+            if after:
+                response = done["response"]
+                assert after[0] == "{not json"
+                delta = json.loads(after[1])
+                assert delta["response_id"] == response["id"]
+                assert delta["item_id"] == response["output"][0]["id"]
+                assert fake.sessions[0].sent_raw == list(after)
+    first, second = fake.sessions
+    assert first.injected_at is not None and second.injected_at is None
+    assert second.sent_raw == []
+    assert_events_valid([first, second])  # sent holds only real events
+
+
+# -- bad upstream input during calls ------------------------------------------------------
+
+NOT_JSON = "{not json"
+NOT_AN_OBJECT = "[1, 2, 3]"
+DELTA_WITHOUT_FIELDS = '{"type": "response.output_audio.delta", "event_id": "event_bad1"}'
+UNKNOWN_TYPE = '{"type": "session.hibernated", "event_id": "event_bad2"}'
+SETUP_ERROR = json.dumps(
+    {
+        "type": "error",
+        "event_id": "event_bad3",
+        "error": {
+            "type": "invalid_request_error",
+            "code": "unknown_parameter",
+            "message": "Unknown parameter: 'session.foo'.",
+            "param": "session.foo",
+            "event_id": None,
+        },
+    }
+)
+SERVER_ERROR = json.dumps(
+    {
+        "type": "error",
+        "event_id": "event_bad4",
+        "error": {
+            "type": "server_error",
+            "code": "server_error",
+            "message": "The server had an error while processing your request.",
+            "param": None,
+            "event_id": None,
+        },
+    }
+)
+TRUNCATED_UNKNOWN = json.dumps(
+    {
+        "type": "conversation.item.truncated",
+        "event_id": "event_bad5",
+        "item_id": "item_nobody_knows",
+        "content_index": 0,
+        "audio_end_ms": 500,
+    }
+)
+AUDIO_DONE_UNKNOWN = json.dumps(
+    {
+        "type": "response.output_audio.done",
+        "event_id": "event_bad6",
+        "response_id": "resp_nobody_knows",
+        "item_id": "item_nobody_knows",
+        "output_index": 0,
+        "content_index": 0,
+    }
+)
+LATE_PAYLOAD = base64.b64encode(b"\x10" * 800).decode()  # 100 ms of loud μ-law
+DELTA_AFTER_DONE = json.dumps(
+    {
+        "type": "response.output_audio.delta",
+        "event_id": "event_bad7",
+        "response_id": "${done_response_id}",
+        "item_id": "${done_item_id}",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": LATE_PAYLOAD,
+    }
+)
+
+
+async def test_bad_upstream_input_is_counted_and_survived(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """Three calls get garbage from their upstream at three points (before the session is
+    confirmed, mid-answer, after the answer); each is counted, none is heard, none ends a
+    call; a concurrent healthy call is untouched and a new call afterwards works."""
+    healthy = fake.options
+    at_setup = dataclasses.replace(
+        healthy,
+        inject=(NOT_JSON, NOT_AN_OBJECT, DELTA_WITHOUT_FIELDS, UNKNOWN_TYPE, SETUP_ERROR),
+        inject_after_event="session.created",
+    )
+    mid_answer = dataclasses.replace(
+        healthy,
+        inject=(SERVER_ERROR, TRUNCATED_UNKNOWN, AUDIO_DONE_UNKNOWN, UNKNOWN_TYPE),
+        inject_after_event="response.output_audio.delta",
+    )
+    after_answer = dataclasses.replace(
+        healthy,
+        inject=(DELTA_AFTER_DONE, SERVER_ERROR),
+        inject_after_event="response.done",
+        inject_after_ms=50,
+    )
+
+    def call() -> Awaitable[CallReport]:
+        return place_call(bridge.webhook, silent_call(5), hangup_at_ms=3200, timeout=15)
+
+    with running_bridge(settings, greeting_instructions=GREETING) as bridge:
+        reports = await staggered(
+            fake,
+            [(at_setup, call), (mid_answer, call), (after_answer, call), (healthy, call)],
+        )
+        wait_until(lambda: bridge.state.active_calls == 0)
+        fake.options = healthy
+        afterwards = await call()
+        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        results = [result_of(bridge, r) for r in [*reports, afterwards]]
+
+    setup, mid, after, ok, new = results
+    # Counted, by kind: bad JSON/shapes as bad events, `error` events by code.
+    assert setup.stats.upstream_errors == {
+        "bad_event:not_json": 1,
+        "bad_event:bad_shape": 2,
+        "unknown_parameter": 1,
+    }
+    assert mid.stats.upstream_errors == {"server_error": 1}
+    assert after.stats.upstream_errors == {"server_error": 1}
+    assert after.stats.upstream_ignored == {"delta_after_done": 1}
+    for result in (setup, mid, ok, new):
+        assert result.stats.upstream_ignored == {}
+    for result in (ok, new):
+        assert result.stats.upstream_errors == {}
+    # Survived: every call ended by the caller's hang-up, on its one session, not failed.
+    for result in results:
+        assert (result.failed, result.reason, result.stats.reconnects) == (
+            False,
+            "caller_hangup",
+            0,
+        )
+        assert result.stats.ignored == {}
+    # What each caller heard: the whole greeting, nothing injected, nothing broken.
+    sessions = fake.sessions
+    assert [s.index for s in sessions] == [0, 1, 2, 3, 4]
+    for report, session in zip([*reports, afterwards], sessions, strict=True):
+        assert report.violations == []
+        assert report.closed_by == "caller" and report.failure_path == ()
+        [item] = session.items.values()
+        played = [c.payload for c in report.player.chunks]
+        assert played == item.deltas  # exactly the answer, in order
+        assert report.player.heard_ms() == pytest.approx(GREETING_MS, abs=1)
+        assert LATE_PAYLOAD not in played
+    # The fake sent exactly the garbage it was told to, to the three faulty sessions only.
+    assert sessions[0].sent_raw == list(at_setup.inject)
+    assert sessions[1].sent_raw == list(mid_answer.inject)
+    [late, _] = sessions[2].sent_raw
+    assert json.loads(late)["response_id"] == next(iter(sessions[2].items.values())).response_id
+    assert sessions[3].sent_raw == [] and sessions[4].sent_raw == []
+    assert_events_valid(sessions)
+
+
+# -- the upstream lost mid-call -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("close_code", "speed", "close_after_ms", "transcripts"),
+    [
+        pytest.param(1011, 10.0, 1000, 1, id="1011-after-the-answer"),
+        pytest.param(4000, 1.0, 700, 0, id="4000-mid-answer"),
+    ],
+)
+async def test_lost_upstream_is_replaced_and_the_caller_is_told(
+    fake: FakeRealtimeServer,
+    settings: Settings,
+    close_code: int,
+    speed: float,
+    close_after_ms: int,
+    transcripts: int,
+) -> None:
+    """The upstream closes mid-call (1011, or 4000 as the real API closes on errors): the
+    bridge opens a fresh session once, re-seeds it with the transcript so far, asks it to
+    tell the caller it is back, and the caller never sits in silence for 2 s; a concurrent
+    call is untouched."""
+    healthy = dataclasses.replace(fake.options, speed=speed)
+    faulty = dataclasses.replace(
+        healthy,
+        close_after_ms=close_after_ms,
+        close_sessions=1,
+        close_code=close_code,
+        close_reason="server_error",
+    )
+
+    def call() -> Awaitable[CallReport]:
+        return place_call(bridge.webhook, silent_call(7), hangup_at_ms=5500, timeout=15)
+
+    with running_bridge(settings, greeting_instructions=GREETING) as bridge:
+        report, other = await staggered(fake, [(faulty, call), (healthy, call)])
+        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        result, other_result = result_of(bridge, report), result_of(bridge, other)
+
+    assert fake.connections_total == 3  # the lost one, the concurrent call, the fresh one
+    lost, concurrent, fresh = fake.sessions
+    assert lost.close_code == close_code and lost.fault_closed_at is not None
+    assert concurrent.fault_closed_at is None and fresh.fault_closed_at is None
+    # Counted once, and the call went on.
+    assert result.stats.reconnects == 1
+    assert (result.failed, result.reason) == (False, "caller_hangup")
+    assert report.closed_by == "caller" and report.failure_path == ()
+    assert report.violations == []
+    # The fresh session: configured, told the call so far (only what was transcribed), then
+    # asked to tell the caller it is back.
+    said = [
+        e["transcript"]
+        for e in lost.sent
+        if e["type"] == "response.output_audio_transcript.done" and e["transcript"]
+    ]
+    assert len(said) == transcripts
+    control = control_events(fresh)
+    assert control[0]["type"] == "session.update"
+    assert control[0]["session"] == lost.received[0]["session"]
+    seeded = control[1 : 1 + len(said)]
+    assert [e["type"] for e in seeded] == ["conversation.item.create"] * len(said)
+    for event, text in zip(seeded, said, strict=True):
+        assert event["item"]["role"] == "assistant"
+        assert text in json.dumps(event["item"]["content"])
+    resume = control[1 + len(said)]
+    assert resume["type"] == "response.create"
+    assert "back" in resume["response"]["instructions"]
+    assert_events_valid(fake.sessions)
+    # What the caller heard: the fresh session's answer, soon after the loss.
+    loss = call_ms(report, lost.fault_closed_at)
+    [resumed] = fresh.items.values()
+    after = [c for c in report.player.chunks if c.payload in set(resumed.deltas)]
+    assert after and after[0].arrived - loss < 2000, (loss, after[0].arrived)
+    assert sum(c.played for c in after) > 1000
+    assert longest_silence(report, loss, after[0].start + 100) < 2000
+    # The concurrent call: one session, its greeting, nothing else.
+    assert other_result.stats.reconnects == 0 and not other_result.failed
+    assert other.violations == [] and other.failure_path == ()
+    assert other.player.heard_ms() == pytest.approx(GREETING_MS, abs=1)
+
+
+async def test_fresh_session_lost_too_plays_the_failure_path(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """Every session closes with 4000: one fresh session is tried, then the failure path."""
+    fake.options = dataclasses.replace(fake.options, close_after_ms=600, close_code=4000)
+    with running_bridge(settings, greeting_instructions=GREETING) as bridge:
+        report = await place_call(bridge.webhook, silent_call(6), timeout=15)
+        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        [result] = bridge.state.last_results
+    assert fake.connections_total == 2
+    assert [s.close_code for s in fake.sessions] == [4000, 4000]
+    assert result.stats.reconnects == 1
+    assert result.failed and result.reason.startswith("upstream_lost")
+    assert report.closed_by == "server" and report.failure_path == FAILURE_PATH
+    assert report.ended_at < 2500
+    assert report.player.heard_ms() > 500  # the greeting, then the fresh session's words
+
+
+# -- handshakes refused or hanging ------------------------------------------------------
+
+
+async def test_rate_limited_then_overloaded_handshakes_are_retried(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """429, then 503, then accepted: the call works, a little late."""
+    fake.options = dataclasses.replace(fake.options, refuse_handshakes=(429, 503))
+    with running_bridge(settings, greeting_instructions=GREETING) as bridge:
+        report = await place_call(bridge.webhook, silent_call(5), hangup_at_ms=3500, timeout=15)
+        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        [result] = bridge.state.last_results
+    assert fake.handshake_attempts == 3 and fake.handshakes_refused == 2
+    assert [status for _, status in fake.handshake_log] == [429, 503, None]
+    assert fake.connections_total == 1
+    assert (result.failed, result.reason) == (False, "caller_hangup")
+    assert report.failure_path == () and report.violations == []
+    assert report.player.heard_ms() == pytest.approx(GREETING_MS, abs=1)
+    assert heard(report)[0][0] < 1000  # two backoffs cost well under a second
+
+
+async def test_handshakes_refused_past_the_deadline_play_the_failure_path(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """Every handshake refused (503): retried with backoff until the 1 s deadline, then
+    the apology."""
+    fake.options = dataclasses.replace(fake.options, refuse_handshakes=(503,) * 1000)
+    with running_bridge(settings, upstream_connect_timeout=1.0) as bridge:
+        report = await place_call(bridge.webhook, silent_call(5), timeout=15)
+        [result] = bridge.state.last_results
+    assert report.failure_path == FAILURE_PATH and report.closed_by == "server"
+    assert 900 < report.ended_at < 1800
+    assert result.failed and "upstream_connect_failed" in result.reason
+    assert 3 <= fake.handshake_attempts <= 8
+    assert fake.handshakes_refused == fake.handshake_attempts
+    assert fake.connections_total == 0 and report.player.heard_ms() == 0
+
+
+async def test_wrong_api_key_fails_at_once_without_retrying(
+    fake: FakeRealtimeServer, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """401: a configuration error, logged as such; no retry, the apology at once."""
+    fake.options = dataclasses.replace(fake.options, api_key="sk-the-right-key")
+    wrong = "sk-a-wrong-key-1234"
+    caplog.set_level(logging.INFO)
+    with running_bridge(settings, openai_api_key=Secret(wrong)) as bridge:
+        report = await place_call(bridge.webhook, silent_call(5), timeout=15)
+        [result] = bridge.state.last_results
+    assert report.failure_path == FAILURE_PATH
+    assert report.ended_at < 600
+    assert fake.handshake_attempts == 1 and fake.connections_total == 0
+    assert result.failed
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("configuration" in r.getMessage() for r in errors), caplog.text
+    assert any("OPENAI_API_KEY" in r.getMessage() for r in errors), caplog.text
+    assert wrong not in caplog.text
+
+
+async def test_hanging_handshake_plays_the_failure_path(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """A handshake that never completes is abandoned (and retried) within the deadline."""
+    fake.options = dataclasses.replace(fake.options, accept_delay_ms=10_000)
+    with running_bridge(settings, upstream_connect_timeout=1.0) as bridge:
+        report = await place_call(bridge.webhook, silent_call(5), timeout=15)
+        [result] = bridge.state.last_results
+    assert report.failure_path == FAILURE_PATH
+    assert 900 < report.ended_at < 1800
+    assert result.failed and "upstream_connect_failed" in result.reason
+    assert fake.handshake_attempts >= 2 and fake.connections_total == 0
+
+
+# -- an upstream that stalls ------------------------------------------------------------
+
+
+async def test_stalled_upstream_is_detected_and_replaced_with_a_bounded_queue(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """Session 0 stops reading and sending; the bridge's pings go unanswered and the call
+    moves to a fresh session within the stall timeout (+ margin). While it waits, the
+    caller's audio queue stays within CALLER_QUEUE_FRAMES, dropping the oldest (counted).
+    A concurrent call on a healthy session keeps talking."""
+    stall_timeout, queue_frames = 2.0, 10
+    healthy = fake.options
+    stalls = dataclasses.replace(healthy, stall_after_ms=800, fault_sessions=1)
+    # The fresh session's first three handshakes are refused (backoff: 0.35-1.05 s), so the
+    # caller's audio has to wait in the bounded queue for a while.
+    reopen_slowly = dataclasses.replace(
+        healthy, refuse_handshakes=(503, 503, 503), refuse_handshakes_from=2
+    )
+
+    def stalled_call() -> Awaitable[CallReport]:
+        return place_call(bridge.webhook, silent_call(9), hangup_at_ms=7500, timeout=20)
+
+    def talking_call() -> Awaitable[CallReport]:
+        return place_call(
+            bridge.webhook, packaged_call("interrupts"), hangup_at_ms=7000, timeout=20
+        )
+
+    with running_bridge(
+        settings,
+        upstream_stall_timeout=stall_timeout,
+        caller_queue_frames=queue_frames,
+    ) as bridge:
+        with queue_peaks(bridge) as peaks:
+            report, other = await staggered(
+                fake, [(stalls, stalled_call), (reopen_slowly, talking_call)]
+            )
+        wait_until(lambda: bridge.state.active_calls == 0)
+        result, other_result = result_of(bridge, report), result_of(bridge, other)
+
+    stalled, concurrent, fresh = fake.sessions
+    assert stalled.stalled_at is not None and concurrent.stalled_at is None
+    assert fresh.stalled_at is None
+    # Detected by the unanswered pings within the stall timeout (+ queue fill and close).
+    times = [t for t, _ in fake.handshake_log]
+    assert [s for _, s in fake.handshake_log] == [None, None, 503, 503, 503, None]
+    detected = times[2] - stalled.stalled_at
+    assert 0.9 < detected < stall_timeout + 1.5, detected
+    assert fresh.opened_at - stalled.stalled_at < stall_timeout + 1.5 + 1.1
+    # The stalled call moved on: one reconnect, the caller heard the fresh session.
+    assert result.stats.reconnects == 1
+    assert (result.failed, result.reason) == (False, "caller_hangup")
+    assert report.violations == [] and report.failure_path == ()
+    [resumed] = fresh.items.values()
+    assert report.player.heard_ms(set(resumed.deltas)) > 1000
+    # Its caller audio waited in a bounded queue: full, oldest dropped and counted.
+    assert result.caller_frames_dropped > 0
+    assert peaks[result.stream_sid] == queue_frames
+    # The concurrent call never noticed.
+    assert other_result.stats.reconnects == 0 and not other_result.failed
+    assert other_result.caller_frames_dropped == 0
+    assert peaks[other_result.stream_sid] < queue_frames
+    assert other.violations == [] and other.failure_path == ()
+    assert other_result.stats.barge_ins >= 1
+    assert other.player.heard_ms() > 1000 and other_result.stats.truncations >= 1
+    # ... also while the other call was stuck: it heard its answer then.
+    stuck_from = call_ms(other, stalled.stalled_at)
+    stuck_to = stuck_from + (stall_timeout + 2.6) * 1000
+    during = sum(
+        min(b, stuck_to) - max(a, stuck_from)
+        for a, b in heard(other)
+        if b > stuck_from and a < stuck_to
+    )
+    assert during > 500, (stuck_from, heard(other))
+    # ... and every frame its caller spoke reached its session, in order.
+    assert concurrent.appended == [p for _, p in other.caller_audio]

@@ -1,0 +1,169 @@
+"""Running the model's function calls: the built-in ``end_call`` and ``transfer_call``, and
+operators' own tools (``CUSTOM_TOOLS=package.module:TOOLS``).
+
+A custom tool is a mapping (or object) with ``name``, ``description``, ``parameters`` (JSON
+schema) and ``handler``: a callable taking the arguments as a dict and returning a string or
+a JSON-serialisable value, sync (run in a thread) or async. Tools run with ``TOOL_TIMEOUT``
+in their own task, never on the audio path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from voicebridge.config import Settings
+from voicebridge.core.tools import (
+    END_CALL,
+    TRANSFER_CALL,
+    FunctionCall,
+    end_call_tool,
+    parse_destinations,
+    transfer_call_tool,
+    transfer_twiml,
+)
+from voicebridge.errors import ConfigError
+from voicebridge.server.twilio_rest import rest_configured
+
+__all__ = ["Ending", "Tool", "Toolbox", "ToolOutcome", "load_custom_tools"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    handler: Callable[[dict[str, Any]], Any]
+
+    def declaration(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": dict(self.parameters),
+        }
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a deliberate ending replaces the call's TwiML (REST): hang up, or a transfer."""
+
+    reason: str  # end_call | transfer
+    rest_params: Mapping[str, str]
+    instructions: str  # what the model says first, unless it already spoke
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    output: str
+    ending: Ending | None = None
+
+
+def load_custom_tools(spec: str) -> list[Tool]:
+    """Import ``package.module:ATTRIBUTE`` (a list of tool definitions).
+
+    Raises:
+        ConfigError: the import fails or a definition lacks a field.
+    """
+    if not spec:
+        return []
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        raise ConfigError(f"CUSTOM_TOOLS={spec!r} must look like package.module:TOOLS")
+    try:
+        definitions = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"CUSTOM_TOOLS={spec!r} cannot be loaded: {exc}") from None
+    tools = []
+    for d in definitions:
+        get = d.get if isinstance(d, Mapping) else lambda k, d=d: getattr(d, k, None)
+        name, handler = get("name"), get("handler")
+        if not isinstance(name, str) or not callable(handler):
+            raise ConfigError(f"CUSTOM_TOOLS: each tool needs a name and a handler ({d!r})")
+        if name in (END_CALL, TRANSFER_CALL):
+            raise ConfigError(f"CUSTOM_TOOLS: {name!r} is a built-in tool name")
+        tools.append(
+            Tool(
+                name,
+                str(get("description") or ""),
+                get("parameters") or {"type": "object", "properties": {}},
+                handler,
+            )
+        )
+    return tools
+
+
+class Toolbox:
+    """The tools one instance declares, and how each call is run."""
+
+    def __init__(self, settings: Settings, custom: list[Tool]) -> None:
+        self.settings = settings
+        self.custom = {t.name: t for t in custom}
+        try:
+            self.destinations = parse_destinations(settings.transfer_destinations)
+        except ValueError as exc:
+            raise ConfigError(f"TRANSFER_DESTINATIONS: {exc}") from None
+        # A transfer replaces the call's TwiML: it needs the REST API.
+        self.can_transfer = bool(self.destinations) and rest_configured(settings)
+
+    def declarations(self) -> tuple[dict[str, Any], ...]:
+        tools = [end_call_tool()] if self.settings.end_call_tool else []
+        if self.can_transfer:
+            tools.append(transfer_call_tool(self.destinations))
+        tools += [t.declaration() for t in self.custom.values()]
+        return tuple(tools)
+
+    async def run(self, call: FunctionCall) -> ToolOutcome:
+        """Run one call; errors become an output the model can explain to the caller."""
+        args = call.parsed_arguments()
+        if call.name == END_CALL and self.settings.end_call_tool:
+            return ToolOutcome(
+                json.dumps({"ok": True, "note": "the call ends after your goodbye"}),
+                Ending("end_call", {"Status": "completed"}, self.settings.goodbye_instructions),
+            )
+        if call.name == TRANSFER_CALL and self.can_transfer:
+            name = args.get("destination")
+            target = self.destinations.get(name) if isinstance(name, str) else None
+            if target is None:
+                # The model chooses a name; a raw number or an unknown name is refused.
+                return ToolOutcome(
+                    json.dumps(
+                        {
+                            "ok": False,
+                            "error": f"unknown destination {name!r}",
+                            "destinations": sorted(self.destinations),
+                        }
+                    )
+                )
+            return ToolOutcome(
+                json.dumps({"ok": True, "destination": name}),
+                Ending(
+                    "transfer",
+                    {"Twiml": transfer_twiml(target)},
+                    self.settings.transfer_instructions,
+                ),
+            )
+        tool = self.custom.get(call.name)
+        if tool is None:
+            return ToolOutcome(json.dumps({"ok": False, "error": f"no tool named {call.name!r}"}))
+        try:
+            async with asyncio.timeout(self.settings.tool_timeout):
+                if inspect.iscoroutinefunction(tool.handler):
+                    result = await tool.handler(args)
+                else:
+                    result = await asyncio.to_thread(tool.handler, args)
+        except TimeoutError:
+            log.warning("tool %s timed out after %g s", call.name, self.settings.tool_timeout)
+            return ToolOutcome(json.dumps({"ok": False, "error": "the tool timed out"}))
+        except Exception as exc:  # an operator's code: report, never crash the call
+            log.warning("tool %s failed: %r", call.name, exc, exc_info=True)
+            return ToolOutcome(json.dumps({"ok": False, "error": "the tool failed"}))
+        return ToolOutcome(result if isinstance(result, str) else json.dumps(result, default=str))
