@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     from voicebridge.peers.replay_cli import add_replay_parser
 
     add_replay_parser(sub)
+    from voicebridge.doctor import add_doctor_parser
+
+    add_doctor_parser(sub)
     return parser
 
 
@@ -47,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_replay_command(args)
     environ = load_environ(args.env_file)
+    if args.command == "doctor":  # a configuration error is one of its failed checks
+        from voicebridge.doctor import run_doctor
+
+        return run_doctor(args, environ)
     try:
         settings = Settings.from_env(environ)
     except ConfigError as exc:

@@ -1,0 +1,59 @@
+"""A local stand-in for Twilio's REST Calls API: records each update with its arrival time."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+
+@dataclass
+class RestCall:
+    at: float  # time.monotonic()
+    path: str
+    auth: str  # "user:password"
+    form: dict[str, str]
+
+
+@dataclass
+class FakeTwilioRest:
+    url: str
+    requests: list[RestCall] = field(default_factory=list)
+    status: int = 200
+
+
+@contextmanager
+def running_rest() -> Iterator[FakeTwilioRest]:
+    fake = FakeTwilioRest("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+            auth = self.headers.get("Authorization", "").removeprefix("Basic ")
+            fake.requests.append(RestCall(
+                time.monotonic(), self.path, base64.b64decode(auth).decode() if auth else "",
+                {k: v[0] for k, v in parse_qs(body).items()},
+            ))
+            self.send_response(fake.status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"sid": "CA", "status": "completed"}')
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
