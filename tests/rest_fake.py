@@ -32,13 +32,17 @@ def running_rest() -> Iterator[FakeTwilioRest]:
     fake = FakeTwilioRest("")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
             auth = self.headers.get("Authorization", "").removeprefix("Basic ")
-            fake.requests.append(RestCall(
-                time.monotonic(), self.path, base64.b64decode(auth).decode() if auth else "",
-                {k: v[0] for k, v in parse_qs(body).items()},
-            ))
+            fake.requests.append(
+                RestCall(
+                    time.monotonic(),
+                    self.path,
+                    base64.b64decode(auth).decode() if auth else "",
+                    {k: v[0] for k, v in parse_qs(body).items()},
+                )
+            )
             self.send_response(fake.status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()

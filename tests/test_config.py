@@ -74,6 +74,17 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "CLOSING_INSTRUCTIONS": ("Bye.", "closing_instructions", "Bye."),
     "CLOSING_TIMEOUT": ("3", "closing_timeout", 3.0),
     "DRAIN_TIMEOUT": ("5", "drain_timeout", 5.0),
+    "LOG_FORMAT": ("JSON", "log_format", "json"),
+    "METRICS_TOKEN": ("m-token", "metrics_token", Secret("m-token")),
+    "TWILIO_ACCOUNT_SID": ("AC" + "a" * 32, "twilio_account_sid", "AC" + "a" * 32),
+    "TWILIO_API_BASE": ("http://127.0.0.1:9/", "twilio_api_base", "http://127.0.0.1:9"),
+    "RECORD_DIR": ("/tmp/calls", "record_dir", "/tmp/calls"),
+    "END_CALL_TOOL": ("off", "end_call_tool", False),
+    "TRANSFER_DESTINATIONS": ("sales=+14155550100", "transfer_destinations", "sales=+14155550100"),
+    "CUSTOM_TOOLS": ("my.tools:TOOLS", "custom_tools", "my.tools:TOOLS"),
+    "TOOL_TIMEOUT": ("2", "tool_timeout", 2.0),
+    "GOODBYE_INSTRUCTIONS": ("Bye!", "goodbye_instructions", "Bye!"),
+    "TRANSFER_INSTRUCTIONS": ("Hold on.", "transfer_instructions", "Hold on."),
 }
 # Variables that are only valid together with another one.
 # (IDLE_TIMEOUT_MS needs server_vad, the default.)

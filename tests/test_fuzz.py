@@ -15,7 +15,6 @@ no task leaked and a normal call still works.
 from __future__ import annotations
 
 import asyncio
-import sys
 import base64
 import copy
 import itertools
@@ -64,7 +63,6 @@ FUZZ = hypothesis.settings(
     derandomize=True,  # the same examples on every run and in CI
     suppress_health_check=list(HealthCheck),
     print_blob=False,
-    phases=[hypothesis.Phase.generate, hypothesis.Phase.shrink],
 )
 
 OUTCOME_TIMEOUT = 5.0  # s for a probe to cross the bridge or the call to end: else a hang
@@ -887,34 +885,6 @@ def run_fuzz(fuzz: Callable[[], None], after: Callable[[bool], list[str]]) -> No
     assert problems == []
 
 
-
-def _known(frames, names):
-    import binascii
-    for f in frames:
-        if f[0] in ("deep",) + EXCLUDE:
-            return True
-        w = render(f, names)
-        if isinstance(w, str) and ("Infinity" in w):
-            return True
-        try:
-            m = json.loads(w)
-        except Exception:
-            continue
-        if isinstance(m, dict):
-            mk = m.get("mark")
-            if isinstance(mk, dict) and isinstance(mk.get("name"), str) and not mk["name"].isascii():
-                return True
-            if m.get("type") == "response.output_audio.delta" and isinstance(m.get("delta"), str):
-                d = m["delta"]
-                if d == "":
-                    return True
-                try:
-                    binascii.a2b_base64(d, strict_mode=True)
-                except ValueError:
-                    return True
-    return False
-
-EXCLUDE = ()
 # -- 1. Twilio side --------------------------------------------------------------------------
 
 
@@ -968,7 +938,6 @@ def test_fuzz_twilio_side(fake: FakeRealtimeServer, settings: Settings) -> None:
         def fuzz(frames: list[tuple[Any, ...]]) -> None:
             if watch.result_of(current[0][0].call_sid) is not None:  # ended since
                 current[0] = open_call()
-            hypothesis.assume(not _known(frames, {SID: "x"}))
             client, first = current[0]
             names = {
                 **client.names,
@@ -1227,7 +1196,6 @@ def test_fuzz_upstream_side(settings: Settings) -> None:
         def fuzz(frames: list[tuple[Any, ...]]) -> None:
             if watch.result_of(current[0][0].call_sid) is not None:  # ended since
                 current[0] = open_call()
-            hypothesis.assume(not _known(frames, {}))
             client, first = current[0]
             client.drain()
             client.received.clear()  # what came before belongs to the previous example
@@ -1243,6 +1211,7 @@ def test_fuzz_upstream_side(settings: Settings) -> None:
                     continue
                 upstream.send(batch)
                 batch = []
+                bad = 0  # a lost connection may take unread events with it: count from here
                 # A dropped upstream: the bridge opens a fresh session once per call.
                 conns = len(upstream.conns)
                 upstream.close_current(frame[1])

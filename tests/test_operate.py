@@ -18,8 +18,8 @@ from tests.test_calls import wait_until
 from voicebridge.config import Secret, Settings
 from voicebridge.peers.fake_realtime import FakeRealtimeServer
 from voicebridge.peers.recording import load_recording, packaged_call
-from voicebridge.peers.twiml_client import LocalProxy
 from voicebridge.peers.twilio_emulator import Network, place_call
+from voicebridge.peers.twiml_client import LocalProxy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ACCOUNT = "AC" + "5" * 32
@@ -44,18 +44,26 @@ async def test_metrics_count_replayed_calls(fake: FakeRealtimeServer, settings: 
     """After a normal call and a barge-in call, /metrics shows the right counts."""
     net = Network(down_ms=20, up_ms=20, jitter_ms=5, playout_ms=20, seed=5)
     with running_bridge(settings) as bridge:
-        first = await place_call(bridge.webhook, packaged_call("books_a_table"), speed=4.0, tail_ms=1500)
-        second = await place_call(bridge.webhook, packaged_call("interrupts"), network=net, hangup_at_ms=7000)
+        first = await place_call(
+            bridge.webhook, packaged_call("books_a_table"), speed=4.0, tail_ms=1500
+        )
+        second = await place_call(
+            bridge.webhook, packaged_call("interrupts"), network=net, hangup_at_ms=6000
+        )
         # A forged request is counted as rejected.
         with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(urllib.request.Request(bridge.webhook, data=b"From=%2B1"), timeout=5)
+            urllib.request.urlopen(
+                urllib.request.Request(bridge.webhook, data=b"From=%2B1"), timeout=5
+            )
         info.value.close()
         wait_until(lambda: bridge.state.active_calls == 0)
         m = scrape(bridge)
     frames = first.frames_sent + second.frames_sent
     assert m["voicebridge_calls_total{outcome=ok}"] == 2
     assert m["voicebridge_caller_frames_total"] == frames
-    assert m["voicebridge_model_chunks_total"] == len(first.player.chunks) + len(second.player.chunks)
+    assert m["voicebridge_model_chunks_total"] == len(first.player.chunks) + len(
+        second.player.chunks
+    )
     results = bridge.state.last_results
     assert m["voicebridge_barge_ins_total"] == sum(r.stats.barge_ins for r in results) >= 1
     truncations = [t for s in fake.sessions for t in s.truncations]
@@ -82,13 +90,21 @@ def test_metrics_behind_a_bearer_token(settings: Settings) -> None:
         assert scrape(bridge, "scrape-me")["voicebridge_active_calls"] == 0
 
 
-def test_stream_status_callback_is_counted(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+def test_stream_status_callback_is_counted(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     """Twilio's stream status callbacks are logged and counted, errors with their text."""
     with running_bridge(settings) as bridge:
-        body = {"AccountSid": ACCOUNT, "CallSid": "CA1", "StreamSid": "MZ1",
-                "StreamEvent": "stream-error", "StreamError": "31920 Handshake error"}
-        req = urllib.request.Request(bridge.url + "/twilio/stream-status",
-                                     data=urllib.parse.urlencode(body).encode())
+        body = {
+            "AccountSid": ACCOUNT,
+            "CallSid": "CA1",
+            "StreamSid": "MZ1",
+            "StreamEvent": "stream-error",
+            "StreamError": "31920 Handshake error",
+        }
+        req = urllib.request.Request(
+            bridge.url + "/twilio/stream-status", data=urllib.parse.urlencode(body).encode()
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.status == 204
         m = scrape(bridge)
@@ -101,7 +117,9 @@ async def test_twiml_points_twilio_at_the_status_callback(settings: Settings) ->
     from voicebridge.peers.twiml_client import call_params, post_webhook
 
     with running_bridge(settings) as bridge:
-        answer = await post_webhook(bridge.webhook, call_params("CA1", ACCOUNT, from_="+1", to="+2"))
+        answer = await post_webhook(
+            bridge.webhook, call_params("CA1", ACCOUNT, from_="+1", to="+2")
+        )
     assert 'statusCallback="' + bridge.url + '/twilio/stream-status"' in answer.body
 
 
@@ -109,15 +127,22 @@ PUBLIC = "https://voice.example.com"
 
 
 def rest_settings(settings: Settings, rest_url: str, **kw: Any) -> Settings:
-    return dataclasses.replace(settings, twilio_account_sid=ACCOUNT,
-                               twilio_auth_token=Secret(AUTH), public_url=PUBLIC,
-                               twilio_api_base=rest_url, **kw)
+    return dataclasses.replace(
+        settings,
+        twilio_account_sid=ACCOUNT,
+        twilio_auth_token=Secret(AUTH),
+        public_url=PUBLIC,
+        twilio_api_base=rest_url,
+        **kw,
+    )
 
 
 async def signed_call(bridge: Bridge, recording: Any, **kw: Any) -> Any:
     """A call signed with the account's token, through a TLS-terminating proxy."""
     proxy = LocalProxy(bridge.url.removeprefix("http://"))
-    return await place_call(PUBLIC + "/twilio/stream", recording, auth_token=AUTH, proxy=proxy, **kw)
+    return await place_call(
+        PUBLIC + "/twilio/stream", recording, auth_token=AUTH, proxy=proxy, **kw
+    )
 
 
 async def test_end_call_completes_after_the_goodbye_is_heard(
@@ -129,8 +154,14 @@ async def test_end_call_completes_after_the_goodbye_is_heard(
     with running_rest() as rest:
         s = rest_settings(settings, rest.url)
         with running_bridge(s) as bridge:
-            report = await signed_call(bridge, packaged_call("books_a_table"), network=net,
-                                       hangup_at_ms=15000, timeout=30)
+            report = await signed_call(
+                bridge,
+                packaged_call("books_a_table"),
+                network=net,
+                speed=3.0,
+                tail_ms=8000,
+                timeout=30,
+            )
             wait_until(lambda: bridge.state.active_calls == 0)
             [result] = bridge.state.last_results
     [session] = fake.sessions
@@ -144,17 +175,25 @@ async def test_end_call_completes_after_the_goodbye_is_heard(
     chunks = [c for c in report.player.chunks if c.payload in set(goodbye.deltas)]
     assert chunks and sum(c.played for c in chunks) >= goodbye.audio_ms_sent - 50
     last_echo = report.t0 + (max(c.start + c.duration for c in chunks) + net.up_ms) / 1000
-    assert call.at >= last_echo - 0.005, (call.at - last_echo)
+    assert call.at >= last_echo - 0.005, call.at - last_echo
     assert result.deliberate and result.reason == "end_call"
 
 
-async def test_transfer_dials_a_configured_destination(fake: FakeRealtimeServer, settings: Settings) -> None:
+async def test_transfer_dials_a_configured_destination(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
     """transfer_call replaces the call's TwiML with a <Dial> to the named destination."""
-    fake.options = dataclasses.replace(fake.options, tool_call=("transfer_call", '{"destination": "sales"}'))
+    fake.options = dataclasses.replace(
+        fake.options, tool_call=("transfer_call", '{"destination": "sales"}')
+    )
     with running_rest() as rest:
-        s = rest_settings(settings, rest.url, transfer_destinations="sales=+14155550100,help=sip:help@example.com")
+        s = rest_settings(
+            settings, rest.url, transfer_destinations="sales=+14155550100,help=sip:help@example.com"
+        )
         with running_bridge(s) as bridge:
-            await signed_call(bridge, packaged_call("books_a_table"), hangup_at_ms=15000, timeout=30)
+            await signed_call(
+                bridge, packaged_call("books_a_table"), speed=3.0, tail_ms=8000, timeout=30
+            )
             wait_until(lambda: bridge.state.active_calls == 0)
     [session] = fake.sessions
     tool = next(t for t in session.received[0]["session"]["tools"] if t["name"] == "transfer_call")
@@ -163,14 +202,19 @@ async def test_transfer_dials_a_configured_destination(fake: FakeRealtimeServer,
     assert call.form == {"Twiml": "<Response><Dial>+14155550100</Dial></Response>"}
 
 
-async def test_transfer_refuses_an_unconfigured_destination(fake: FakeRealtimeServer, settings: Settings) -> None:
+async def test_transfer_refuses_an_unconfigured_destination(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
     """A destination that is not configured is refused; the model is told and answers."""
-    fake.options = dataclasses.replace(fake.options, tool_call=("transfer_call", '{"destination": "+19995550000"}'))
+    fake.options = dataclasses.replace(
+        fake.options, tool_call=("transfer_call", '{"destination": "+19995550000"}')
+    )
     with running_rest() as rest:
         s = rest_settings(settings, rest.url, transfer_destinations="sales=+14155550100")
         with running_bridge(s) as bridge:
-            report = await signed_call(bridge, packaged_call("books_a_table"), speed=2.0,
-                                       tail_ms=2000, timeout=30)
+            report = await signed_call(
+                bridge, packaged_call("books_a_table"), speed=3.0, tail_ms=2000, timeout=30
+            )
             wait_until(lambda: bridge.state.active_calls == 0)
     [session] = fake.sessions
     output = json.loads(session.function_outputs[0]["output"])
@@ -187,20 +231,29 @@ async def test_dtmf_reaches_the_model_and_triggers_one_response(
     recording = load_recording(FIXTURES / "keypad.jsonl")
     digits = [m["dtmf"]["digit"] for m in recording.messages if m.get("event") == "dtmf"]
     with running_bridge(settings) as bridge:
-        await place_call(bridge.webhook, recording, tail_ms=2500, timeout=30)
+        await place_call(bridge.webhook, recording, speed=2.0, tail_ms=2500, timeout=30)
         wait_until(lambda: bridge.state.active_calls == 0)
     [session] = fake.sessions
-    keypad = [i["content"][0]["text"] for i in session.items_created
-              if i.get("role") == "user" and i["content"][0].get("type") == "input_text"]
+    keypad = [
+        i["content"][0]["text"]
+        for i in session.items_created
+        if i.get("role") == "user" and i["content"][0].get("type") == "input_text"
+    ]
     assert keypad == [f"[keypad] {d}" for d in digits]
     assert len(session.response_creates) == 1
 
 
-async def test_transcript_file_marks_barge_ins(fake: FakeRealtimeServer, settings: Settings, tmp_path: Path) -> None:
+async def test_transcript_file_marks_barge_ins(
+    fake: FakeRealtimeServer, settings: Settings, tmp_path: Path
+) -> None:
     """With input transcription on, each call's transcript is written as JSON lines."""
     net = Network(down_ms=20, up_ms=20, playout_ms=20, seed=2)
-    with running_bridge(settings, record_dir=str(tmp_path), transcription_model="gpt-transcribe") as bridge:
-        report = await place_call(bridge.webhook, packaged_call("interrupts"), network=net, hangup_at_ms=12000)
+    with running_bridge(
+        settings, record_dir=str(tmp_path), transcription_model="gpt-transcribe"
+    ) as bridge:
+        report = await place_call(
+            bridge.webhook, packaged_call("interrupts"), network=net, hangup_at_ms=8500
+        )
         wait_until(lambda: bridge.state.active_calls == 0)
     [path] = list(tmp_path.glob("*/*.transcript.jsonl"))
     assert report.call_sid in path.name

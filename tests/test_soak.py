@@ -75,12 +75,23 @@ async def settle(proc: Process, fake: FakeRealtimeServer) -> dict[str, int]:
 async def test_soak_thousand_short_calls(fake: FakeRealtimeServer, tmp_path: Path) -> None:
     """1,000 calls of 100 ms, 10 at a time, leave no task, socket or memory behind."""
     port = free_port()
-    env = clean_env(PORT=str(port), HOST="127.0.0.1", REALTIME_URL=fake.url,
-                    OPENAI_API_KEY="sk-unused", MAX_CALLS="20", LOG_LEVEL="WARNING",
-                    STREAM_TOKEN_TTL="2")
+    env = clean_env(
+        PORT=str(port),
+        HOST="127.0.0.1",
+        REALTIME_URL=fake.url,
+        OPENAI_API_KEY="sk-unused",
+        MAX_CALLS="20",
+        LOG_LEVEL="WARNING",
+        STREAM_TOKEN_TTL="2",
+    )
     popen = subprocess.Popen(  # noqa: ASYNC220 (started once)
-        [sys.executable, "-m", "voicebridge", "serve"], env=env, cwd=tmp_path,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        [sys.executable, "-m", "voicebridge", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     proc = Process(popen.pid, base)
     try:

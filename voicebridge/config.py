@@ -176,7 +176,8 @@ class Settings:
             try:
                 value = kind(raw.strip())
             except ValueError:
-                raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}") from None
+                what = "a whole number" if kind is int else "a number"
+                raise ConfigError(f"{name}={raw!r} is not {what}") from None
             if not (0 < value < math.inf):
                 raise ConfigError(f"{name}={raw!r} must be a number greater than 0")
             return value

@@ -233,9 +233,9 @@ async def _post(
             f"check that the service is deployed and running, and {where}",
         )
         return None
-    except ValueError as exc:
+    except (ValueError, EOFError) as exc:  # EOFError: the answer was cut short
         report.fail(
-            f"{label} POST {url}: the answer is not TwiML ({exc})",
+            f"{label} POST {url}: the answer is not TwiML ({type(exc).__name__}: {exc})",
             "PUBLIC_URL must be the base voicebridge is served at",
         )
         return None
@@ -293,8 +293,9 @@ async def check_webhook(
     params = call_params(
         call_sid, account_sid or DOCTOR_ACCOUNT_SID, from_=DOCTOR_FROM, to=DOCTOR_TO
     )
-    opts: dict[str, Any] = {"auth_token": auth_token, "proxy": proxy, "timeout": timeout}
-    answer = await _post(report, "webhook", url, params, **opts)
+    answer = await _post(
+        report, "webhook", url, params, auth_token=auth_token, proxy=proxy, timeout=timeout
+    )
     if answer is None or answer.twiml is None:
         return
     twiml = answer.twiml
@@ -332,7 +333,9 @@ async def check_webhook(
     )
     fallback = base + "/twilio/fallback"
     failed = {**params, "ErrorCode": "11200", "ErrorUrl": url}
-    answer = await _post(report, "fallback", fallback, failed, **opts)
+    answer = await _post(
+        report, "fallback", fallback, failed, auth_token=auth_token, proxy=proxy, timeout=timeout
+    )
     if answer is None:
         return
     report.ok(f"fallback POST {fallback} answers TwiML")
@@ -351,7 +354,7 @@ async def check_unsigned_refused(
     """With an Auth Token here, the service must refuse an unsigned request (no slot taken)."""
     try:
         answer = await post_webhook(url, params, proxy=proxy, timeout=timeout)
-    except (OSError, TimeoutError, ValueError) as exc:
+    except (OSError, TimeoutError, ValueError, EOFError) as exc:
         report.fail(
             f"unsigned POST {url}: {type(exc).__name__}: {exc}",
             "check that the service is running and answering (its logs, GET /healthz)",

@@ -2,7 +2,9 @@
 
 Plays a recorded call towards a voicebridge (or any Media Streams server) the way Twilio
 does: ``connected``, ``start``, then ``media`` paced by the recording's timestamps against
-a monotonic clock, ``dtmf`` and ``stop`` as recorded. Audio from the server goes through a
+a monotonic clock (each frame due at an absolute time, so long calls do not drift), ``dtmf``
+and ``stop`` as recorded, optionally looped with sequence numbers, chunks and timestamps
+carried on (:mod:`voicebridge.peers.replay_script`). Audio from the server goes through a
 real-time playback buffer (:class:`TwilioPlayer`); marks are echoed at playback time and
 ``clear`` cuts playback. A :class:`Network` adds one-way delays, jitter and a playout delay.
 Every received message is checked against the documented shapes.

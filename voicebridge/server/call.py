@@ -495,7 +495,7 @@ class Call:
         self.log.info("call %s through Twilio's REST API (%s)", reason, ", ".join(params))
         self._ended_through_twilio = reason
         # Twilio now stops the stream: wait briefly for its `stop` (twilio-in ends the call).
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(2.0)
 
     async def tools(self) -> None:
         """Run the model's function calls one at a time, off the audio path."""
