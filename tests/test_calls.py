@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -178,28 +179,55 @@ async def test_unreachable_upstream_plays_the_failure_path(settings: Settings) -
 async def test_tasks_return_to_baseline_after_mixed_calls(
     fake: FakeRealtimeServer, settings: Settings
 ) -> None:
-    """After 20+ calls of every kind, the server's loop holds no leftover tasks."""
+    """After 24 calls of every kind, the server's loop holds no leftover tasks."""
     net = Network(down_ms=20, up_ms=20, jitter_ms=5, playout_ms=20, seed=3)
     healthy = fake.options
-    failing = dataclasses.replace(fake.options, close_after_ms=300)
-    with running_bridge(settings) as bridge:
+    with running_bridge(settings, upstream_reconnect=False) as bridge:
         baseline = bridge.task_count()
-        outcomes = []
-        for i in range(24):
-            kind = i % 4
-            fake.options = failing if kind == 3 else healthy
-            report = await place_call(
-                bridge.webhook,
-                packaged_call("interrupts"),
-                network=net,
-                speed=8.0 if kind == 0 else 4.0,
-                hangup_at_ms={0: None, 1: 2000, 2: 300, 3: None}[kind],
-                timeout=20,
+        # Six calls whose upstream fails mid-call, all at once...
+        fake.options = dataclasses.replace(healthy, close_after_ms=300)
+        failing = await asyncio.gather(
+            *(
+                place_call(
+                    bridge.webhook, packaged_call("interrupts"), network=net, speed=4.0, timeout=20
+                )
+                for _ in range(6)
             )
-            outcomes.append(report.closed_by)
-            assert report.violations == []
+        )
+        # ...then eighteen more together: normal, barge-in, caller hang-up.
+        fake.options = healthy
+        calls = []
+        for _ in range(6):
+            calls += [
+                place_call(
+                    bridge.webhook,
+                    packaged_call("books_a_table"),
+                    speed=8.0,
+                    tail_ms=500,
+                    timeout=20,
+                ),
+                place_call(
+                    bridge.webhook,
+                    packaged_call("interrupts"),
+                    network=net,
+                    hangup_at_ms=6500,
+                    timeout=20,
+                ),
+                place_call(
+                    bridge.webhook,
+                    packaged_call("interrupts"),
+                    network=net,
+                    hangup_at_ms=300,
+                    timeout=20,
+                ),
+            ]
+        others = await asyncio.gather(*calls)
         wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         wait_until(lambda: bridge.task_count() <= baseline, timeout=5)
         assert bridge.state.calls_total == 24
-    assert outcomes.count("server") == 6
-    assert sum(r.stats.barge_ins for r in bridge.state.last_results) > 0
+    assert all(r.violations == [] for r in failing + others)
+    assert [r.closed_by for r in failing] == ["server"] * 6
+    assert [r.closed_by for r in others] == ["caller"] * 18
+    results = bridge.state.last_results
+    assert sum(r.failed for r in results) == 6
+    assert sum(r.stats.barge_ins for r in results) >= 6

@@ -17,7 +17,7 @@ from tests.servers import Bridge, running_bridge
 from tests.test_calls import wait_until
 from voicebridge.config import Secret, Settings
 from voicebridge.peers.fake_realtime import FakeRealtimeServer
-from voicebridge.peers.recording import load_recording, packaged_call
+from voicebridge.peers.recording import Recording, load_recording, packaged_call
 from voicebridge.peers.twilio_emulator import Network, place_call
 from voicebridge.peers.twiml_client import LocalProxy
 
@@ -143,6 +143,18 @@ async def signed_call(bridge: Bridge, recording: Any, **kw: Any) -> Any:
     return await place_call(
         PUBLIC + "/twilio/stream", recording, auth_token=AUTH, proxy=proxy, **kw
     )
+
+
+def first_turn(until_ms: int) -> Recording:
+    """books_a_table up to ``until_ms``: the caller speaks once, then is quiet."""
+    rec = packaged_call("books_a_table")
+    t0 = int(rec.media[0]["media"]["timestamp"])
+    keep = tuple(
+        m
+        for m in rec.messages
+        if m.get("event") != "media" or int(m["media"]["timestamp"]) - t0 < until_ms
+    )
+    return Recording("first-turn", keep)
 
 
 async def test_end_call_completes_after_the_goodbye_is_heard(

@@ -199,6 +199,8 @@ def test_fault_options_are_validated() -> None:
     assert [some.closes(n) for n in range(3)] == [True, False, False]
     assert [FakeRealtimeOptions(close_after_ms=10).closes(n) for n in range(3)] == [True] * 3
     assert not FakeRealtimeOptions().closes(0)
+    early = FakeRealtimeOptions(close_before_updated=True, close_sessions=1)
+    assert [early.closes(n) for n in range(2)] == [True, False]
 
 
 async def test_refused_handshakes_are_counted_then_accepted() -> None:
@@ -461,83 +463,176 @@ async def test_bad_upstream_input_is_counted_and_survived(
 # -- the upstream lost mid-call -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("close_code", "speed", "close_after_ms", "transcripts"),
-    [
-        pytest.param(1011, 10.0, 1000, 1, id="1011-after-the-answer"),
-        pytest.param(4000, 1.0, 700, 0, id="4000-mid-answer"),
-    ],
-)
+def one_turn_then_silence(seconds: float) -> Recording:
+    """The caller's first utterance of "interrupts" (0.64-3.12 s), then silence."""
+    base = packaged_call("interrupts")
+    t0 = int(base.media[0]["media"]["timestamp"])
+    first = [m for m in base.media if int(m["media"]["timestamp"]) - t0 < 3400]
+    quiet = [
+        {
+            "event": "media",
+            "sequenceNumber": str(len(first) + i + 2),
+            "streamSid": "MZ0",
+            "media": {
+                "track": "inbound",
+                "chunk": str(len(first) + i + 1),
+                "timestamp": str(t0 + (len(first) + i) * 20),
+                "payload": SILENCE_FRAME,
+            },
+        }
+        for i in range(int(seconds * 50) - len(first))
+    ]
+    msgs = base.messages
+    return Recording("one-turn", (msgs[0], msgs[1], *first, *quiet, msgs[-1]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    close_code: int
+    close_after_ms: int  # from the first session.update
+    speed: float  # the fake's
+    recording: Callable[[], Recording]
+    hangup_at_ms: float
+    bridge: dict[str, Any]
+    heard_before_ms: float  # of the concurrent call: all it should hear
+
+
+LOSSES = [
+    # The caller spoke and was answered (both transcribed); the line drops while the answer
+    # is still playing: the fresh session is told both turns, then speaks after the answer.
+    pytest.param(
+        Loss(
+            close_code=1011,
+            close_after_ms=4500,
+            speed=10.0,
+            recording=lambda: one_turn_then_silence(10),
+            hangup_at_ms=7800,
+            bridge={"transcription_model": "gpt-4o-mini-transcribe"},
+            heard_before_ms=GREETING_MS,  # clip 01 answers the caller's turn
+        ),
+        id="1011-after-an-answer",
+    ),
+    # The greeting is cut off mid-sentence (the fake speaks in real time) with 4000, as the
+    # real API closes on errors: nothing was transcribed, so nothing is re-seeded.
+    pytest.param(
+        Loss(
+            close_code=4000,
+            close_after_ms=700,
+            speed=1.0,
+            recording=lambda: silent_call(6),
+            hangup_at_ms=4500,
+            bridge={"greeting_instructions": GREETING},
+            heard_before_ms=GREETING_MS,
+        ),
+        id="4000-mid-greeting",
+    ),
+]
+
+
+@pytest.mark.parametrize("loss", LOSSES)
 async def test_lost_upstream_is_replaced_and_the_caller_is_told(
-    fake: FakeRealtimeServer,
-    settings: Settings,
-    close_code: int,
-    speed: float,
-    close_after_ms: int,
-    transcripts: int,
+    fake: FakeRealtimeServer, settings: Settings, loss: Loss
 ) -> None:
-    """The upstream closes mid-call (1011, or 4000 as the real API closes on errors): the
-    bridge opens a fresh session once, re-seeds it with the transcript so far, asks it to
-    tell the caller it is back, and the caller never sits in silence for 2 s; a concurrent
-    call is untouched."""
-    healthy = dataclasses.replace(fake.options, speed=speed)
+    """The upstream closes mid-call: the bridge opens a fresh session once, re-seeds it with
+    what was transcribed so far, asks it to tell the caller it is back, and the caller never
+    sits in silence for 2 s; a concurrent call is untouched."""
+    healthy = dataclasses.replace(fake.options, speed=loss.speed)
     faulty = dataclasses.replace(
         healthy,
-        close_after_ms=close_after_ms,
+        close_after_ms=loss.close_after_ms,
         close_sessions=1,
-        close_code=close_code,
+        close_code=loss.close_code,
         close_reason="server_error",
     )
 
     def call() -> Awaitable[CallReport]:
-        return place_call(bridge.webhook, silent_call(7), hangup_at_ms=5500, timeout=15)
+        return place_call(
+            bridge.webhook, loss.recording(), hangup_at_ms=loss.hangup_at_ms, timeout=15
+        )
 
-    with running_bridge(settings, greeting_instructions=GREETING) as bridge:
+    with running_bridge(settings, **loss.bridge) as bridge:
         report, other = await staggered(fake, [(faulty, call), (healthy, call)])
         wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         result, other_result = result_of(bridge, report), result_of(bridge, other)
 
     assert fake.connections_total == 3  # the lost one, the concurrent call, the fresh one
     lost, concurrent, fresh = fake.sessions
-    assert lost.close_code == close_code and lost.fault_closed_at is not None
+    assert lost.close_code == loss.close_code and lost.fault_closed_at is not None
     assert concurrent.fault_closed_at is None and fresh.fault_closed_at is None
     # Counted once, and the call went on.
     assert result.stats.reconnects == 1
     assert (result.failed, result.reason) == (False, "caller_hangup")
     assert report.closed_by == "caller" and report.failure_path == ()
     assert report.violations == []
-    # The fresh session: configured, told the call so far (only what was transcribed), then
-    # asked to tell the caller it is back.
+    # The fresh session: configured as the first, told the call so far (what was
+    # transcribed, in order), then asked to tell the caller it is back.
     said = [
-        e["transcript"]
+        ("user", e["transcript"])
+        if e["type"].startswith("conversation.item.input_audio_transcription")
+        else ("assistant", e["transcript"])
         for e in lost.sent
-        if e["type"] == "response.output_audio_transcript.done" and e["transcript"]
+        if e["type"]
+        in (
+            "conversation.item.input_audio_transcription.completed",
+            "response.output_audio_transcript.done",
+        )
+        and e["transcript"]
     ]
-    assert len(said) == transcripts
+    transcribed = "transcription_model" in loss.bridge
+    assert len(said) == (2 if transcribed else 0), said
     control = control_events(fresh)
     assert control[0]["type"] == "session.update"
     assert control[0]["session"] == lost.received[0]["session"]
     seeded = control[1 : 1 + len(said)]
     assert [e["type"] for e in seeded] == ["conversation.item.create"] * len(said)
-    for event, text in zip(seeded, said, strict=True):
-        assert event["item"]["role"] == "assistant"
+    for event, (role, text) in zip(seeded, said, strict=True):
+        assert event["item"]["role"] == role
         assert text in json.dumps(event["item"]["content"])
     resume = control[1 + len(said)]
     assert resume["type"] == "response.create"
     assert "back" in resume["response"]["instructions"]
+    assert [e["type"] for e in control].count("response.create") == 1
     assert_events_valid(fake.sessions)
     # What the caller heard: the fresh session's answer, soon after the loss.
-    loss = call_ms(report, lost.fault_closed_at)
+    lost_at = call_ms(report, lost.fault_closed_at)
     [resumed] = fresh.items.values()
     after = report.player.chunks[-len(resumed.deltas) :]  # the same clip: tell by order
     assert [c.payload for c in after] == resumed.deltas
-    assert 0 < after[0].arrived - loss < 2000, (loss, after[0].arrived)
+    assert 0 < after[0].arrived - lost_at < 2000, (lost_at, after[0].arrived)
     assert sum(c.played for c in after) > 1000
-    assert longest_silence(report, loss, after[0].start + 100) < 2000
-    # The concurrent call: one session, its greeting, nothing else.
+    assert longest_silence(report, lost_at, after[0].start + 100) < 2000
+    # The concurrent call: one session, its answer, nothing else.
     assert other_result.stats.reconnects == 0 and not other_result.failed
     assert other.violations == [] and other.failure_path == ()
-    assert other.player.heard_ms() == pytest.approx(GREETING_MS, abs=1)
+    assert other.player.heard_ms() == pytest.approx(loss.heard_before_ms, abs=1)
+    assert concurrent.appended == [p for _, p in other.caller_audio]
+
+
+@pytest.mark.parametrize("greeting", [GREETING, ""], ids=["greeting", "no-greeting"])
+async def test_lost_before_the_session_is_confirmed_starts_afresh(
+    fake: FakeRealtimeServer, settings: Settings, greeting: str
+) -> None:
+    """The first connection drops before its session.updated: the caller has heard nothing
+    yet, so the fresh session starts the call as configured (the greeting, or silence until
+    the caller speaks), not with "the line dropped, I'm back"."""
+    fake.options = dataclasses.replace(
+        fake.options, close_before_updated=True, close_sessions=1, close_code=1011
+    )
+    hangup_ms = 3200 if greeting else 1500
+    with running_bridge(settings, greeting_instructions=greeting) as bridge:
+        report = await place_call(
+            bridge.webhook, silent_call(5), hangup_at_ms=hangup_ms, timeout=15
+        )
+        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        [result] = bridge.state.last_results
+    lost, fresh = fake.sessions
+    assert lost.fault_closed_at is not None and lost.close_code == 1011
+    assert "session.updated" not in [e["type"] for e in lost.sent]
+    assert result.stats.reconnects == 1
+    assert (result.failed, result.reason) == (False, "caller_hangup")
+    instructions = [e.get("response", {}).get("instructions") for e in fresh.response_creates]
+    assert instructions == ([greeting] if greeting else []), instructions
+    assert report.player.heard_ms() == pytest.approx(GREETING_MS if greeting else 0, abs=1)
 
 
 async def test_fresh_session_lost_too_plays_the_failure_path(
@@ -591,7 +686,7 @@ async def test_rate_limited_then_overloaded_handshakes_are_retried(
     """429, then 503, then accepted: the call works, a little late."""
     fake.options = dataclasses.replace(fake.options, refuse_handshakes=(429, 503))
     with running_bridge(settings, greeting_instructions=GREETING) as bridge:
-        report = await place_call(bridge.webhook, silent_call(5), hangup_at_ms=3500, timeout=15)
+        report = await place_call(bridge.webhook, silent_call(5), hangup_at_ms=3200, timeout=15)
         wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         [result] = bridge.state.last_results
     assert fake.handshake_attempts == 3 and fake.handshakes_refused == 2
@@ -652,6 +747,25 @@ async def test_hanging_handshake_plays_the_failure_path(
     assert 900 < report.ended_at < 1800
     assert result.failed and "upstream_connect_failed" in result.reason
     assert fake.handshake_attempts >= 2 and fake.connections_total == 0
+
+
+async def test_slow_handshake_within_the_deadline_connects(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """A handshake that takes 1 s of a 2 s deadline is slow, not hanging: the call is
+    answered. (Abandoning it early to retry does not help: a retry starts the handshake over
+    and takes as long again.)"""
+    fake.options = dataclasses.replace(fake.options, accept_delay_ms=1000)
+    with running_bridge(
+        settings, upstream_connect_timeout=2.0, greeting_instructions=GREETING
+    ) as bridge:
+        report = await place_call(bridge.webhook, silent_call(6), hangup_at_ms=2600, timeout=15)
+        wait_until(lambda: bridge.state.active_calls == 0)
+        [result] = bridge.state.last_results
+    assert (result.failed, result.reason) == (False, "caller_hangup"), result.reason
+    assert report.failure_path == ()
+    assert fake.connections_total == 1
+    assert report.player.heard_ms() > 1000
 
 
 # -- an upstream that stalls ------------------------------------------------------------

@@ -393,9 +393,17 @@ class CallCore:
             return []
         if ev.response_id in self._done:
             return self._drop_upstream("delta_after_done")
+        try:
+            # Twilio refuses a payload that is empty or not base64 (error 31951).
+            if not binascii.a2b_base64(ev.delta, strict_mode=True):
+                return self._drop_upstream("empty_delta")
+        except binascii.Error:
+            return self._drop_upstream("invalid_base64_delta")
         if not self._spoke or self._spoke[-1] != ev.response_id:
             self._spoke.append(ev.response_id)
         payload = self._down.convert(ev.delta) if self._down else ev.delta
+        if not payload:
+            return []  # less than one 8 kHz sample: carried into the next delta
         ms = b64_decoded_len(payload) / ULAW_BYTES_PER_MS
         item = self._items.get(ev.item_id)
         if item is None:
@@ -521,6 +529,8 @@ class CallCore:
         self.playback.cleared()
         actions: list[Action] = [FlushPlayback(), SendTwilio(tw.clear_message(self.stream_sid))]
         # 3. Tell the model how much was heard.
+        if target is not None and target not in self._items:
+            target = None  # audio from a session that was replaced: clear it, truncate nothing
         if target is not None:
             item = self._items[target]
             self._interrupted.append(item.response_id)

@@ -105,7 +105,7 @@ class PlaybackTracker:
 
     def mark_echoed(self, name: str, now: float) -> EchoKind:
         kind, seq = name[:1], name[1:]
-        if kind not in ("a", "p") or not seq.isdigit():
+        if kind not in ("a", "p") or not (seq.isascii() and seq.isdigit()):
             return "unknown"
         n = int(seq)
         if n <= self._cleared_through:

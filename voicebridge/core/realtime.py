@@ -335,6 +335,8 @@ def parse_realtime(text: str | bytes) -> RealtimeEvent:
         ev = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise RealtimeProtocolError("not_json", "event is not JSON") from None
+    except RecursionError:
+        raise RealtimeProtocolError("too_deep", "event nests too deeply") from None
     if not isinstance(ev, dict):
         raise RealtimeProtocolError("bad_shape", "event is not a JSON object")
     kind = ev.get("type")

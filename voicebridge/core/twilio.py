@@ -101,7 +101,7 @@ def _int(obj: dict[str, Any], key: str, event: str) -> int:
         raise TwilioProtocolError("bad_shape", f"{event!r} field {key!r} is not a number")
     try:
         return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TwilioProtocolError("bad_shape", f"{event!r} field {key!r} is not a number") from None
 
 
@@ -116,6 +116,8 @@ def parse_twilio(text: str | bytes) -> TwilioEvent:
         msg = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise TwilioProtocolError("not_json", "frame is not JSON") from None
+    except RecursionError:
+        raise TwilioProtocolError("too_deep", "frame nests too deeply") from None
     if not isinstance(msg, dict):
         raise TwilioProtocolError("bad_shape", "frame is not a JSON object")
     event = msg.get("event")

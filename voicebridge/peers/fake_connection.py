@@ -226,6 +226,8 @@ class FakeConnection:
     # -- input ------------------------------------------------------------------------------
 
     def _receive(self, message: str | bytes) -> None:
+        if self._close_timer is not None and self._opts.close_before_updated:
+            return  # closing instead of answering: nothing more is handled
         try:
             event = json.loads(message)
         except ValueError:
@@ -269,6 +271,10 @@ class FakeConnection:
         self._vad.configure(fmt, prefix, silence)
 
     def _on_session_update(self, event: JSON) -> None:
+        if self._opts.close_before_updated and self._opts.closes(self._record.index):
+            if self._close_timer is None:
+                self._close_timer = self._spawn(self._close_later(0.0), "fake-close-now")
+            return  # never confirmed
         config = apply_session_update(self._config, event.get("session"))
         if self._opts.echo_output_format is not None:
             fmt: JSON = {"type": self._opts.echo_output_format}
@@ -282,7 +288,7 @@ class FakeConnection:
         if not self._idle.responded and not self._vad.speaking and self._responder.active is None:
             self._idle.arm(self._input_ms_total)  # before the first response: from here
         if self._opts.close_after_ms is not None and self._close_timer is None:
-            if self._opts.closes(self._record.index):
+            if self._opts.closes(self._record.index) and not self._opts.close_before_updated:
                 self._close_timer = self._spawn(
                     self._close_later(self._opts.close_after_ms / 1000), "fake-close-after"
                 )

@@ -5,6 +5,10 @@ retired ``OpenAI-Beta`` header), server VAD over the appended audio, and respons
 packaged speech clips faster than real time. It also does ``idle_timeout_ms`` re-prompts,
 placeholder input transcription, per-field ``session.update`` validation, one scripted
 function call (``tool_call``) and failed / incomplete responses (``FakeRealtimeOptions``).
+Upstream faults, for tests, all off by default: refused (``refuse_handshakes``) or slow
+(``accept_delay_ms``) handshakes, connections closed mid-call or before the session is
+confirmed (``close_*``), connections that stall (``stall_after_ms``) and raw garbage sent
+to the client (``inject``); ``fault_sessions`` picks which sessions get them.
 Every connection is recorded in a ``FakeSession`` for tests to inspect afterwards. Protocol
 reference: PROTOCOLS.md section B.
 """
@@ -115,7 +119,7 @@ class FakeRealtimeServer:
         self.handshake_log.append((time.monotonic(), refusal))
         if options.accept_delay_ms > 0:
             try:
-                async with asyncio.timeout(self.options.accept_delay_ms / 1000):
+                async with asyncio.timeout(options.accept_delay_ms / 1000):
                     await self._closing.wait()
             except TimeoutError:
                 pass
@@ -123,7 +127,7 @@ class FakeRealtimeServer:
                 return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Server closing\n")
         if urlsplit(request.path).path != REALTIME_PATH:
             return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
-        key = self.options.api_key
+        key = options.api_key
         if key is not None and request.headers.get("Authorization") != f"Bearer {key}":
             body = {
                 "error": {
@@ -141,6 +145,7 @@ class FakeRealtimeServer:
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
+        options = self.options  # before connections_total moves: tests swap options on it
         request = ws.request
         assert request is not None  # set once the handshake completed
         model = parse_qs(urlsplit(request.path).query).get("model", [None])[0]
@@ -155,7 +160,7 @@ class FakeRealtimeServer:
         self.active += 1
         log.debug("fake Realtime: connection %d opened (model=%s)", self.connections_total, model)
         try:
-            await FakeConnection(ws, record, self.options, release=self._closing).run()
+            await FakeConnection(ws, record, options, release=self._closing).run()
         finally:
             self.active -= 1
             record.closed_at = time.monotonic()

@@ -59,8 +59,11 @@ class FakeRealtimeOptions:
     # attempt) are refused with these HTTP statuses in order, e.g. (429, 503); then accepted.
     refuse_handshakes: tuple[int, ...] = ()
     refuse_handshakes_from: int = 0
-    # With close_after_ms: only sessions with index < close_sessions are closed (None: all).
+    # The close faults close only sessions with index < close_sessions (None: all).
     close_sessions: int | None = None
+    # Instead of answering the first session.update, close at once (close_sessions,
+    # close_code and close_reason apply): the connection drops before the session is confirmed.
+    close_before_updated: bool = False
     close_code: int = 1011  # 4000-4999 as the real API closes on errors, with close_reason
     close_reason: str = "fake upstream fault"
     # This long after the first session.update the connection stops reading (websockets'
@@ -81,9 +84,9 @@ class FakeRealtimeOptions:
         return self.fault_sessions is None or index < self.fault_sessions
 
     def closes(self, index: int) -> bool:
-        """Whether session ``index`` is closed by the close_after_ms fault."""
+        """Whether session ``index`` is closed by the close faults."""
         return (
-            self.close_after_ms is not None
+            (self.close_after_ms is not None or self.close_before_updated)
             and self.faulty(index)
             and (self.close_sessions is None or index < self.close_sessions)
         )
