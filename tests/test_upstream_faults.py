@@ -460,6 +460,57 @@ async def test_bad_upstream_input_is_counted_and_survived(
     assert_events_valid(sessions)
 
 
+def garbage_delta(n: int, payload: str) -> str:
+    """A response.output_audio.delta of a fresh response whose audio is not base64 μ-law."""
+    return json.dumps(
+        {
+            "type": "response.output_audio.delta",
+            "event_id": f"event_garbage{n}",
+            "response_id": f"resp_garbage{n}",
+            "item_id": f"item_garbage{n}",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": payload,
+        }
+    )
+
+
+GARBAGE_AUDIO = ("!!not base64 at all!!", "/w=", "\u0080\u00ff")  # ascii, padding, non-ascii
+
+
+async def test_undecodable_audio_deltas_are_counted_not_played(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """Audio that is not base64 is bad input like any other: counted and dropped, the call
+    goes on, and Twilio never gets a media message it would refuse (31951); a concurrent
+    call is untouched."""
+    healthy = fake.options
+    faulty = dataclasses.replace(
+        healthy,
+        inject=tuple(garbage_delta(n, p) for n, p in enumerate(GARBAGE_AUDIO)),
+        inject_after_event="session.updated",
+    )
+
+    def call() -> Awaitable[CallReport]:
+        return place_call(bridge.webhook, silent_call(5), hangup_at_ms=2000, timeout=15)
+
+    with running_bridge(settings, greeting_instructions=GREETING) as bridge:
+        report, other = await staggered(fake, [(faulty, call), (healthy, call)])
+        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        result, other_result = result_of(bridge, report), result_of(bridge, other)
+    assert (result.failed, result.reason) == (False, "caller_hangup"), result.reason
+    stats = result.stats
+    counted = sum(stats.upstream_errors.values()) + sum(stats.upstream_ignored.values())
+    assert counted == len(GARBAGE_AUDIO), (stats.upstream_errors, stats.upstream_ignored)
+    assert report.violations == []
+    for rep, session in zip((report, other), fake.sessions, strict=True):
+        [item] = session.items.values()  # the greeting, and nothing else
+        assert [c.payload for c in rep.player.chunks] == item.deltas
+        assert rep.player.heard_ms() > 1000
+    assert (other_result.failed, other_result.reason) == (False, "caller_hangup")
+    assert other.violations == [] and not other_result.stats.upstream_ignored
+
+
 # -- the upstream lost mid-call -----------------------------------------------------------
 
 
@@ -618,7 +669,7 @@ async def test_lost_before_the_session_is_confirmed_starts_afresh(
     fake.options = dataclasses.replace(
         fake.options, close_before_updated=True, close_sessions=1, close_code=1011
     )
-    hangup_ms = 3200 if greeting else 1500
+    hangup_ms = 2000 if greeting else 1500
     with running_bridge(settings, greeting_instructions=greeting) as bridge:
         report = await place_call(
             bridge.webhook, silent_call(5), hangup_at_ms=hangup_ms, timeout=15
@@ -632,7 +683,12 @@ async def test_lost_before_the_session_is_confirmed_starts_afresh(
     assert (result.failed, result.reason) == (False, "caller_hangup")
     instructions = [e.get("response", {}).get("instructions") for e in fresh.response_creates]
     assert instructions == ([greeting] if greeting else []), instructions
-    assert report.player.heard_ms() == pytest.approx(GREETING_MS if greeting else 0, abs=1)
+    if greeting:
+        [item] = fresh.items.values()
+        assert [c.payload for c in report.player.chunks] == item.deltas
+        assert report.player.heard_ms() > 1000
+    else:
+        assert report.player.chunks == []
 
 
 async def test_fresh_session_lost_too_plays_the_failure_path(
@@ -686,7 +742,7 @@ async def test_rate_limited_then_overloaded_handshakes_are_retried(
     """429, then 503, then accepted: the call works, a little late."""
     fake.options = dataclasses.replace(fake.options, refuse_handshakes=(429, 503))
     with running_bridge(settings, greeting_instructions=GREETING) as bridge:
-        report = await place_call(bridge.webhook, silent_call(5), hangup_at_ms=3200, timeout=15)
+        report = await place_call(bridge.webhook, silent_call(5), hangup_at_ms=1800, timeout=15)
         wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         [result] = bridge.state.last_results
     assert fake.handshake_attempts == 3 and fake.handshakes_refused == 2
@@ -694,8 +750,10 @@ async def test_rate_limited_then_overloaded_handshakes_are_retried(
     assert fake.connections_total == 1
     assert (result.failed, result.reason) == (False, "caller_hangup")
     assert report.failure_path == () and report.violations == []
-    assert report.player.heard_ms() == pytest.approx(GREETING_MS, abs=1)
+    [item] = fake.sessions[0].items.values()
+    assert [c.payload for c in report.player.chunks] == item.deltas  # the greeting
     assert heard(report)[0][0] < 1000  # two backoffs cost well under a second
+    assert report.player.heard_ms() > 700
 
 
 async def test_handshakes_refused_past_the_deadline_play_the_failure_path(
@@ -746,7 +804,7 @@ async def test_hanging_handshake_plays_the_failure_path(
     assert report.failure_path == FAILURE_PATH
     assert 900 < report.ended_at < 1800
     assert result.failed and "upstream_connect_failed" in result.reason
-    assert fake.handshake_attempts >= 2 and fake.connections_total == 0
+    assert fake.handshake_attempts >= 1 and fake.connections_total == 0
 
 
 async def test_slow_handshake_within_the_deadline_connects(
@@ -781,7 +839,7 @@ async def test_stalled_upstream_is_detected_and_replaced_with_a_bounded_queue(
     stall_timeout, queue_frames = 2.0, 10
     healthy = fake.options
     # Stalls while the concurrent caller is waiting for, then hearing, its answer.
-    stalls = dataclasses.replace(healthy, stall_after_ms=3000, fault_sessions=1)
+    stalls = dataclasses.replace(healthy, stall_after_ms=2500, fault_sessions=1)
     # The fresh session's first three handshakes are refused (backoff: 0.35-1.05 s), so the
     # caller's audio has to wait in the bounded queue for a while.
     reopen_slowly = dataclasses.replace(
@@ -789,7 +847,7 @@ async def test_stalled_upstream_is_detected_and_replaced_with_a_bounded_queue(
     )
 
     def stalled_call() -> Awaitable[CallReport]:
-        return place_call(bridge.webhook, silent_call(11), hangup_at_ms=10_000, timeout=20)
+        return place_call(bridge.webhook, silent_call(11), hangup_at_ms=9500, timeout=20)
 
     def talking_call() -> Awaitable[CallReport]:
         return place_call(

@@ -51,6 +51,7 @@ __all__ = [
 _RECENT = 32  # interrupted response ids remembered for dropping late deltas
 _FRAME_MS = 20
 _SILENCE = ulaw_silence(_FRAME_MS)
+_MAX_COUNTER_KEYS = 32  # distinct error codes kept per call
 _MAX_FAILED = 2  # failed responses in a row: one retry, then a spoken apology, then give up
 # Twilio sends 20 ms (216 base64 characters); anything past a second of audio is not Twilio.
 MAX_PAYLOAD_B64 = 11_000
@@ -221,7 +222,7 @@ class CallCore:
                 return self._ignore("oversized_payload")
             try:
                 binascii.a2b_base64(event.payload, strict_mode=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or a non-ASCII str
                 return self._ignore("invalid_base64")
             self.stats.frames_in += 1
             return [self._append(event.payload)]
@@ -280,6 +281,14 @@ class CallCore:
         self.stats.ignored[reason] += 1
         return []
 
+    def count_upstream_error(self, code: str) -> None:
+        # Codes come from the peer: bound their length and how many distinct ones are kept.
+        code = code[:48]
+        errors = self.stats.upstream_errors
+        if code not in errors and len(errors) >= _MAX_COUNTER_KEYS:
+            code = "other"
+        errors[code] += 1
+
     def _drop_upstream(self, reason: str) -> list[Action]:
         if reason not in self.stats.upstream_ignored:
             self.first_ignored.append(f"upstream {reason}")
@@ -320,7 +329,7 @@ class CallCore:
                 self.transcript.mark_interrupted(event.item_id)
             return []
         if isinstance(event, rt.ErrorEvent):
-            self.stats.upstream_errors[event.code or event.type or "unknown"] += 1
+            self.count_upstream_error(event.code or event.type or "unknown")
             self.last_error = event
             return []
         if isinstance(event, rt.SessionUpdated):
@@ -397,7 +406,7 @@ class CallCore:
             # Twilio refuses a payload that is empty or not base64 (error 31951).
             if not binascii.a2b_base64(ev.delta, strict_mode=True):
                 return self._drop_upstream("empty_delta")
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a non-ASCII str
             return self._drop_upstream("invalid_base64_delta")
         if not self._spoke or self._spoke[-1] != ev.response_id:
             self._spoke.append(ev.response_id)
@@ -417,7 +426,8 @@ class CallCore:
         want = (self.session_config.input_format, self.session_config.output_format)
         got = rt.session_audio_formats(session)
         if got != want:
-            return [EndCall(f"session_format_mismatch: asked {want}, got {got}", failed=True)]
+            shown = tuple((g or "")[:32] for g in got)  # a peer's text: keep log lines short
+            return [EndCall(f"session_format_mismatch: asked {want}, got {shown}", failed=True)]
         self.interrupt_response = rt.session_interrupts_response(session)
         was_ready, self.session_ready = self.session_ready, True
         if self._resumed:

@@ -329,7 +329,7 @@ class Call:
                 try:
                     event = rt.parse_realtime(text)
                 except ProtocolError as exc:
-                    self.core.stats.upstream_errors[f"bad_event:{exc.reason}"] += 1
+                    self.core.count_upstream_error(f"bad_event:{exc.reason}")
                     self._once(
                         f"rt:{exc.reason}", f"bad event from the Realtime API ignored: {exc}"
                     )
