@@ -19,7 +19,8 @@ def http(
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
     except urllib.error.HTTPError as err:
-        return err.code, err.headers.get("Content-Type", ""), err.read().decode()
+        with err:
+            return err.code, err.headers.get("Content-Type", ""), err.read().decode()
 
 
 def test_webhook_answers_twiml_with_the_stream_url(settings: Settings) -> None:

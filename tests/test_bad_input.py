@@ -190,4 +190,5 @@ def test_webhook_without_call_sid_is_refused(settings: Settings) -> None:
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=5)
         assert info.value.code == 400
+        info.value.close()
         assert bridge.state.guard.rejected == {"no_call_sid": 1}

@@ -49,7 +49,8 @@ def post(bridge: Bridge, path: str, body: bytes, headers: dict[str, str]) -> tup
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
+        with err:
+            return err.code, err.read().decode()
 
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -305,8 +306,9 @@ def test_busy_at_the_limit(fake: FakeRealtimeServer, settings: Settings) -> None
         busy = parse_twiml(body)
         assert status == 200 and busy.stream_url is None
         assert busy.says_before == (settings.busy_say,)
-        with pytest.raises(urllib.error.HTTPError):
+        with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(bridge.url + "/readyz", timeout=5)
+        info.value.close()
         assert bridge.state.guard.rejected["busy"] == 1
         time.sleep(1.6)  # the unused reservation expires with its token
         again = parse_twiml(post(bridge, "/twilio/stream", urlencode(params()).encode(), FORM)[1])

@@ -454,8 +454,10 @@ class CallCore:
         a barge-in over it clears Twilio but truncates nothing.
         """
         self.stats.reconnects += 1
+        # Only a confirmed session was heard from: a session lost before `session.updated`
+        # is simply started afresh (greeting included), with nothing to announce.
+        self._resumed = announce and self.session_ready
         self.session_ready = False
-        self._resumed = announce
         if self.active_response is not None:
             self._interrupted.append(self.active_response)
         self.active_response = None

@@ -55,7 +55,8 @@ async def update_call(settings: Settings, call_sid: str, params: Mapping[str, st
             with urllib.request.urlopen(request, timeout=REST_TIMEOUT) as resp:
                 return int(resp.status)
         except urllib.error.HTTPError as err:
-            return int(err.code)
+            with err:  # close the response it carries
+                return int(err.code)
 
     try:
         status = await asyncio.to_thread(post)

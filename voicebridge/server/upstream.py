@@ -53,10 +53,15 @@ async def open_upstream(
     backoff = FIRST_BACKOFF
     attempts = 0
     last = "no attempt"
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + budget
     try:
         async with asyncio.timeout(budget):
             while True:
                 attempts += 1
+                # A hanging handshake is abandoned and retried, but a slow one that would
+                # finish in time gets most of what is left.
+                attempt_timeout = max((ends - loop.time()) * 0.7, 0.5)
                 try:
                     return await connect(
                         settings.upstream_url(),
@@ -66,8 +71,7 @@ async def open_upstream(
                         max_size=None,
                         # Base64 audio barely compresses; deflate would only cost CPU.
                         compression=None,
-                        # A hanging handshake is abandoned and retried within the deadline.
-                        open_timeout=max(budget / 3, 0.5),
+                        open_timeout=attempt_timeout,
                         close_timeout=CLOSE_TIMEOUT,
                         # An upstream that stops reading stops answering pings too.
                         ping_interval=settings.upstream_stall_timeout / 2,
