@@ -203,6 +203,11 @@ class CallCore:
         self._event_seq = 0
 
     @property
+    def started_at(self) -> float | None:
+        """When Twilio's ``start`` arrived (ms), the zero of the call's clock."""
+        return self._started_at
+
+    @property
     def stream_sid(self) -> str:
         return self.start.stream_sid if self.start else ""
 

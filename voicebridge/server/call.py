@@ -45,6 +45,7 @@ from voicebridge.core.call import (
 )
 from voicebridge.errors import ProtocolError, UpstreamError
 from voicebridge.server.queues import FrameQueue, QueueOverflow
+from voicebridge.server.recorder import CallRecorder
 from voicebridge.server.tools import Ending, Toolbox
 from voicebridge.server.twilio_rest import TwilioRestError, rest_configured, update_call
 from voicebridge.server.upstream import close_upstream, open_upstream
@@ -192,6 +193,8 @@ class Call:
         self.close_instructions: str | None = settings.closing_instructions
         self._timers: list[asyncio.TimerHandle] = []
         self._ended_through_twilio: str | None = None
+        self.recorder: CallRecorder | None = None
+        self._early: list[str] = []  # inbound messages before `start` names the call
         self.settings = settings
         self.admit = admit
         self.admitted = False
@@ -235,6 +238,8 @@ class Call:
                 )
             elif isinstance(action, FlushPlayback):
                 self.playback_q.drain_audio()
+                if self.recorder is not None:
+                    self.recorder.cleared(_now())
             elif isinstance(action, RunTool):
                 try:
                     self.tool_q.put_nowait(action)
@@ -262,6 +267,11 @@ class Call:
                 raise _CallEnded("twilio_message_too_big", failed=True)
             raise _CallEnded("caller_disconnected", failed=False)
         text = message.get("text")
+        if text is not None and self.settings.record_dir:
+            if self.recorder is not None:
+                self.recorder.inbound(text)
+            elif len(self._early) < 16:
+                self._early.append(text)
         if text is None:
             self.core.stats.ignored["binary_frame"] += 1
             self._once("binary_frame", "Twilio sent a binary frame; ignored")
@@ -312,8 +322,12 @@ class Call:
                 if isinstance(item, str):
                     await send(item)
                     continue
-                for text in self.core.render(item, _now()):
+                now = _now()
+                texts = self.core.render(item, now)
+                for text in texts:
                     await send(text)
+                if self.recorder is not None and texts and isinstance(item, Playback):
+                    self.recorder.assistant(item.payload, now, item.ms)
                 if self.core.timings:
                     for name, ms in self.core.timings:
                         self.observe(name, ms)
@@ -532,12 +546,19 @@ class Call:
                 raise _CallEnded(f"refused: {refusal}", failed=True, close_code=1008)
             self.admitted = True
             self._call_started()
+            if self.settings.record_dir:
+                self.recorder = CallRecorder(self.settings.record_dir, self.core.start.call_sid)
+                for text in self._early:
+                    self.recorder.inbound(text)
+                self._early.clear()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.twilio_in(), name="twilio-in")
                 tg.create_task(self.twilio_out(), name="twilio-out")
                 tg.create_task(self.media_watch(), name="media-watch")
                 tg.create_task(self.closer(), name="closer")
                 tg.create_task(self.tools(), name="tools")
+                if self.recorder is not None:
+                    tg.create_task(self.recorder.run(), name="recorder")
                 tg.create_task(self.upstream(), name="upstream")
         except* _CallEnded as group:
             ended = _first(group, _CallEnded)
@@ -572,6 +593,8 @@ class Call:
             result.refused = result.reason.removeprefix("refused: ")
             return result  # logged and counted by the guard: never a call
         self._call_ended(result)
+        if self.recorder is not None:
+            await self.recorder.finish(self.core.started_at or 0.0)
         if self.settings.record_dir and self.core.transcript.turns and start is not None:
             await self._write_transcript(start.call_sid)
         return result
