@@ -167,12 +167,7 @@ async def test_end_call_completes_after_the_goodbye_is_heard(
         s = rest_settings(settings, rest.url)
         with running_bridge(s) as bridge:
             report = await signed_call(
-                bridge,
-                packaged_call("books_a_table"),
-                network=net,
-                speed=3.0,
-                tail_ms=8000,
-                timeout=30,
+                bridge, first_turn(7000), network=net, speed=2.0, tail_ms=10000, timeout=30
             )
             wait_until(lambda: bridge.state.active_calls == 0)
             [result] = bridge.state.last_results
@@ -188,7 +183,7 @@ async def test_end_call_completes_after_the_goodbye_is_heard(
     assert sum(c.played for c in chunks) > 1000  # the goodbye was heard
     last_echo = report.t0 + (max(c.start + c.played for c in chunks) + net.up_ms) / 1000
     assert call.at >= last_echo - 0.005, call.at - last_echo
-    assert result.deliberate and result.reason == "end_call"
+    assert result.deliberate and result.reason == "end_call" and result.stats.barge_ins == 0
 
 
 async def test_transfer_dials_a_configured_destination(

@@ -20,8 +20,13 @@ async def test_recorded_call_replays_to_the_same_media(
     first_dir, second_dir = tmp_path / "first", tmp_path / "second"
     net = Network(down_ms=20, up_ms=20, playout_ms=20, seed=4)
     with running_bridge(settings, record_dir=str(first_dir)) as bridge:
-        report = await place_call(bridge.webhook, packaged_call("interrupts"), network=net,
-                                  hangup_at_ms=7000, from_="+14155550123")
+        report = await place_call(
+            bridge.webhook,
+            packaged_call("interrupts"),
+            network=net,
+            hangup_at_ms=7000,
+            from_="+14155550123",
+        )
         wait_until(lambda: bridge.state.active_calls == 0)
     [recorded] = list(first_dir.glob(f"*/{report.call_sid}.jsonl"))  # named by CallSid
     assert "+1415" not in " ".join(p.name for p in first_dir.glob("*/*"))
@@ -51,8 +56,9 @@ async def test_unwritable_record_dir_does_not_stop_the_call(
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
     with running_bridge(settings, record_dir=str(blocked / "calls")) as bridge:
-        report = await place_call(bridge.webhook, packaged_call("books_a_table"), speed=4.0,
-                                  tail_ms=1500)
+        report = await place_call(
+            bridge.webhook, packaged_call("books_a_table"), speed=4.0, tail_ms=1500
+        )
         wait_until(lambda: bridge.state.active_calls == 0)
     [result] = bridge.state.last_results
     assert not result.failed and report.player.heard_ms() > 500
