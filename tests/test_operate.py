@@ -269,3 +269,27 @@ async def test_transcript_file_marks_barge_ins(
     assert "caller" in roles and "assistant" in roles
     assert any(t["interrupted"] for t in turns if t["role"] == "assistant")
     assert all(set(t) == {"t_ms", "role", "text", "item_id", "interrupted"} for t in turns)
+
+
+async def test_azure_api_key_header(fake: FakeRealtimeServer, settings: Settings) -> None:
+    """REALTIME_AUTH=api-key sends Azure's api-key header (and no Authorization)."""
+    azure_url = fake.url + "?model=my-deployment"  # .../openai/v1/realtime?model=DEPLOYMENT
+    with running_bridge(settings, realtime_url=azure_url, realtime_auth="api-key",
+                        openai_api_key=Secret("azure-key-123")) as bridge:
+        report = await place_call(bridge.webhook, packaged_call("books_a_table"), speed=8.0)
+        wait_until(lambda: bridge.state.active_calls == 0)
+    [session] = fake.sessions
+    assert session.headers.get("api-key") == "azure-key-123"
+    assert "authorization" not in session.headers
+    assert session.model == "my-deployment"  # the URL's model is kept, not REALTIME_MODEL
+    assert report.closed_by == "caller"
+
+
+async def test_bearer_header_by_default(fake: FakeRealtimeServer, settings: Settings) -> None:
+    """The default sends Authorization: Bearer, accepted by a fake that checks it."""
+    fake.options = dataclasses.replace(fake.options, api_key="sk-right")
+    with running_bridge(settings, openai_api_key=Secret("sk-right")) as bridge:
+        report = await place_call(bridge.webhook, packaged_call("books_a_table"), speed=8.0)
+        wait_until(lambda: bridge.state.active_calls == 0)
+    assert fake.sessions[0].headers.get("authorization") == "Bearer sk-right"
+    assert report.closed_by == "caller"
