@@ -274,8 +274,12 @@ async def test_transcript_file_marks_barge_ins(
 async def test_azure_api_key_header(fake: FakeRealtimeServer, settings: Settings) -> None:
     """REALTIME_AUTH=api-key sends Azure's api-key header (and no Authorization)."""
     azure_url = fake.url + "?model=my-deployment"  # .../openai/v1/realtime?model=DEPLOYMENT
-    with running_bridge(settings, realtime_url=azure_url, realtime_auth="api-key",
-                        openai_api_key=Secret("azure-key-123")) as bridge:
+    with running_bridge(
+        settings,
+        realtime_url=azure_url,
+        realtime_auth="api-key",
+        openai_api_key=Secret("azure-key-123"),
+    ) as bridge:
         report = await place_call(bridge.webhook, packaged_call("books_a_table"), speed=8.0)
         wait_until(lambda: bridge.state.active_calls == 0)
     [session] = fake.sessions
@@ -293,3 +297,35 @@ async def test_bearer_header_by_default(fake: FakeRealtimeServer, settings: Sett
         wait_until(lambda: bridge.state.active_calls == 0)
     assert fake.sessions[0].headers.get("authorization") == "Bearer sk-right"
     assert report.closed_by == "caller"
+
+
+async def test_json_logs_carry_call_fields(fake: FakeRealtimeServer, settings: Settings) -> None:
+    """LOG_FORMAT=json: the call start and end lines are objects with their fields, numbers masked."""
+    import io
+    import logging
+
+    from voicebridge.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("voicebridge.server.call")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with running_bridge(settings) as bridge:
+            report = await place_call(
+                bridge.webhook, packaged_call("books_a_table"), speed=8.0, from_="+14155550123"
+            )
+            wait_until(lambda: bridge.state.active_calls == 0)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    started = next(x for x in lines if x.get("event") == "call_started")
+    ended = next(x for x in lines if x.get("event") == "call_ended")
+    assert started["call_sid"] == report.call_sid and started["from"] == "+1415***0123"
+    assert "+14155550123" not in stream.getvalue()
+    assert ended["outcome"] == "ok" and ended["frames_in"] == report.frames_sent
+    assert {"duration_s", "barge_ins", "tokens", "caller_dropped", "stream_sid"} <= set(ended)
