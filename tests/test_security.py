@@ -319,7 +319,8 @@ def test_busy_at_the_limit(fake: FakeRealtimeServer, settings: Settings) -> None
 async def test_oversized_message_is_refused(fake: FakeRealtimeServer, settings: Settings) -> None:
     """A message over MAX_MESSAGE_BYTES closes that call (1009) and the next call works."""
     with running_bridge(settings, max_message_bytes=4096) as bridge:
-        answer = parse_twiml(post(bridge, "/twilio/stream", urlencode(params()).encode(), FORM)[1])
+        p = params()
+        answer = parse_twiml(post(bridge, "/twilio/stream", urlencode(p).encode(), FORM)[1])
         async with connect(bridge.ws_url) as ws:
             await ws.send(json.dumps({"event": "connected"}))
             await ws.send(
@@ -329,7 +330,7 @@ async def test_oversized_message_is_refused(fake: FakeRealtimeServer, settings: 
                         "streamSid": "MZ1",
                         "start": {
                             "streamSid": "MZ1",
-                            "callSid": "CA1",
+                            "callSid": p["CallSid"],  # the call the token was minted for
                             "accountSid": "AC1",
                             "tracks": ["inbound"],
                             "customParameters": answer.parameters,

@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from voicebridge.core.audio import b64_decoded_len
 
 from .clips import BYTES_PER_MS
+from .fake_bench import KEY_CHARS, Arrivals
 from .fake_config import apply_session_update, default_session
 from .fake_conversation import Conversation
 from .fake_responder import Responder
@@ -53,8 +54,12 @@ class FakeConnection:
         record: FakeSession,
         options: FakeRealtimeOptions,
         release: asyncio.Event | None = None,
+        arrivals: Arrivals | None = None,
     ) -> None:
         self._ws = ws
+        self._keep = options.keep_records
+        self._arrivals = arrivals  # bench only: caller frames' arrival times
+        self._arrived_at = 0.0  # time.monotonic() when the message being handled arrived
         self._record = record
         self._opts = options
         self._faulty = options.faulty(record.index)
@@ -122,7 +127,10 @@ class FakeConnection:
                 await asyncio.wait(self._tasks, timeout=1.0)
 
     async def _serve(self) -> None:
+        bench = self._arrivals is not None
         async for message in self._ws:
+            if bench:
+                self._arrived_at = time.monotonic()
             self._receive(message)
             await self._flush()
 
@@ -185,7 +193,8 @@ class FakeConnection:
         event["event_id"] = new_id("event")
         if self._stalled:
             return event  # a stalled server says nothing more
-        self._record.sent.append(event)
+        if self._keep:
+            self._record.sent.append(event)
         self._outbox.append(json.dumps(event))
         kind = event["type"]
         if kind == "response.done":
@@ -240,7 +249,8 @@ class FakeConnection:
                 None,
             )
             return
-        self._record.received.append(event)
+        if self._keep:
+            self._record.received.append(event)
         kind = event.get("type")
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         try:
@@ -303,7 +313,10 @@ class FakeConnection:
             raise InvalidRequest(
                 "invalid_type", "Invalid type for 'audio': expected a string.", "audio"
             )
-        self._record.appended.append(audio)
+        if self._keep:
+            self._record.appended.append(audio)
+        if self._arrivals is not None and len(audio) >= KEY_CHARS:
+            self._arrivals.add(audio[:KEY_CHARS], self._arrived_at, "b")
         fmt = self._config["audio"]["input"]["format"]["type"]
         if self._turn_detection() is None:
             nbytes = b64_decoded_len(audio)

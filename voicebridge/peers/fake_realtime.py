@@ -24,8 +24,10 @@ from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from .fake_bench import SINK_KINDS, Arrivals, frame_key
 from .fake_connection import FakeConnection
 from .fake_session import FakeItem, FakeRealtimeOptions, FakeSession
 
@@ -57,6 +59,8 @@ class FakeRealtimeServer:
         self.handshakes_refused = 0  # by the refuse_handshakes fault
         # (time.monotonic() on arrival, the refuse_handshakes status or None), per attempt.
         self.handshake_log: list[tuple[float, int | None]] = []
+        # Bench only (options.bench_arrivals): every caller frame's arrival, see fake_bench.
+        self.arrivals = Arrivals()
         self._server: Server | None = None
         self._host = "127.0.0.1"
         self._closing = asyncio.Event()
@@ -148,7 +152,11 @@ class FakeRealtimeServer:
         options = self.options  # before connections_total moves: tests swap options on it
         request = ws.request
         assert request is not None  # set once the handshake completed
-        model = parse_qs(urlsplit(request.path).query).get("model", [None])[0]
+        query = parse_qs(urlsplit(request.path).query)
+        if options.bench_arrivals and query.get("bench"):
+            await self._sink(ws, SINK_KINDS.get(query["bench"][0], "?"))
+            return
+        model = query.get("model", [None])[0]
         record = FakeSession(
             path=request.path,
             headers={name.lower(): value for name, value in request.headers.raw_items()},
@@ -160,11 +168,26 @@ class FakeRealtimeServer:
         self.active += 1
         log.debug("fake Realtime: connection %d opened (model=%s)", self.connections_total, model)
         try:
-            await FakeConnection(ws, record, options, release=self._closing).run()
+            arrivals = self.arrivals if options.bench_arrivals else None
+            await FakeConnection(
+                ws, record, options, release=self._closing, arrivals=arrivals
+            ).run()
         finally:
             self.active -= 1
             record.closed_at = time.monotonic()
             record.close_code = ws.close_code
+
+    async def _sink(self, ws: ServerConnection, kind: str) -> None:
+        """Bench only: note each frame's arrival; no session, nothing sent back."""
+        arrivals = self.arrivals
+        try:
+            async for message in ws:
+                at = time.monotonic()
+                key = frame_key(message)
+                if key is not None:
+                    arrivals.add(key, at, kind)
+        except ConnectionClosed:
+            pass
 
 
 def _refusal_body(status: int) -> dict[str, object]:

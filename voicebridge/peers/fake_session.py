@@ -78,6 +78,13 @@ class FakeRealtimeOptions:
     inject_after_event: str = "session.updated"
     # Stall, inject and close apply only to sessions with index < fault_sessions (None: all).
     fault_sessions: int | None = None
+    # -- bench only (bench/, the capacity benchmark; see fake_bench) ---------------------
+    # False: FakeSession keeps no per-event lists (received, appended, sent), so a long
+    # load run does not grow without bound. Tests keep the default.
+    keep_records: bool = True
+    # Note every caller frame's arrival (FakeRealtimeServer.arrivals) and accept the
+    # ?bench=direct|relay sink connections.
+    bench_arrivals: bool = False
 
     def faulty(self, index: int) -> bool:
         """Whether session ``index`` gets the stall / inject / close faults."""

@@ -26,6 +26,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from voicebridge.core.admission import TOKEN_PARAMETER, mint_token
 from voicebridge.peers.recording import Recording
+from voicebridge.peers.replay_bench import FrameLog, frame_id_base, run_tag
 from voicebridge.peers.replay_metrics import call_metrics
 from voicebridge.peers.replay_progress import Progress, Snapshot
 from voicebridge.peers.replay_report import CallOutcome, ReplayReport
@@ -75,6 +76,11 @@ class ReplayOptions:
     turn_gap_ms: float = 1000.0
     wav_dir: Path | None = None
     progress: Progress | None = None
+    # Bench only (replay_bench, bench/): unique frames, their send times, a direct baseline.
+    bench_dither: bool = False
+    bench_frames: FrameLog | None = None  # filled with every frame's key, due and send times
+    bench_direct_url: str | None = None
+    bench_direct_every: int = 1  # calls i % N == 0 stream the direct baseline
 
     def check(self) -> None:
         """Raises ValueError with a message fit for the command line."""
@@ -112,6 +118,10 @@ class ReplayOptions:
                 raise ValueError("network delays must be between 0 and 10000 ms")
         if not 0 <= self.network.playout_ms <= 10_000:
             raise ValueError("--playout-ms must be between 0 and 10000 ms")
+        if (self.bench_frames is not None or self.bench_direct_url) and not self.bench_dither:
+            raise ValueError("--bench-frames and --bench-direct need --bench-dither")
+        if self.bench_direct_every < 1:
+            raise ValueError("--bench-direct-every must be at least 1")
 
     @property
     def target(self) -> dict[str, Any]:
@@ -178,6 +188,7 @@ class _Run:
         self.frames_sent = self.frames_received = 0  # of finished calls
         self.stopping = False
         self._stop = asyncio.Event()
+        self.tag = run_tag()  # bench: frame ids unique to this run
 
     def snapshot(self) -> Snapshot:
         reports = [c.report for c in self.calls.values()]
@@ -319,6 +330,9 @@ class _Run:
             proxy=self.proxy,
             keep_messages=False,
             keep_audio=o.wav_dir is not None,
+            dither_base=frame_id_base(self.tag, i) if o.bench_dither else None,
+            frame_log=o.bench_frames,
+            direct_url=o.bench_direct_url if i % o.bench_direct_every == 0 else None,
         )
         self.calls[i] = call
         if self.stopping:

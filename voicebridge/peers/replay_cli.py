@@ -116,6 +116,31 @@ def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
     meas.add_argument(
         "--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )
+    bench = p.add_argument_group("capacity benchmark (bench/; off by default)")
+    bench.add_argument(
+        "--bench-dither",
+        action="store_true",
+        help="make every caller frame unique (lowest bits of its first 48 bytes)",
+    )
+    bench.add_argument(
+        "--bench-frames",
+        type=Path,
+        metavar="FILE",
+        help="with --bench-dither: write KEY DUE SENT (monotonic s) per caller frame",
+    )
+    bench.add_argument(
+        "--bench-direct",
+        metavar="URL",
+        help="with --bench-dither: also stream each frame straight to this fake URL "
+        "(?bench=direct) as input_audio_buffer.append, a baseline",
+    )
+    bench.add_argument(
+        "--bench-direct-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="only calls 0, N, 2N... stream the direct baseline (default 1: all)",
+    )
     meas.add_argument(
         "--event-loop",
         choices=("auto", "asyncio", "uvloop"),
@@ -194,6 +219,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
     """``voicebridge replay``: the exit status."""
     from voicebridge.cli import setup_logging
     from voicebridge.peers.replay import ReplayOptions, run_replay
+    from voicebridge.peers.replay_bench import FrameLog
     from voicebridge.peers.replay_progress import Progress
     from voicebridge.peers.twilio_emulator import Network
 
@@ -235,6 +261,10 @@ def run_replay_command(args: argparse.Namespace) -> int:
             turn_gap_ms=args.turn_gap_ms,
             wav_dir=args.wav_dir,
             progress=progress,
+            bench_dither=args.bench_dither,
+            bench_frames=FrameLog() if args.bench_frames is not None else None,
+            bench_direct_url=args.bench_direct,
+            bench_direct_every=args.bench_direct_every,
         )
         options.check()
         run = _runner(args.event_loop)
@@ -248,6 +278,12 @@ def run_replay_command(args: argparse.Namespace) -> int:
         return 2
     for line in report.table():
         print(line)
+    if options.bench_frames is not None:
+        try:
+            options.bench_frames.write(args.bench_frames)
+        except OSError as exc:
+            print(f"voicebridge replay: cannot write {args.bench_frames}: {exc}", file=sys.stderr)
+            return 1
     if args.json is not None:
         try:
             args.json.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import math
 import random
@@ -32,6 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from voicebridge.core.audio import audioop
 from voicebridge.core.signature import compute_signature
 from voicebridge.peers.recording import Recording
+from voicebridge.peers.replay_bench import FrameLog, dither_payload
 from voicebridge.peers.replay_script import CallScript, Step, TwilioWriter, schedule
 from voicebridge.peers.twilio_player import TwilioPlayer
 from voicebridge.peers.twiml_client import LocalProxy, TwiML, call_params, new_sid, post_webhook
@@ -191,6 +193,9 @@ class EmulatedCall:
         keep_messages: bool = True,
         keep_audio: bool = True,
         open_timeout: float = 10.0,
+        dither_base: int | None = None,
+        frame_log: FrameLog | None = None,
+        direct_url: str | None = None,
     ) -> None:
         """Args beyond the URL and recording:
         loop: play the recording back to back until hang-up (``hangup_at_ms`` or
@@ -199,6 +204,10 @@ class EmulatedCall:
         keep_messages: keep every received message in ``report.received``.
         keep_audio: keep payloads, for ``report.write_wav`` (``caller_audio`` and the
             player's chunks); without it only timings are kept.
+        dither_base, frame_log, direct_url: bench only (``replay_bench``): make frame ``n``
+            unique with id ``dither_base + n``; note each frame's key, due and send times;
+            also send each frame as ``input_audio_buffer.append`` over a WebSocket of its
+            own to ``direct_url`` (the direct baseline).
         """
         self.url = stream_url
         self.proxy = proxy
@@ -243,6 +252,14 @@ class EmulatedCall:
         self._hangup = False
         self._waiter: asyncio.Future[None] | None = None
         self._wake_at = math.inf
+        # Bench only: (dithered payload, due on the call clock) of each media on the uplink.
+        self._dither_base = dither_base
+        self._frame_log = frame_log
+        self._direct_url = direct_url
+        self._direct: ClientConnection | None = None
+        self._bench_q: deque[tuple[str, float]] = deque()
+        self._bench = dither_base is not None or frame_log is not None or direct_url is not None
+        self._frame_no = 0
 
     def now(self) -> float:
         return (time.monotonic() - self._t0) * 1000.0
@@ -268,7 +285,17 @@ class EmulatedCall:
         return uri, headers, where
 
     async def run(self, timeout: float = 120.0) -> CallReport:  # noqa: ASYNC109 (bounds a whole call)
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout), contextlib.AsyncExitStack() as stack:
+            if self._direct_url is not None:
+                self._direct = await stack.enter_async_context(
+                    connect(
+                        self._direct_url,
+                        compression=None,
+                        open_timeout=self.open_timeout,
+                        close_timeout=1,
+                        proxy=None,
+                    )
+                )
             uri, headers, where = self._target()
             opening = time.monotonic()
             async with connect(
@@ -309,9 +336,14 @@ class EmulatedCall:
         due, kind, payload, timestamp, recorded = step
         w = self.writer
         if kind == "media":
+            if self._dither_base is not None:
+                payload = dither_payload(payload, self._dither_base + self._frame_no)
+                self._frame_no += 1
             if self.keep_audio:
                 self.report.caller_audio.append((due, payload))
             self._enqueue(due, w.media(payload, timestamp), _MEDIA)
+            if self._bench:
+                self._bench_q.append((payload, self._last_up))
         elif kind == "connected":
             self._enqueue(due, w.connected(), _OTHER)
         elif kind == "start":
@@ -330,6 +362,9 @@ class EmulatedCall:
             report.frames_sent += 1
             if lag > report.send_lag_max_ms:
                 report.send_lag_max_ms = lag
+            if self._bench:
+                await self._send_bench(ws, text)
+                return False
         elif kind == _ECHO:
             report.echoes_sent += 1
         elif kind == _START:
@@ -342,6 +377,25 @@ class EmulatedCall:
             return True
         await ws.send(text)
         return False
+
+    async def _send_bench(self, ws: ClientConnection, text: str) -> None:
+        """A media message, and its copy on the direct path, noted in the frame log."""
+        payload, due = self._bench_q.popleft()
+        sent = time.monotonic()
+        direct = self._direct
+        if direct is None:
+            await ws.send(text)
+        else:
+            append = '{"type":"input_audio_buffer.append","audio":"' + payload + '"}'
+            # Alternate which leaves first: neither path is always a send late.
+            if self._frame_no & 1:
+                await direct.send(append)
+                await ws.send(text)
+            else:
+                await ws.send(text)
+                await direct.send(append)
+        if self._frame_log is not None:
+            self._frame_log.add(payload, self._t0 + due / 1000.0, sent)
 
     async def _send(self, ws: ClientConnection) -> None:
         steps = schedule(self.script, speed=self.speed, loop=self.loop, tail_ms=self.tail_ms)
