@@ -54,8 +54,8 @@ class Arrivals:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def take(self) -> list[tuple[str, str, float]]:
-        """(kind, key, monotonic seconds) of every arrival since the last call."""
-        out = list(zip(self.kinds, self.keys, self.times, strict=True))
+    def take(self) -> tuple[list[str], list[str], array[float]]:
+        """(kinds, keys, monotonic seconds) of every arrival since the last call, in columns."""
+        out = (self.kinds, self.keys, self.times)
         self.keys, self.times, self.kinds = [], array("d"), []
         return out

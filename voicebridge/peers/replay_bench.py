@@ -70,24 +70,30 @@ def dither_payload(payload: str, ident: int) -> str:
 
 
 class FrameLog:
-    """Per frame: its key, when it was due and when it was sent (``time.monotonic()`` s)."""
+    """Per frame: its key, when it was due and when it was sent (``time.monotonic()`` s), and
+    whether it was also sent on the direct path."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.due = array("d")
         self.sent = array("d")
+        self.direct = bytearray()
 
-    def add(self, payload: str, due: float, sent: float) -> None:
+    def add(self, payload: str, due: float, sent: float, direct: bool = False) -> None:
         if len(payload) >= KEY_CHARS:
             self.keys.append(payload[:KEY_CHARS])
             self.due.append(due)
             self.sent.append(sent)
+            self.direct.append(direct)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def write(self, path: Path) -> None:
-        """One line per frame: ``KEY DUE SENT`` (monotonic seconds, µs resolution)."""
+        """One line per frame: ``KEY DUE SENT D`` (monotonic seconds, µs resolution; D is 1
+        when the frame also went on the direct path)."""
         with path.open("w", encoding="ascii") as f:
-            for key, due, sent in zip(self.keys, self.due, self.sent, strict=True):
-                f.write(f"{key} {due:.6f} {sent:.6f}\n")
+            for key, due, sent, direct in zip(
+                self.keys, self.due, self.sent, self.direct, strict=True
+            ):
+                f.write(f"{key} {due:.6f} {sent:.6f} {direct}\n")

@@ -29,6 +29,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from voicebridge.core.audio import audioop
 from voicebridge.core.signature import compute_signature
@@ -43,6 +44,8 @@ __all__ = ["CallReport", "EmulatedCall", "Network", "place_call"]
 FRAME_MS = 20
 SILENCE_FRAME = base64.b64encode(b"\xff" * 160).decode()
 MAX_KEPT_VIOLATIONS = 200  # per call; ``violation_count`` counts them all
+
+_ZERO_MASK = b"\x00\x00\x00\x00"  # bench only: see _write_now
 
 # What travels the uplink (EmulatedCall._uplink).
 _OTHER, _START, _MEDIA, _ECHO, _STOP = range(5)
@@ -379,23 +382,29 @@ class EmulatedCall:
         return False
 
     async def _send_bench(self, ws: ClientConnection, text: str) -> None:
-        """A media message, and its copy on the direct path, noted in the frame log."""
+        """A media message, and its copy on the direct path, noted in the frame log.
+
+        Written straight to the socket, without waiting for the write buffer to drain:
+        Twilio does not slow down for a slow server either, and a server that stops
+        reading must show up as its own lag, not as the load generator's. It also halves
+        the load generator's cost per frame (one core runs the load and the fake).
+        """
         payload, due = self._bench_q.popleft()
         sent = time.monotonic()
         direct = self._direct
         if direct is None:
-            await ws.send(text)
+            await _write_now(ws, text)
         else:
             append = '{"type":"input_audio_buffer.append","audio":"' + payload + '"}'
             # Alternate which leaves first: neither path is always a send late.
             if self._frame_no & 1:
-                await direct.send(append)
-                await ws.send(text)
+                await _write_now(direct, append)
+                await _write_now(ws, text)
             else:
-                await ws.send(text)
-                await direct.send(append)
+                await _write_now(ws, text)
+                await _write_now(direct, append)
         if self._frame_log is not None:
-            self._frame_log.add(payload, self._t0 + due / 1000.0, sent)
+            self._frame_log.add(payload, self._t0 + due / 1000.0, sent, direct is not None)
 
     async def _send(self, ws: ClientConnection) -> None:
         steps = schedule(self.script, speed=self.speed, loop=self.loop, tail_ms=self.tail_ms)
@@ -525,6 +534,28 @@ class EmulatedCall:
             if report.closed_by is None:
                 report.closed_by = "server"
                 sender.cancel()
+
+
+async def _write_now(ws: ClientConnection, text: str) -> None:
+    """Bench only: ``text`` as one text frame, handed to the transport at once (no drain).
+
+    The frame is built here with an all-zero masking key: legal framing (the server unmasks
+    whatever the key), and it spares the load generator ``websockets``' fresh random key per
+    frame, a ``getrandom`` system call that cost it an eighth of its CPU. The key exists to
+    defeat cache-poisoning proxies; there are none on loopback.
+    """
+    if ws.protocol.state is not State.OPEN:
+        await ws.send(text)  # raises ConnectionClosed as a normal send would
+        return
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        head = bytes((0x81, 0x80 | n))
+    elif n < 65536:
+        head = b"\x81\xfe" + n.to_bytes(2, "big")
+    else:
+        head = b"\x81\xff" + n.to_bytes(8, "big")
+    ws.transport.write(head + _ZERO_MASK + data)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

@@ -1,0 +1,99 @@
+"""``voicebridge serve`` with a candidate optimisation patched in at run time (bench only).
+
+The benchmark may not change ``voicebridge/server`` or ``voicebridge/core``; to put numbers
+on a recommended change it runs the bridge through this launcher instead, which does exactly
+what ``voicebridge serve`` does (environment and ``.env``, settings, logging, ``serve()``) after
+applying the named patches:
+
+* ``asyncio``: none (a check that this launcher adds nothing to ``voicebridge serve``);
+* ``uvloop``: the event loop ``uvicorn[standard]`` ships, instead of ``asyncio.run``'s;
+* ``orjson``: ``orjson.loads`` for parsing Twilio messages and Realtime events;
+* ``notimeout``: no ``asyncio.timeout`` around each upstream send (a timer per frame);
+* ``nomarks``: no ``mark`` after each model audio chunk (an upper bound for mark batching:
+  it breaks the barge-in bookkeeping, so it is a measurement, not a proposal).
+
+    .venv/bin/python bench/run.py --bridge uvloop+notimeout --targets bridge --no-write
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+KNOWN = ("asyncio", "uvloop", "orjson", "notimeout", "nomarks")
+
+
+def patch_orjson() -> None:
+    import orjson
+
+    from voicebridge.core import realtime, twilio
+
+    shim = SimpleNamespace(loads=orjson.loads, dumps=json.dumps)
+    twilio.json = shim  # type: ignore[assignment]
+    realtime.json = shim  # type: ignore[assignment]
+
+
+def patch_notimeout() -> None:
+    from websockets.asyncio.client import ClientConnection
+    from websockets.exceptions import ConnectionClosed
+
+    from voicebridge.server import call
+
+    async def upstream_out(self: Any, conn: ClientConnection) -> None:
+        try:
+            while True:
+                text = await self.upstream_q.get()
+                await conn.send(text)
+        except ConnectionClosed as exc:
+            raise call._UpstreamLost(str(exc)) from None
+
+    call.Call.upstream_out = upstream_out  # type: ignore[method-assign]
+
+
+def patch_nomarks() -> None:
+    from voicebridge.core import call
+
+    original = call.CallCore.render
+
+    def render(self: Any, action: Any, now: float) -> tuple[str, ...]:
+        out = original(self, action, now)
+        if isinstance(action, call.Playback) and len(out) >= 2:
+            return tuple(t for t in out if '"event":"mark"' not in t)
+        return out
+
+    call.CallCore.render = render  # type: ignore[method-assign]
+
+
+def main() -> int:
+    names = sys.argv[1].split("+") if len(sys.argv) > 1 else ["asyncio"]
+    unknown = [n for n in names if n not in KNOWN]
+    if unknown:
+        print(f"variants: unknown {unknown}; known: {KNOWN}", file=sys.stderr)  # noqa: T201
+        return 2
+    from voicebridge.cli import setup_logging
+    from voicebridge.config import Settings, load_environ
+    from voicebridge.server.serve import serve
+
+    settings = Settings.from_env(load_environ(".env"))
+    setup_logging(settings.log_level, settings.log_format)
+    if "orjson" in names:
+        patch_orjson()
+    if "notimeout" in names:
+        patch_notimeout()
+    if "nomarks" in names:
+        patch_nomarks()
+    if "uvloop" in names:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(settings))
+    else:
+        asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
