@@ -76,6 +76,9 @@ async def test_metrics_count_replayed_calls(fake: FakeRealtimeServer, settings: 
     assert m["voicebridge_first_assistant_audio_seconds_count"] == 2
     assert m["voicebridge_response_latency_seconds_count"] >= 2
     assert m["voicebridge_active_calls"] == 0
+    # Queue overflows are visible to a scraper (none here: nothing was slow).
+    assert m["voicebridge_dropped_total{reason=caller_queue}"] == 0
+    assert m["voicebridge_dropped_total{reason=playback_queue}"] == 0
     assert m["voicebridge_event_loop_tasks"] >= 1
 
 

@@ -886,6 +886,7 @@ async def test_stalled_upstream_is_detected_and_replaced_with_a_bounded_queue(
     assert sum(c.played for c in after) > 1000
     # Its caller audio waited in a bounded queue: full, oldest dropped and counted.
     assert result.caller_frames_dropped > 0
+    assert result.stats.caller_queue_dropped == result.caller_frames_dropped  # on /metrics too
     assert peaks[result.stream_sid] == queue_frames
     # The concurrent call never noticed.
     assert other_result.stats.reconnects == 0 and not other_result.failed

@@ -140,6 +140,8 @@ class CallStats:
     truncated_heard_ms: float = 0.0
     truncated_sent_ms: float = 0.0
     late_deltas_dropped: int = 0
+    caller_queue_dropped: int = 0  # oldest caller audio dropped: the upstream was slow
+    playback_queue_dropped: int = 0  # oldest model audio dropped: Twilio was slow
     silence_frames: int = 0  # fed upstream while Twilio sent no media
     idle_reprompts: int = 0
     failed_responses: int = 0

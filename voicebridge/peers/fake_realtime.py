@@ -10,7 +10,8 @@ Upstream faults, for tests, all off by default: refused (``refuse_handshakes``) 
 confirmed (``close_*``), connections that stall (``stall_after_ms``) and raw garbage sent
 to the client (``inject``); ``fault_sessions`` picks which sessions get them.
 Every connection is recorded in a ``FakeSession`` for tests to inspect afterwards. Protocol
-reference: PROTOCOLS.md section B.
+reference: PROTOCOLS.md section B. For the capacity benchmark (``bench/``) only, off by
+default: ``keep_records=False`` and ``bench_arrivals`` (see ``fake_bench``).
 """
 
 from __future__ import annotations

@@ -224,11 +224,13 @@ class Call:
                 if not action.audio:
                     self.upstream_q.put_control(action.text)
                 elif not self.upstream_q.put_audio(action.text):
+                    self.core.stats.caller_queue_dropped += 1
                     self._once(
                         "caller_drop", "upstream not keeping up: dropping oldest caller audio"
                     )
             elif isinstance(action, Playback):
                 if not self.playback_q.put_audio(action):
+                    self.core.stats.playback_queue_dropped += 1
                     self._once(
                         "playback_drop", "Twilio not keeping up: dropping oldest model audio"
                     )

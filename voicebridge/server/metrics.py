@@ -39,6 +39,8 @@ def _totals(stats: CallStats) -> Counter[str]:
     c["failed_responses"] = stats.failed_responses
     c["dtmf"] = stats.dtmf
     c["drops|late_delta"] = stats.late_deltas_dropped
+    c["drops|caller_queue"] = stats.caller_queue_dropped
+    c["drops|playback_queue"] = stats.playback_queue_dropped
     for reason, n in stats.ignored.items():
         c[f"drops|twilio:{reason}"] = n
     for reason, n in stats.upstream_ignored.items():
