@@ -9,8 +9,9 @@ upstream as it is, and each upstream frame back to the caller; nothing else — 
 queues, no tokens. ``GET /metrics`` gives the frames forwarded each way.
 
 Settings come from the environment like ``voicebridge serve`` (``HOST``, ``PORT``,
-``REALTIME_URL``...). It is run like ``voicebridge serve`` runs (``asyncio.run``), or with
-``--loop uvloop``. Bounded: it stops by itself after ``--lifetime`` seconds, or on SIGTERM.
+``REALTIME_URL``...). It runs on the event loop ``voicebridge serve`` runs on (uvloop when
+installed), or with ``--loop asyncio`` on the stdlib's. Bounded: it stops by itself after
+``--lifetime`` seconds, or on SIGTERM.
 
     REALTIME_URL='ws://127.0.0.1:8765/v1/realtime?bench=relay' PORT=8001 \\
         python bench/relay.py --lifetime 120
@@ -31,6 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from voicebridge.cli import event_loop_factory
 from voicebridge.config import Settings
 from voicebridge.errors import UpstreamError
 from voicebridge.server.serve import uvicorn_config
@@ -117,20 +119,17 @@ def main() -> None:
     parser.add_argument("--lifetime", type=float, default=300.0, metavar="S")
     parser.add_argument(
         "--loop",
-        choices=("asyncio", "uvloop"),
-        default="asyncio",
-        help="asyncio: as `voicebridge serve` runs (asyncio.run); uvloop: an experiment",
+        choices=("serve", "asyncio"),
+        default="serve",
+        help="serve: the loop `voicebridge serve` runs on (uvloop when installed); "
+        "asyncio: the stdlib loop",
     )
     args = parser.parse_args()
     settings = Settings.from_env(os.environ)
     coro: Any = serve(settings, args.lifetime)
-    if args.loop == "uvloop":
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(coro)
-    else:
-        asyncio.run(coro)
+    factory = event_loop_factory() if args.loop == "serve" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(coro)
 
 
 if __name__ == "__main__":

@@ -793,7 +793,12 @@ def main() -> int:
         "--direct-every", type=int, default=5, help="calls 0, N, 2N... stream the baseline"
     )
     parser.add_argument("--fake-loop", choices=("uvloop", "asyncio"), default="uvloop")
-    parser.add_argument("--relay-loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--relay-loop",
+        choices=("serve", "asyncio"),
+        default="serve",
+        help="serve: the relay on the same loop as `voicebridge serve` (uvloop when installed)",
+    )
     parser.add_argument(
         "--bridge",
         default="serve",

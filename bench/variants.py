@@ -5,14 +5,17 @@ on a recommended change it runs the bridge through this launcher instead, which 
 what ``voicebridge serve`` does (environment and ``.env``, settings, logging, ``serve()``) after
 applying the named patches:
 
-* ``asyncio``: none (a check that this launcher adds nothing to ``voicebridge serve``);
-* ``uvloop``: the event loop ``uvicorn[standard]`` ships, instead of ``asyncio.run``'s;
-* ``orjson``: ``orjson.loads`` for parsing Twilio messages and Realtime events;
-* ``notimeout``: no ``asyncio.timeout`` around each upstream send (a timer per frame);
+* ``serve``: none (a check that this launcher adds nothing to ``voicebridge serve``);
+* ``asyncio``: the stdlib event loop instead of uvloop (what ``voicebridge serve`` ran on
+  before it picked uvloop);
+* ``orjson``: ``orjson.loads`` for parsing Twilio messages and Realtime events (install
+  orjson by hand);
+* ``sendtimeout``: an ``asyncio.timeout`` around each upstream send again (a timer per
+  frame, the stall check ``voicebridge serve`` used before ``upstream_watch``);
 * ``nomarks``: no ``mark`` after each model audio chunk (an upper bound for mark batching:
   it breaks the barge-in bookkeeping, so it is a measurement, not a proposal).
 
-    .venv/bin/python bench/run.py --bridge uvloop+notimeout --targets bridge --no-write
+    .venv/bin/python bench/run.py --bridge serve+orjson --targets bridge --no-write
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sys
 from types import SimpleNamespace
 from typing import Any
 
-KNOWN = ("asyncio", "uvloop", "orjson", "notimeout", "nomarks")
+KNOWN = ("serve", "asyncio", "orjson", "sendtimeout", "nomarks")
 
 
 def patch_orjson() -> None:
@@ -36,17 +39,21 @@ def patch_orjson() -> None:
     realtime.json = shim  # type: ignore[assignment]
 
 
-def patch_notimeout() -> None:
+def patch_sendtimeout() -> None:
     from websockets.asyncio.client import ClientConnection
     from websockets.exceptions import ConnectionClosed
 
     from voicebridge.server import call
 
     async def upstream_out(self: Any, conn: ClientConnection) -> None:
+        stall = self.settings.upstream_stall_timeout
         try:
             while True:
                 text = await self.upstream_q.get()
-                await conn.send(text)
+                async with asyncio.timeout(stall):
+                    await conn.send(text)
+        except TimeoutError:
+            raise call._UpstreamLost(f"stalled: a send blocked for {stall:g} s") from None
         except ConnectionClosed as exc:
             raise call._UpstreamLost(str(exc)) from None
 
@@ -68,12 +75,12 @@ def patch_nomarks() -> None:
 
 
 def main() -> int:
-    names = sys.argv[1].split("+") if len(sys.argv) > 1 else ["asyncio"]
+    names = sys.argv[1].split("+") if len(sys.argv) > 1 else ["serve"]
     unknown = [n for n in names if n not in KNOWN]
     if unknown:
         print(f"variants: unknown {unknown}; known: {KNOWN}", file=sys.stderr)  # noqa: T201
         return 2
-    from voicebridge.cli import setup_logging
+    from voicebridge.cli import event_loop_factory, setup_logging
     from voicebridge.config import Settings, load_environ
     from voicebridge.server.serve import serve
 
@@ -81,17 +88,13 @@ def main() -> int:
     setup_logging(settings.log_level, settings.log_format)
     if "orjson" in names:
         patch_orjson()
-    if "notimeout" in names:
-        patch_notimeout()
+    if "sendtimeout" in names:
+        patch_sendtimeout()
     if "nomarks" in names:
         patch_nomarks()
-    if "uvloop" in names:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve(settings))
-    else:
-        asyncio.run(serve(settings))
+    factory = None if "asyncio" in names else event_loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(settings))
     return 0
 
 

@@ -144,3 +144,41 @@ def test_statistics() -> None:
     q.get_nowait()
     q.drain_audio()
     assert q.statistics() == QueueStats(audio_waiting=0, control_waiting=0, max_audio=2, dropped=1)
+
+
+async def test_taken_counts_items_handed_out_and_waiting_counts_both_lanes() -> None:
+    """The consumer's progress, which the upstream stall watch reads."""
+    q: FrameQueue[str] = FrameQueue(max_audio=2)
+    q.put_audio("a1")
+    q.put_audio("a2")
+    q.put_audio("a3")  # drops a1: dropped items were never taken
+    q.put_control("c1")
+    assert (q.taken, q.waiting()) == (0, 3)
+    assert await q.get() == "c1"
+    assert q.get_nowait() == "a2"
+    assert (q.taken, q.waiting()) == (2, 1)
+    q.drain_audio()
+    assert q.get_nowait() is None
+    assert (q.taken, q.waiting()) == (2, 0)
+
+
+async def test_a_second_waiting_consumer_is_refused() -> None:
+    """One consumer per queue: a second waiter would miss wake-ups, so it fails loudly."""
+    q: FrameQueue[str] = FrameQueue(max_audio=2)
+    first = asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="one consumer"):
+        await q.get()
+    q.put_audio("a1")
+    assert await first == "a1"
+
+
+async def test_a_cancelled_get_leaves_the_queue_usable() -> None:
+    q: FrameQueue[str] = FrameQueue(max_audio=2)
+    waiting = asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    q.put_control("c1")
+    assert await asyncio.wait_for(q.get(), 1) == "c1"

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when installed (uvicorn[standard] brings it), else asyncio's.
 
     ``asyncio.run`` would always use the stdlib loop, so uvicorn's own choice of uvloop never
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from voicebridge.server.serve import serve
 
-            with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
                 runner.run(serve(settings, fake_upstream=args.fake_upstream))
         elif args.command == "fake-realtime":
             from voicebridge.peers.fake_realtime import FakeRealtimeOptions, run_fake_realtime

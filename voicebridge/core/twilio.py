@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from voicebridge.errors import TwilioProtocolError
 
 __all__ = [
@@ -113,11 +115,9 @@ def parse_twilio(text: str | bytes) -> TwilioEvent:
             the event needs. Unknown event types are returned as ``Unknown``.
     """
     try:
-        msg = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:  # also invalid UTF-8, NaN, and nesting over 1024 deep
         raise TwilioProtocolError("not_json", "frame is not JSON") from None
-    except RecursionError:
-        raise TwilioProtocolError("too_deep", "frame nests too deeply") from None
     if not isinstance(msg, dict):
         raise TwilioProtocolError("bad_shape", "frame is not a JSON object")
     event = msg.get("event")

@@ -40,8 +40,10 @@ class FrameQueue(Generic[T]):
         self._control: deque[T] = deque()
         self._max_audio = max_audio
         self._max_control = max_control
-        self._ready = asyncio.Event()
+        # The one consumer's wake-up; a bare future costs less per frame than an Event.
+        self._waiter: asyncio.Future[None] | None = None
         self.dropped = 0
+        self.taken = 0  # items handed to the consumer: its progress, for stall checks
 
     def put_audio(self, item: T) -> bool:
         """Queue audio; returns False when the oldest queued item was dropped for it."""
@@ -50,14 +52,19 @@ class FrameQueue(Generic[T]):
             self._audio.popleft()
             self.dropped += 1
         self._audio.append(item)
-        self._ready.set()
+        self._wake()
         return not dropped
 
     def put_control(self, item: T) -> None:
         if len(self._control) >= self._max_control:
             raise QueueOverflow(f"{len(self._control)} control messages waiting")
         self._control.append(item)
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def drain_audio(self) -> int:
         """Forget queued audio (barge-in); returns how many items were dropped."""
@@ -73,16 +80,27 @@ class FrameQueue(Generic[T]):
 
     async def get(self) -> T:
         while not (self._control or self._audio):
-            self._ready.clear()
-            await self._ready.wait()
+            if self._waiter is not None:
+                raise RuntimeError("FrameQueue has one consumer")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self.taken += 1
         return self._control.popleft() if self._control else self._audio.popleft()
 
     def get_nowait(self) -> T | None:
         if self._control:
+            self.taken += 1
             return self._control.popleft()
         if self._audio:
+            self.taken += 1
             return self._audio.popleft()
         return None
+
+    def waiting(self) -> int:
+        return len(self._audio) + len(self._control)
 
     def statistics(self) -> QueueStats:
         return QueueStats(len(self._audio), len(self._control), self._max_audio, self.dropped)
