@@ -8,14 +8,14 @@ applying the named patches:
 * ``serve``: none (a check that this launcher adds nothing to ``voicebridge serve``);
 * ``asyncio``: the stdlib event loop instead of uvloop (what ``voicebridge serve`` ran on
   before it picked uvloop);
-* ``orjson``: ``orjson.loads`` for parsing Twilio messages and Realtime events (install
-  orjson by hand);
+* ``stdjson``: the standard ``json.loads`` for parsing Twilio messages and Realtime events,
+  instead of orjson;
 * ``sendtimeout``: an ``asyncio.timeout`` around each upstream send again (a timer per
   frame, the stall check ``voicebridge serve`` used before ``upstream_watch``);
 * ``nomarks``: no ``mark`` after each model audio chunk (an upper bound for mark batching:
   it breaks the barge-in bookkeeping, so it is a measurement, not a proposal).
 
-    .venv/bin/python bench/run.py --bridge serve+orjson --targets bridge --no-write
+    .venv/bin/python bench/run.py --bridge serve+stdjson --targets bridge --no-write
 """
 
 from __future__ import annotations
@@ -26,17 +26,16 @@ import sys
 from types import SimpleNamespace
 from typing import Any
 
-KNOWN = ("serve", "asyncio", "orjson", "sendtimeout", "nomarks")
+KNOWN = ("serve", "asyncio", "stdjson", "sendtimeout", "nomarks")
 
 
-def patch_orjson() -> None:
-    import orjson
-
+def patch_stdjson() -> None:
     from voicebridge.core import realtime, twilio
 
-    shim = SimpleNamespace(loads=orjson.loads, dumps=json.dumps)
-    twilio.json = shim  # type: ignore[assignment]
-    realtime.json = shim  # type: ignore[assignment]
+    # The parsers call orjson.loads and catch orjson.JSONDecodeError (a ValueError).
+    shim = SimpleNamespace(loads=json.loads, JSONDecodeError=ValueError)
+    setattr(twilio, "orjson", shim)  # noqa: B010
+    setattr(realtime, "orjson", shim)  # noqa: B010
 
 
 def patch_sendtimeout() -> None:
@@ -86,8 +85,8 @@ def main() -> int:
 
     settings = Settings.from_env(load_environ(".env"))
     setup_logging(settings.log_level, settings.log_format)
-    if "orjson" in names:
-        patch_orjson()
+    if "stdjson" in names:
+        patch_stdjson()
     if "sendtimeout" in names:
         patch_sendtimeout()
     if "nomarks" in names:

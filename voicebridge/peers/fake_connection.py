@@ -13,12 +13,12 @@ import asyncio
 import binascii
 import collections
 import copy
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -195,7 +195,7 @@ class FakeConnection:
             return event  # a stalled server says nothing more
         if self._keep:
             self._record.sent.append(event)
-        self._outbox.append(json.dumps(event))
+        self._outbox.append(orjson.dumps(event).decode())
         kind = event["type"]
         if kind == "response.done":
             response = event["response"]
@@ -238,8 +238,8 @@ class FakeConnection:
         if self._close_timer is not None and self._opts.close_before_updated:
             return  # closing instead of answering: nothing more is handled
         try:
-            event = json.loads(message)
-        except ValueError:
+            event = orjson.loads(message)
+        except ValueError:  # orjson.JSONDecodeError
             event = None
         if not isinstance(event, dict):
             self._error(

@@ -16,7 +16,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import json
 import math
 import random
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
@@ -503,8 +503,8 @@ class EmulatedCall:
                     self._violation("binary frame (31950)")
                     continue
                 try:
-                    msg = json.loads(raw)
-                except ValueError:
+                    msg = orjson.loads(raw)
+                except ValueError:  # orjson.JSONDecodeError
                     self._violation("not JSON (31951)")
                     continue
                 if keep:
