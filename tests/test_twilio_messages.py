@@ -157,9 +157,14 @@ def test_documented_mark_echo_parses_to_name() -> None:
     assert parse_twilio(json.dumps(msg)) == Mark(stream_sid=DOC_SID, name="my label")
 
 
-@pytest.mark.parametrize(("timestamp", "chunk"), [("5", "2"), (5, 2)], ids=["strings", "ints"])
+@pytest.mark.parametrize(
+    ("timestamp", "chunk"),
+    [("5", "2"), (5, 2), ("5", 2), (5, "2"), ("05", "+2"), (" 5", "2 "), ("５", "2")],
+    ids=["strings", "ints", "mixed", "mixed2", "signs", "spaces", "fullwidth"],
+)
 def test_media_numbers_as_strings_or_ints(timestamp: Any, chunk: Any) -> None:
-    """``media.timestamp`` and ``media.chunk`` parse to the same ints from strings or numbers."""
+    """``media.timestamp`` and ``media.chunk`` parse to the same ints from strings or numbers,
+    whether the frame takes the fast path (plain digit strings) or the checked one."""
     msg = {
         "event": "media",
         "sequenceNumber": "4",

@@ -79,7 +79,7 @@ class Phase(enum.Enum):
 # -- actions -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per caller frame, and frozen __init__ is slow
 class SendUpstream:
     text: str
     audio: bool = False  # caller audio may be dropped under overflow; control never is
