@@ -38,6 +38,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -617,7 +618,20 @@ def by(results: list[dict[str, Any]], target: str, calls: int) -> dict[str, Any]
     return next((r for r in results if r["target"] == target and r["calls"] == calls), None)
 
 
-def targets(results: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+def pair_medians(pairs: list[dict[str, Any]]) -> dict[int, tuple[float, float, float, int]]:
+    """Per call count: (median, lowest, highest) bridge/relay ratio of the usable rounds, and
+    how many rounds were usable (both valid, host steady)."""
+    out: dict[int, tuple[float, float, float, int]] = {}
+    for n in sorted({p["calls"] for p in pairs}):
+        ratios = sorted(p["ratio"] for p in pairs if p["calls"] == n and p["usable"])
+        if ratios:
+            out[n] = (statistics.median(ratios), ratios[0], ratios[-1], len(ratios))
+    return out
+
+
+def targets(
+    results: list[dict[str, Any]], pairs: list[dict[str, Any]] | None = None
+) -> list[tuple[str, str, str]]:
     """(target, verdict, evidence) rows."""
     rows = []
 
@@ -656,7 +670,20 @@ def targets(results: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     # Judged where capacity is decided (>= RATIO_FROM calls) and the host was steady; at a
     # light load both pay mostly per-wakeup costs, shown but not judged.
     judged = [x for c, x, noisy in ratios if c >= RATIO_FROM and not noisy]
-    if judged:
+    medians = pair_medians(pairs or [])
+    if medians:
+        # Back-to-back rounds outweigh single steps: the host's speed drifts by more than
+        # the difference being judged.
+        rows.append((
+            f"CPU per forwarded frame ≤ {TARGET_CPU_RATIO:g}× the relay's "
+            "(median of paired rounds)",
+            "met" if max(m for m, *_ in medians.values()) <= TARGET_CPU_RATIO else "MISSED",
+            "; ".join(f"{c} calls: {m:.2f}× ({lo:.2f}–{hi:.2f}, {k} rounds)"
+                      for c, (m, lo, hi, k) in medians.items())
+            + "; single steps: " + ", ".join(
+                f"{c}: {x:.2f}×{' (noisy host)' if n else ''}" for c, x, n in sorted(ratios)),
+        ))  # fmt: skip
+    elif judged:
         rows.append((
             f"CPU per forwarded frame ≤ {TARGET_CPU_RATIO:g}× the relay's "
             f"(judged from {RATIO_FROM} calls)",
@@ -725,8 +752,27 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 BEGIN, END = "<!-- bench/run.py: begin -->", "<!-- bench/run.py: end -->"
 
 
+def pairs_table(pairs: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| calls | round | order | bridge µs/frame | relay µs/frame | ratio | used |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in pairs:
+        used = "yes" if p["usable"] else f"no: {p['why']}"
+        lines.append(
+            f"| {p['calls']} | {p['round']} | {p['order']} | {fmt(p['bridge_us'])} "
+            f"| {fmt(p['relay_us'])} | {p['ratio']:.2f}× | {used} |"
+        )
+    return lines
+
+
 def write_results(
-    results: list[dict[str, Any]], info: dict[str, Any], command: str, path: Path, elapsed: float
+    results: list[dict[str, Any]],
+    info: dict[str, Any],
+    command: str,
+    path: Path,
+    elapsed: float,
+    pairs: list[dict[str, Any]] | None = None,
 ) -> None:
     lines = [BEGIN, "", "## Latest run", ""]
     lines += [f"Command (from the repository root, {elapsed / 60:.1f} minutes):", "",
@@ -749,8 +795,21 @@ def write_results(
         "",
         "| target | verdict | evidence |",
         "|---|---|---|",
-        *[f"| {a} | {b} | {c} |" for a, b, c in targets(results)],
+        *[f"| {a} | {b} | {c} |" for a, b, c in targets(results, pairs)],
         "",
+    ]
+    if pairs:
+        lines += [
+            "### CPU per frame, paired rounds",
+            "",
+            "Bridge and relay back to back at the same load, the order alternating, so both "
+            "see the same host speed; a round where either was invalid or the target's core "
+            f"ran more than {100 * (NOISY - 1):.0f} % slow is shown but not used.",
+            "",
+            *pairs_table(pairs),
+            "",
+        ]
+    lines += [
         "### What flowed (bridge, measured window)",
         "",
         "| calls | caller frames | model chunks | barge-ins | truncations | late deltas dropped "
@@ -818,6 +877,12 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
+        "--pairs", type=int, default=3, help="paired bridge/relay rounds per --pairs-at load"
+    )
+    parser.add_argument(
+        "--pairs-at", default="100,150", help="calls at which the CPU ratio is measured in pairs"
+    )
+    parser.add_argument(
         "--report-only",
         type=Path,
         metavar="RESULTS_JSON",
@@ -827,7 +892,7 @@ def main() -> int:
     if args.report_only:
         saved = json.loads(args.report_only.read_text())
         write_results(saved["steps"], saved["machine"], saved["command"],
-                      BENCH / "RESULTS.md", saved["elapsed_s"])  # fmt: skip
+                      BENCH / "RESULTS.md", saved["elapsed_s"], saved.get("pairs"))  # fmt: skip
         plot(saved["steps"], BENCH / "results.png")
         return 0
     os.sched_setaffinity(0, {int(LOAD_CORE)})  # this script stays off the target's core
@@ -905,6 +970,35 @@ def main() -> int:
             if not args.keep_going and (r["invalid"] or r["realtime_lost"]):
                 log(f"{target}: stopping here ({'invalid' if r['invalid'] else 'real time lost'})")
                 stopped.add(target)
+    pairs: list[dict[str, Any]] = []
+    if args.pairs and {"bridge", "relay"} <= set(names):
+        for n in (int(x) for x in args.pairs_at.split(",") if x):
+            for i in range(args.pairs):
+                order = ("bridge", "relay") if i % 2 == 0 else ("relay", "bridge")
+                try:
+                    got = {t: run_step(t, n, cfg, log) for t in order}
+                except Exception as exc:  # a broken round must not lose the rest
+                    log(f"pair {n} calls round {i + 1}: failed: {exc!r}")
+                    continue
+                for r in got.values():
+                    for c in best:
+                        best[c] = min(best[c], r["probe_us"][c])
+                b, r = got["bridge"], got["relay"]
+                # CPU per frame depends on the target's core only.
+                slow = {t: got[t]["probe_us"][TARGET_CORE] / best[TARGET_CORE] for t in order}
+                why = "; ".join(
+                    [f"{t} invalid" for t in order if got[t]["invalid"]]
+                    + [f"{t}: core {TARGET_CORE} {100 * (slow[t] - 1):.0f} % slow"
+                       for t in order if slow[t] > NOISY]
+                )  # fmt: skip
+                ratio = (b["cpu_us_per_frame"] or 0.0) / (r["cpu_us_per_frame"] or math.inf)
+                pairs.append(dict(
+                    calls=n, round=i + 1, order=" then ".join(order),
+                    bridge_us=b["cpu_us_per_frame"], relay_us=r["cpu_us_per_frame"],
+                    ratio=ratio, usable=not why, why=why,
+                ))  # fmt: skip
+                note = f" (not used: {why})" if why else ""
+                log(f"pair {n} calls round {i + 1}: {ratio:.2f}×{note}")
     for r in results:  # against the fastest speed seen in the whole run
         r["slowdown"] = {c: r["probe_us"][c] / best[c] for c in best}
         r["noisy"] = max(r["slowdown"].values()) > NOISY
@@ -912,15 +1006,21 @@ def main() -> int:
         r["cpu_us_per_frame_norm"] = us / r["slowdown"][TARGET_CORE] if us else None
     info["probe_best_us"] = best
     elapsed = time.monotonic() - started
-    payload = {"machine": info, "command": command, "elapsed_s": elapsed, "steps": results}
+    payload = {
+        "machine": info,
+        "command": command,
+        "elapsed_s": elapsed,
+        "steps": results,
+        "pairs": pairs,
+    }
     if args.json:
         args.json.write_text(json.dumps(payload, indent=1))
     (args.out / "results.json").write_text(json.dumps(payload, indent=1))
-    for a, b, c in targets(results):
+    for a, b, c in targets(results, pairs):
         log(f"target: {a}: {b} ({c})")
     if not args.no_write and results:
         (BENCH / "results.json").write_text(json.dumps(payload, indent=1))
-        write_results(results, info, command, BENCH / "RESULTS.md", elapsed)
+        write_results(results, info, command, BENCH / "RESULTS.md", elapsed, pairs)
         plot(results, BENCH / "results.png")
         log("wrote bench/RESULTS.md and bench/results.png")
     return 0
