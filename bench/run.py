@@ -226,13 +226,13 @@ def analyze_frames(
     send_lag: list[float] = []
     sent_direct = 0
     for line in frames.read_text().splitlines():
-        key, d, s, direct = line.split()
+        key, d, s, is_direct = line.split()
         t = float(d)
         if w0 <= t <= w1:
             due[key] = t
             sent_at[key] = float(s)
             send_lag.append((float(s) - t) * 1000.0)
-            sent_direct += direct == "1"
+            sent_direct += is_direct == "1"
     lags: dict[str, list[float]] = {path_kind: [], "d": []}
     fake_delay: list[float] = []
     times = array("d")
@@ -242,16 +242,16 @@ def analyze_frames(
         raise RuntimeError(f"{arrivals}: {len(lines)} keys but {len(times)} times")
     for line, at in zip(lines, times, strict=True):
         kind, key = line.split()
-        t = due.get(key)
-        if t is not None and kind in lags:
-            lags[kind].append((at - t) * 1000.0)
+        due_at = due.get(key)
+        if due_at is not None and kind in lags:
+            lags[kind].append((at - due_at) * 1000.0)
             if kind == "d":
                 fake_delay.append((at - sent_at[key]) * 1000.0)
     path, direct = percentiles(lags[path_kind]), percentiles(lags["d"])
-    added = {
-        q: (path[q] - direct[q]) if path[q] is not None and direct[q] is not None else None
-        for q in ("p50", "p99", "p999")
-    }
+    added: dict[str, float | None] = {}
+    for q in ("p50", "p99", "p999"):
+        pq, dq = path[q], direct[q]
+        added[q] = pq - dq if pq is not None and dq is not None else None
     return {
         "frames": len(due),
         "path": path,
@@ -939,7 +939,7 @@ def main() -> int:
     log(f"idle probe: core 0 {best[TARGET_CORE]:.0f} us, core 1 {best[LOAD_CORE]:.0f} us")
 
     def noise(r: dict[str, Any]) -> float:
-        return max(r["probe_us"][c] / best[c] for c in best)
+        return max(float(r["probe_us"][c]) / best[c] for c in best)
 
     for n in steps:
         for target in names:
@@ -1016,8 +1016,8 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(payload, indent=1))
     (args.out / "results.json").write_text(json.dumps(payload, indent=1))
-    for a, b, c in targets(results, pairs):
-        log(f"target: {a}: {b} ({c})")
+    for name, verdict, evidence in targets(results, pairs):
+        log(f"target: {name}: {verdict} ({evidence})")
     if not args.no_write and results:
         (BENCH / "results.json").write_text(json.dumps(payload, indent=1))
         write_results(results, info, command, BENCH / "RESULTS.md", elapsed, pairs)
