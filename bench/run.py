@@ -754,14 +754,20 @@ BEGIN, END = "<!-- bench/run.py: begin -->", "<!-- bench/run.py: end -->"
 
 def pairs_table(pairs: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| calls | round | order | bridge µs/frame | relay µs/frame | ratio | used |",
+        "| calls | round | order | bridge µs/frame (runs) | relay µs/frame (runs) | ratio | used |",
         "|---|---|---|---|---|---|---|",
     ]
+
+    def runs(p: dict[str, Any], target: str) -> str:
+        each = p.get(f"{target}_runs")  # absent in results.json files of older runs
+        inner = f" ({', '.join(fmt(x) for x in each)})" if each else ""
+        return f"{fmt(p[f'{target}_us'])}{inner}"
+
     for p in pairs:
         used = "yes" if p["usable"] else f"no: {p['why']}"
         lines.append(
-            f"| {p['calls']} | {p['round']} | {p['order']} | {fmt(p['bridge_us'])} "
-            f"| {fmt(p['relay_us'])} | {p['ratio']:.2f}× | {used} |"
+            f"| {p['calls']} | {p['round']} | {p['order']} | {runs(p, 'bridge')} "
+            f"| {runs(p, 'relay')} | {p['ratio']:.2f}× | {used} |"
         )
     return lines
 
@@ -802,9 +808,11 @@ def write_results(
         lines += [
             "### CPU per frame, paired rounds",
             "",
-            "Bridge and relay back to back at the same load, the order alternating, so both "
-            "see the same host speed; a round where either was invalid or the target's core "
-            f"ran more than {100 * (NOISY - 1):.0f} % slow is shown but not used.",
+            "Bridge (B) and relay (R) back to back at the same load, four runs a round in the "
+            "order A B B A, which target goes first alternating: a host speed drifting through "
+            "the round weighs on both alike. The ratio is the mean of the bridge's two runs "
+            "over the relay's two. A round where any run was invalid or the target's core ran "
+            f"more than {100 * (NOISY - 1):.0f} % slow is shown but not used.",
             "",
             *pairs_table(pairs),
             "",
@@ -974,28 +982,39 @@ def main() -> int:
     if args.pairs and {"bridge", "relay"} <= set(names):
         for n in (int(x) for x in args.pairs_at.split(",") if x):
             for i in range(args.pairs):
-                order = ("bridge", "relay") if i % 2 == 0 else ("relay", "bridge")
+                # A B B A: each target once early and once late in the round, so a host
+                # speed drifting through the round cancels out instead of favouring one.
+                a, z = ("bridge", "relay") if i % 2 == 0 else ("relay", "bridge")
+                order = (a, z, z, a)
                 try:
-                    got = {t: run_step(t, n, cfg, log) for t in order}
+                    runs = [(t, run_step(t, n, cfg, log)) for t in order]
                 except Exception as exc:  # a broken round must not lose the rest
                     log(f"pair {n} calls round {i + 1}: failed: {exc!r}")
                     continue
-                for r in got.values():
+                for _, r in runs:
                     for c in best:
                         best[c] = min(best[c], r["probe_us"][c])
-                b, r = got["bridge"], got["relay"]
-                # CPU per frame depends on the target's core only.
-                slow = {t: got[t]["probe_us"][TARGET_CORE] / best[TARGET_CORE] for t in order}
-                why = "; ".join(
-                    [f"{t} invalid" for t in order if got[t]["invalid"]]
-                    + [f"{t}: core {TARGET_CORE} {100 * (slow[t] - 1):.0f} % slow"
-                       for t in order if slow[t] > NOISY]
-                )  # fmt: skip
-                ratio = (b["cpu_us_per_frame"] or 0.0) / (r["cpu_us_per_frame"] or math.inf)
+                problems = []
+                for k, (t, r) in enumerate(runs):
+                    # CPU per frame depends on the target's core only.
+                    slow = r["probe_us"][TARGET_CORE] / best[TARGET_CORE]
+                    if r["invalid"]:
+                        problems.append(f"{t} (run {k + 1}) invalid")
+                    elif slow > NOISY:
+                        problems.append(
+                            f"{t} (run {k + 1}): core {TARGET_CORE} {100 * (slow - 1):.0f} % slow"
+                        )
+                why = "; ".join(problems)
+                us = {t: [r["cpu_us_per_frame"] or math.nan for u, r in runs if u == t]
+                      for t in (a, z)}  # fmt: skip
+                b_us, r_us = statistics.fmean(us["bridge"]), statistics.fmean(us["relay"])
+                ratio = b_us / r_us if r_us else math.inf
+                if not why and not math.isfinite(ratio):
+                    why = "no CPU figure"
                 pairs.append(dict(
-                    calls=n, round=i + 1, order=" then ".join(order),
-                    bridge_us=b["cpu_us_per_frame"], relay_us=r["cpu_us_per_frame"],
-                    ratio=ratio, usable=not why, why=why,
+                    calls=n, round=i + 1, order=" ".join(t[0].upper() for t in order),
+                    bridge_us=b_us, relay_us=r_us, bridge_runs=us["bridge"],
+                    relay_runs=us["relay"], ratio=ratio, usable=not why, why=why,
                 ))  # fmt: skip
                 note = f" (not used: {why})" if why else ""
                 log(f"pair {n} calls round {i + 1}: {ratio:.2f}×{note}")
