@@ -60,13 +60,13 @@ def patch_sendtimeout() -> None:
 
 
 def patch_nomarks() -> None:
-    from voicebridge.core import call
+    from voicebridge.core import actions, call
 
     original = call.CallCore.render
 
     def render(self: Any, action: Any, now: float) -> tuple[str, ...]:
         out = original(self, action, now)
-        if isinstance(action, call.Playback) and len(out) >= 2:
+        if isinstance(action, actions.Playback) and len(out) >= 2:
             return tuple(t for t in out if '"event":"mark"' not in t)
         return out
 

@@ -11,8 +11,7 @@ import pytest
 
 from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
-from voicebridge.core.call import (
-    CallCore,
+from voicebridge.core.actions import (
     EndCall,
     FlushPlayback,
     Playback,
@@ -20,6 +19,7 @@ from voicebridge.core.call import (
     SendTwilio,
     SendUpstream,
 )
+from voicebridge.core.call import CallCore
 
 CLIENT_EVENT = pydantic.TypeAdapter(ort.RealtimeClientEvent)
 SID = "MZ" + "1" * 32

@@ -1,10 +1,16 @@
 """One call: the Twilio socket and the Realtime socket, joined by bounded queues.
 
-``run_call`` owns four tasks in one TaskGroup — a receive half and a send half for each
-direction, so neither socket's reader ever waits on the other socket:
+``run_call`` owns the call's tasks in one TaskGroup. The audio moves through two pumps, a
+receive half and a send half for each direction, so neither socket's reader ever waits on
+the other socket:
 
     twilio-in  --(upstream queue: caller audio, control)-->  upstream-out
     upstream-in --(playback queue: model audio, marks, clear)--> twilio-out
+
+The upstream side (``upstream-in``, ``upstream-out``, ``upstream-watch``, ``session-clock``)
+lives in a nested TaskGroup, so a lost upstream can be replaced mid-call; beside the pumps run
+``media-watch`` (silence upstream when Twilio's media stops), ``closer``, ``tools`` and,
+with ``RECORD_DIR``, ``recorder``.
 
 Any task ends the call by raising ``_CallEnded``; the TaskGroup then cancels the rest and
 ``run_call`` closes both sockets. A failed call closes Twilio's socket so the TwiML after
@@ -29,20 +35,18 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from voicebridge.config import Settings
 from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
-from voicebridge.core.call import (
+from voicebridge.core.actions import (
     Action,
-    CallCore,
-    CallPolicy,
     CallStats,
     EndCall,
     FlushPlayback,
-    Phase,
     Playback,
     Probe,
     RunTool,
     SendTwilio,
     SendUpstream,
 )
+from voicebridge.core.call import CallCore, CallPolicy, Phase
 from voicebridge.core.stall import StallWatch
 from voicebridge.errors import ProtocolError, UpstreamError
 from voicebridge.server.queues import FrameQueue, QueueOverflow
