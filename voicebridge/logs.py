@@ -8,7 +8,18 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["JsonFormatter", "setup_logging"]
+__all__ = ["JsonFormatter", "mask_number", "setup_logging"]
+
+
+def mask_number(number: str) -> str:
+    """+14155550123 -> +1415***0123: enough to recognise a number, not to dial it.
+
+    Every phone number voicebridge writes (log lines, recorded ``start`` messages) goes
+    through here; a short one is hidden whole, and an absent one stays empty.
+    """
+    if len(number) <= 6:
+        return "***" if number else ""
+    return number[:5] + "***" + number[-4:]
 
 
 class JsonFormatter(logging.Formatter):

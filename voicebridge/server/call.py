@@ -49,6 +49,7 @@ from voicebridge.core.actions import (
 from voicebridge.core.call import CallCore, CallPolicy, Phase
 from voicebridge.core.stall import StallWatch
 from voicebridge.errors import ProtocolError, UpstreamError
+from voicebridge.logs import mask_number
 from voicebridge.server.queues import FrameQueue, QueueOverflow
 from voicebridge.server.recorder import CallRecorder
 from voicebridge.server.tools import Ending, Toolbox
@@ -168,13 +169,6 @@ def transcript_path(record_dir: str, call_sid: str) -> Path:
     day = time.strftime("%Y-%m-%d", time.gmtime())
     safe = "".join(ch for ch in call_sid if ch.isalnum()) or "unknown"
     return Path(record_dir) / day / f"{safe}.transcript.jsonl"
-
-
-def mask_number(number: str) -> str:
-    """+14155550123 -> +1415***0123; keeps enough to recognise a number in logs."""
-    if len(number) <= 6:
-        return "***" if number else ""
-    return number[:5] + "***" + number[-4:]
 
 
 class Call:

@@ -24,6 +24,7 @@ from typing import Any
 
 from voicebridge.core.admission import TOKEN_PARAMETER
 from voicebridge.core.audio import audioop
+from voicebridge.logs import mask_number
 
 __all__ = ["CallRecorder"]
 
@@ -31,10 +32,6 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 1.0  # s
 _BLOCK_S = 10  # the WAV is written ten seconds at a time
-
-
-def _mask(number: str) -> str:
-    return number[:5] + "***" + number[-4:] if len(number) > 6 else "***"
 
 
 def _redact_start(text: str) -> str:
@@ -48,7 +45,7 @@ def _redact_start(text: str) -> str:
         params.pop(TOKEN_PARAMETER, None)
         for key in ("From", "To"):
             if isinstance(params.get(key), str):
-                params[key] = _mask(params[key])
+                params[key] = mask_number(params[key])
     return json.dumps(msg, separators=(",", ":"))
 
 
