@@ -33,7 +33,6 @@ import json
 import math
 import os
 import platform
-import re
 import secrets
 import shutil
 import signal
@@ -266,19 +265,6 @@ def analyze_frames(
     }
 
 
-_ENDED = re.compile(r"call ended .*?caller_dropped=(\d+) playback_dropped=(\d+)")
-
-
-def queue_drops(log: Path) -> tuple[int, int, int]:
-    """(calls ended, caller frames dropped, model chunks dropped) from the bridge's log."""
-    calls = caller = playback = 0
-    for m in _ENDED.finditer(log.read_text(errors="replace")):
-        calls += 1
-        caller += int(m.group(1))
-        playback += int(m.group(2))
-    return calls, caller, playback
-
-
 def active_calls(target: str, port: int) -> int:
     if target == "bridge":
         return int(json.loads(http_get(port, "/readyz")[1]).get("active_calls", 0))
@@ -464,9 +450,6 @@ def run_step(target: str, n: int, cfg: Config, log: Any) -> dict[str, Any]:
     kind = "b" if target == "bridge" else "r"
     lag = analyze_frames(step_dir / "frames.txt", step_dir / "arrivals.txt", w0, w1, kind)
     report = json.loads((step_dir / "replay.json").read_text())
-    calls_ended, caller_dropped, playback_dropped = (
-        queue_drops(step_dir / "bridge.log") if target == "bridge" else (0, 0, 0)
-    )
     overload_drops = sum(v for k, v in drops.items() if k != "late_delta")
     lost = lag["frames"] - round(lag["delivered"] * lag["frames"])
     result.update(
@@ -484,9 +467,10 @@ def run_step(target: str, n: int, cfg: Config, log: Any) -> dict[str, Any]:
         replay_cpu_core=(r1 - r0) / window,
         lag=lag,
         dropped_total=drops,
-        queue_drops={"calls_ended": calls_ended, "caller": caller_dropped,
-                     "playback": playback_dropped},
-        drops=overload_drops + caller_dropped + playback_dropped + lost,
+        # On /metrics with the other drops (reason caller_queue / playback_queue).
+        queue_drops={"caller": drops.get("caller_queue", 0.0),
+                     "playback": drops.get("playback_queue", 0.0)},
+        drops=overload_drops + lost,
         mix={
             "caller_frames": m1.get("voicebridge_caller_frames_total", 0.0)
             - m0.get("voicebridge_caller_frames_total", 0.0),

@@ -12,6 +12,9 @@ applying the named patches:
   instead of orjson;
 * ``sendtimeout``: an ``asyncio.timeout`` around each upstream send again (a timer per
   frame, the stall check ``voicebridge serve`` used before ``upstream_watch``);
+* ``nomediawatch``: no media-gap watch (the task per call that feeds silence upstream when
+  Twilio's media stops, about 12 wake-ups a second per call): an upper bound for any cheaper
+  watch; without it a carrier's silence starves the model's VAD, so a measurement only;
 * ``nomarks``: no ``mark`` after each model audio chunk (an upper bound for mark batching:
   it breaks the barge-in bookkeeping, so it is a measurement, not a proposal).
 
@@ -26,7 +29,7 @@ import sys
 from types import SimpleNamespace
 from typing import Any
 
-KNOWN = ("serve", "asyncio", "stdjson", "sendtimeout", "nomarks")
+KNOWN = ("serve", "asyncio", "stdjson", "sendtimeout", "nomediawatch", "nomarks")
 
 
 def patch_stdjson() -> None:
@@ -73,6 +76,15 @@ def patch_nomarks() -> None:
     call.CallCore.render = render  # type: ignore[method-assign]
 
 
+def patch_nomediawatch() -> None:
+    from voicebridge.server import call
+
+    async def media_watch(self: Any) -> None:
+        await asyncio.sleep(3600)
+
+    call.Call.media_watch = media_watch  # type: ignore[method-assign]
+
+
 def main() -> int:
     names = sys.argv[1].split("+") if len(sys.argv) > 1 else ["serve"]
     unknown = [n for n in names if n not in KNOWN]
@@ -89,6 +101,8 @@ def main() -> int:
         patch_stdjson()
     if "sendtimeout" in names:
         patch_sendtimeout()
+    if "nomediawatch" in names:
+        patch_nomediawatch()
     if "nomarks" in names:
         patch_nomarks()
     factory = None if "asyncio" in names else event_loop_factory()
