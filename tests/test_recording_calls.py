@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from pathlib import Path
 
+import pytest
+
 from tests.servers import running_bridge
 from tests.test_calls import wait_until
+from tests.test_operate import scrape
 from voicebridge.config import Settings
+from voicebridge.core.audio import audioop
 from voicebridge.peers.fake_realtime import FakeRealtimeServer
 from voicebridge.peers.recording import load_recording, packaged_call
 from voicebridge.peers.twilio_emulator import Network, place_call
@@ -36,11 +41,17 @@ async def test_recorded_call_replays_to_the_same_media(
     first = load_recording(recorded)
     assert [m["event"] for m in first.messages[:2]] == ["connected", "start"]
     assert first.payloads == [p for _, p in report.caller_audio]
-    # The WAV: stereo, the caller left, the model right, cut at the barge-in.
+    # The WAV: stereo, the caller left, the model right, cut at the barge-in: the model's
+    # channel holds what the caller heard, not the whole answer the model sent ahead.
     [wav] = list(first_dir.glob("*/*.wav"))
     with wave.open(str(wav)) as w:
         assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 8000, 2)
         assert w.getnframes() >= 8 * 6000
+        right = audioop.tomono(w.readframes(w.getnframes()), 2, 0, 1)
+    model_ms = 20 * sum(1 for i in range(0, len(right), 320) if audioop.max(right[i : i + 320], 2))
+    heard_ms = report.player.heard_ms()
+    assert report.received_events("clear") and 1000 < heard_ms
+    assert abs(model_ms - heard_ms) < 200, (model_ms, heard_ms)
     # Replayed through the bridge and recorded again: the same media.
     with running_bridge(settings, record_dir=str(second_dir)) as bridge:
         await place_call(bridge.webhook, first, speed=4.0)
@@ -49,17 +60,22 @@ async def test_recorded_call_replays_to_the_same_media(
     assert load_recording(again).payloads == first.payloads
 
 
-async def test_unwritable_record_dir_does_not_stop_the_call(
-    fake: FakeRealtimeServer, settings: Settings, tmp_path: Path, caplog: object
+async def test_unwritable_record_dir_does_not_stop_the_calls(
+    fake: FakeRealtimeServer, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A recording that cannot be written is logged once; the call goes on."""
+    """Calls on an unwritable RECORD_DIR go on; one warning for all, each failure counted."""
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
     with running_bridge(settings, record_dir=str(blocked / "calls")) as bridge:
-        report = await place_call(
-            bridge.webhook, packaged_call("books_a_table"), speed=4.0, tail_ms=1500
+        reports = await asyncio.gather(
+            *(
+                place_call(bridge.webhook, packaged_call("books_a_table"), speed=4.0, tail_ms=1500)
+                for _ in range(2)
+            )
         )
         wait_until(lambda: bridge.state.active_calls == 0)
-    [result] = bridge.state.last_results
-    assert not result.failed and report.player.heard_ms() > 500
-    assert str(caplog.text).count("recording stopped for this call") == 1  # type: ignore[attr-defined]
+        metrics = scrape(bridge)
+    assert [r.failed for r in bridge.state.last_results] == [False, False]
+    assert all(report.player.heard_ms() > 500 for report in reports)
+    assert caplog.text.count("recording failed") == 1
+    assert metrics["voicebridge_recording_failures_total"] >= 2

@@ -22,6 +22,7 @@ from voicebridge.core.twiml import say_twiml, stream_twiml, stream_url
 from voicebridge.server.call import Call, CallResult
 from voicebridge.server.guard import Guard
 from voicebridge.server.metrics import Metrics
+from voicebridge.server.recorder import RecordingHealth
 from voicebridge.server.tools import Toolbox, load_custom_tools
 
 __all__ = ["AppState", "create_app"]
@@ -90,7 +91,12 @@ def create_app(settings: Settings) -> Starlette:
     guard = Guard(settings)
     toolbox = Toolbox(settings, load_custom_tools(settings.custom_tools))
     calls: set[Call] = set()
-    metrics = Metrics(live=lambda: [c.core.stats for c in calls], rejected=lambda: guard.rejected)
+    recording = RecordingHealth()
+    metrics = Metrics(
+        live=lambda: [c.core.stats for c in calls],
+        rejected=lambda: guard.rejected,
+        recording_failures=lambda: recording.failures,
+    )
     state = AppState(guard, metrics, calls=calls)
 
     async def twilio_request(request: Request) -> tuple[Response | None, dict[str, str]]:
@@ -187,7 +193,14 @@ def create_app(settings: Settings) -> Starlette:
             await websocket.close(code=1013)  # before accept: an HTTP 403
             return
         await websocket.accept()
-        call = Call(websocket, settings, guard.admit, observe=metrics.observe, toolbox=toolbox)
+        call = Call(
+            websocket,
+            settings,
+            guard.admit,
+            observe=metrics.observe,
+            toolbox=toolbox,
+            recording=recording,
+        )
         state.calls.add(call)
         state.no_calls.clear()
         state.active_calls += 1

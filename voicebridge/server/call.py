@@ -25,7 +25,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -51,7 +50,7 @@ from voicebridge.core.stall import StallWatch
 from voicebridge.errors import ProtocolError, UpstreamError
 from voicebridge.logs import mask_number
 from voicebridge.server.queues import FrameQueue, QueueOverflow
-from voicebridge.server.recorder import CallRecorder
+from voicebridge.server.recorder import CallRecorder, RecordingHealth, write_transcript
 from voicebridge.server.tools import Ending, Toolbox
 from voicebridge.server.twilio_rest import TwilioRestError, rest_configured, update_call
 from voicebridge.server.upstream import close_upstream, open_upstream
@@ -165,12 +164,6 @@ def _now() -> float:
     return time.monotonic() * 1000.0
 
 
-def transcript_path(record_dir: str, call_sid: str) -> Path:
-    day = time.strftime("%Y-%m-%d", time.gmtime())
-    safe = "".join(ch for ch in call_sid if ch.isalnum()) or "unknown"
-    return Path(record_dir) / day / f"{safe}.transcript.jsonl"
-
-
 class Call:
     """One call's sockets, queues and tasks; ``run`` it, ``request_close`` to end it well."""
 
@@ -181,8 +174,10 @@ class Call:
         admit: Admit,
         observe: Callable[[str, float], None] = lambda name, ms: None,
         toolbox: Toolbox | None = None,
+        recording: RecordingHealth | None = None,
     ) -> None:
         self.ws = ws
+        self.recording = recording or RecordingHealth()
         self.observe = observe
         self.toolbox = toolbox or Toolbox(settings, [])
         # Tool calls wait here for the tools task; a model calling more than this many at
@@ -558,7 +553,9 @@ class Call:
             self.admitted = True
             self._call_started()
             if self.settings.record_dir:
-                self.recorder = CallRecorder(self.settings.record_dir, self.core.start.call_sid)
+                self.recorder = CallRecorder(
+                    self.settings.record_dir, self.core.start.call_sid, self.recording
+                )
                 for text in self._early:
                     self.recorder.inbound(text)
                 self._early.clear()
@@ -607,22 +604,11 @@ class Call:
         if self.recorder is not None:
             await self.recorder.finish(self.core.started_at or 0.0)
         if self.settings.record_dir and self.core.transcript.turns and start is not None:
-            await self._write_transcript(start.call_sid)
+            records = [turn.as_record() for turn in self.core.transcript.turns]
+            await write_transcript(
+                self.settings.record_dir, start.call_sid, records, self.recording
+            )
         return result
-
-    async def _write_transcript(self, call_sid: str) -> None:
-        """One JSON line per turn; barge-ins marked. Written in a thread, off the loop."""
-        lines = [json.dumps(turn.as_record()) for turn in self.core.transcript.turns]
-        path = transcript_path(self.settings.record_dir, call_sid)
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-        try:
-            await asyncio.to_thread(write)
-        except OSError as exc:
-            self.log.warning("transcript not written to %s: %s", path, exc)
 
     async def _close_twilio(self, code: int) -> None:
         # Closing our side makes Twilio run the TwiML after </Connect>: for a failed call,

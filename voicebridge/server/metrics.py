@@ -122,6 +122,11 @@ def _families(totals: Counter[str], m: Metrics) -> Iterable[Metric]:
     for event, n in sorted(m.stream_events.items()):
         streams.add_metric([event], n)
     yield streams
+    yield CounterMetricFamily(
+        "voicebridge_recording_failures",
+        "RECORD_DIR writes that failed (the calls went on unrecorded)",
+        value=m.recording_failures(),
+    )
     yield GaugeMetricFamily("voicebridge_active_calls", "calls in progress", value=len(m.live()))
 
 
@@ -129,11 +134,15 @@ class Metrics:
     """One registry per app (tests run many apps in one process)."""
 
     def __init__(
-        self, live: Callable[[], list[CallStats]], rejected: Callable[[], Counter[str]]
+        self,
+        live: Callable[[], list[CallStats]],
+        rejected: Callable[[], Counter[str]],
+        recording_failures: Callable[[], int] = lambda: 0,
     ) -> None:
         self.registry = CollectorRegistry()
         self.live = live
         self.rejected = rejected
+        self.recording_failures = recording_failures
         self.finished: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.stream_events: Counter[str] = Counter()
