@@ -12,9 +12,9 @@ applying the named patches:
   instead of orjson;
 * ``sendtimeout``: an ``asyncio.timeout`` around each upstream send again (a timer per
   frame, the stall check ``voicebridge serve`` used before ``upstream_watch``);
-* ``nomediawatch``: no media-gap watch (the task per call that feeds silence upstream when
-  Twilio's media stops, about 12 wake-ups a second per call): an upper bound for any cheaper
-  watch; without it a carrier's silence starves the model's VAD, so a measurement only;
+* ``nomediawatch``: no media-gap watch (per call, a timer re-armed about ten times a second
+  and a task that feeds silence upstream when Twilio's media stops): an upper bound for any
+  cheaper watch; without it a carrier's silence starves the model's VAD, so a measurement only;
 * ``nomarks``: no ``mark`` after each model audio chunk (an upper bound for mark batching:
   it breaks the barge-in bookkeeping, so it is a measurement, not a proposal).
 
