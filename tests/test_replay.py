@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import dataclasses
 import json
 import subprocess
 import sys
+import threading
+import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,8 @@ from voicebridge.config import Secret, Settings
 from voicebridge.peers.fake_realtime import FakeRealtimeServer
 from voicebridge.peers.recording import Recording, packaged_call
 from voicebridge.peers.replay import ReplayOptions, run_replay
-from voicebridge.peers.replay_script import SILENCE_PAYLOAD
-from voicebridge.peers.twilio_emulator import Network
+from voicebridge.peers.replay_script import SILENCE_PAYLOAD, CallScript
+from voicebridge.peers.twilio_emulator import CallReport, Network
 
 AUTH = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://voice.example.com"
@@ -58,6 +61,7 @@ async def test_webhook_smoke_run(
     assert data["calls"] == {
         "total": 3,
         "ok": 3,
+        "ok_reasons": {"caller_hung_up": 3},
         "failed": 0,
         "failed_reasons": {},
         "failed_examples": {},
@@ -85,6 +89,85 @@ async def test_webhook_smoke_run(
     assert data["frames"]["sent"] > 1000 and data["frames"]["echoes_sent"] > 0
     wavs = await asyncio.to_thread(lambda: sorted(tmp_path.glob("*.wav")))
     assert len(wavs) == 3
+
+
+async def test_wav_is_what_the_caller_heard_cut_at_the_clear(
+    fake: FakeRealtimeServer, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--wav-dir: the caller left, the assistant right until the barge-in's clear, then
+    silence until the caller stops; the WAV is built off the event loop."""
+    threads: list[int] = []
+    write_wav = CallReport.write_wav
+
+    def spy(report: CallReport, path: str | Path) -> None:
+        threads.append(threading.get_ident())
+        write_wav(report, path)
+
+    monkeypatch.setattr(CallReport, "write_wav", spy)
+    speed = 6.0  # the first answer plays well before the caller talks over it
+    with running_bridge(settings) as bridge:
+        report = await run_replay(
+            ReplayOptions(
+                recordings=[packaged_call("interrupts")],
+                webhook_url=bridge.webhook,
+                speed=speed,
+                wav_dir=tmp_path,
+            )
+        )
+    assert threads and threading.get_ident() not in threads
+    [call] = report.outcomes
+    assert call.ok and call.metrics is not None and call.duration_ms is not None
+    m = call.metrics
+    assert m.first_audio_ms is not None and len(m.barge_in_ms) == 1
+    script = CallScript.from_recording(packaged_call("interrupts"))
+    (s1, e1), (s2, e2) = script.speech_on_call_clock(speed=speed, loop=False, until_ms=1e9)
+    cleared = s2 + m.barge_in_ms[0]
+    assert cleared < e2 - 50
+    [path] = await asyncio.to_thread(lambda: list(tmp_path.glob("*.wav")))
+    left, right = await asyncio.to_thread(stereo_tracks, path)
+    assert abs(len(right) / 8 - call.duration_ms) < 50  # no padding after the hang-up
+    assert peak(left, s1, e1) > 5000 and peak(left, e1 + 20, s2 - 20) < 1000  # the caller
+    assert peak(right, 0, m.first_audio_ms - 1) == 0  # nothing before the first answer
+    assert peak(right, m.first_audio_ms, cleared) > 5000  # the answer, playing at the barge-in
+    assert peak(right, cleared + 1, e2) == 0  # the clear cut it: silence while the caller talks
+    assert peak(right, e2, call.duration_ms) > 5000  # then the answer to the interruption
+
+
+def stereo_tracks(path: Path) -> tuple[array.array[int], array.array[int]]:
+    """(left, right) 16-bit samples of a stereo 8 kHz WAV."""
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 8000)
+        samples = array.array("h", w.readframes(w.getnframes()))
+    return samples[0::2], samples[1::2]
+
+
+def peak(track: array.array[int], from_ms: float, to_ms: float) -> int:
+    """The loudest sample between two times (ms)."""
+    part = track[int(from_ms * 8) : int(to_ms * 8)]
+    return max((abs(x) for x in part), default=0)
+
+
+async def test_the_assistant_ending_the_call_is_an_ok_call(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """end_call without Twilio's REST API: the bridge closes the stream with 1000 after the
+    goodbye. An ok call, ended by the server; the TwiML after </Connect> is noted."""
+    fake.options = dataclasses.replace(fake.options, tool_call=("end_call", "{}"))
+    with running_bridge(settings) as bridge:
+        report = await run_replay(
+            ReplayOptions(
+                recordings=[trimmed(packaged_call("books_a_table"), 6000)],
+                webhook_url=bridge.webhook,
+                speed=SPEED,
+                tail_ms=60_000,  # the caller stays on the line: the bridge hangs up
+            )
+        )
+    [call] = report.outcomes
+    assert (call.ok, call.reason, call.close_code) == (True, "ended_by_server", 1000)
+    assert call.detail is not None and "then Twilio runs: Say" in call.detail
+    assert call.metrics is not None and call.metrics.heard_ms > 500  # the goodbye
+    assert report.exit_code == 0
+    assert report.as_json()["calls"]["ok_reasons"] == {"ended_by_server": 1}
 
 
 async def test_direct_websocket_with_minted_tokens_and_loops(

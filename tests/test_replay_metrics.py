@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
 
 import pytest
 
 from voicebridge.peers.replay_metrics import CallMetrics, call_metrics
+from voicebridge.peers.replay_progress import Progress, Snapshot
 from voicebridge.peers.replay_report import CallOutcome, ReplayReport, percentile, summarize
 from voicebridge.peers.twilio_player import TwilioPlayer
 
@@ -46,6 +49,28 @@ def test_barge_in_latency_and_audio_heard_until_the_clear() -> None:
     assert m.barge_in_ms == [80]
     assert m.heard_after_barge_in_ms == pytest.approx([80])
     assert m.barge_ins_uncleared == 0
+
+
+def test_every_barge_in_of_a_call_is_measured_across_clears() -> None:
+    """Three bursts, three barge-ins: each cleared one is timed, the uncleared one counted.
+
+    After a clear, new audio starts before the cut audio queued ahead of it would have: the
+    chunks' start times are no longer in order, and a later barge-in must still be found.
+    """
+    p = player(*[0] * 10)  # a burst queued to play from 0 to 1000
+    p.clear(250)  # the caller spoke at 200
+    p.media(CHUNK_100MS, 400)  # a second burst, 400 to 900: before the cut audio's times
+    for _ in range(4):
+        p.media(CHUNK_100MS, 410)
+    p.clear(680)  # the caller spoke at 600
+    for _ in range(3):
+        p.media(CHUNK_100MS, 1500)  # a third burst, 1500 to 1800: spoken over, never cleared
+    assert [c.start for c in p.chunks][9:11] == [900, 400]
+    speech = [(200, 300), (600, 650), (1600, 1700)]
+    m = call_metrics(p.chunks, p.clears, speech, call_end_ms=5000)
+    assert m.barge_in_ms == [50, 80]
+    assert m.heard_after_barge_in_ms == pytest.approx([50, 80])
+    assert m.barge_ins_uncleared == 1
 
 
 def test_speech_over_audio_without_a_clear_is_counted() -> None:
@@ -104,4 +129,32 @@ def test_exit_code_and_report_shape() -> None:
     bad = CallOutcome(1, "rec", "CA2", reason="busy")
     report = ReplayReport({}, {}, [ok, bad], 1.0)
     assert report.exit_code == 1 and report.as_json()["calls"]["failed_reasons"] == {"busy": 1}
+    # How ok calls ended is counted apart from why calls failed, in JSON and the table.
+    ok.reason = "ended_by_server"
+    ended = CallOutcome(2, "rec", "CA3", ok=True, reason="caller_hung_up")
+    report = ReplayReport({}, {}, [ok, ended, bad], 1.0)
+    calls = report.as_json()["calls"]
+    assert calls["ok_reasons"] == {"ended_by_server": 1, "caller_hung_up": 1}
+    assert calls["failed_reasons"] == {"busy": 1} and (calls["ok"], calls["failed"]) == (2, 1)
+    table = report.table()
+    assert table[0].startswith("calls: 3 total, 2 ok, 1 failed")
+    assert table[1:4] == [
+        "  ok: ended_by_server x1",
+        "  ok: caller_hung_up x1",
+        "  failed: busy x1",
+    ]
     assert ReplayReport({}, {}, [], 0.0).exit_code == 1  # no call at all is not a success
+
+
+async def test_plain_progress_prints_a_last_line_for_a_short_run() -> None:
+    """Off a terminal, lines come every 5 s; a run shorter than that still gets its last line,
+    with rates over the whole run."""
+    out = io.StringIO()
+    snaps = iter([Snapshot(2, 0, 0, 0, 0), Snapshot(0, 2, 1, 100, 50)])
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.1, stop.set)
+    await Progress(out, live=False).run(lambda: next(snaps), stop)
+    [line] = out.getvalue().splitlines()
+    assert "active 0  done 2  failed 1" in line
+    sent = int(line.split("frames/s out ")[1].split()[0])
+    assert 0 < sent < 1100  # 100 frames in about 0.1 s (or more, on a slow machine)

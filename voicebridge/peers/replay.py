@@ -1,13 +1,16 @@
 """``voicebridge replay``: recorded calls played as Twilio plays them, many at once, measured.
 
-Each simulated call gets fresh SIDs. In webhook mode it POSTs "A call comes in" like Twilio
-(signed with the Auth Token if given), reads the TwiML and opens ``<Stream url>`` with the
-``<Parameter>``s as ``start.customParameters`` (the handshake signed too); in direct mode it
-opens the given WebSocket URL and, given the bridge's secret, mints the per-call stream
-token itself. The stream is an :class:`EmulatedCall`. Calls start at most ``ramp`` per
-second, at most ``concurrency`` at a time, until ``calls`` were placed or ``duration`` ran
-out (then every active call hangs up). Everything is bounded: each call by its timeout,
-the whole run by a hard cap. The report is :class:`ReplayReport`.
+Each simulated call gets a fresh CallSid and StreamSid; the AccountSid is one per run, as
+every call to one Twilio account carries the same. In webhook mode it POSTs "A call comes in"
+like Twilio (signed with the Auth Token if given), reads the TwiML and opens ``<Stream url>``
+with the ``<Parameter>``s as ``start.customParameters`` (the handshake signed too); in
+direct mode it opens the given WebSocket URL and, given the bridge's secret, mints the
+per-call stream token itself. The stream is an :class:`EmulatedCall`. Calls start at most
+``ramp`` per second, at most ``concurrency`` at a time, until ``calls`` were placed or
+``duration`` ran out (then every active call hangs up). Everything is bounded: each call by
+its timeout, the whole run by a hard cap. A call is ok when the caller hung up, or when the
+server closed with 1000 (a deliberate end); any other close is a failure. The report is
+:class:`ReplayReport`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +35,7 @@ from voicebridge.peers.replay_metrics import call_metrics
 from voicebridge.peers.replay_progress import Progress, Snapshot
 from voicebridge.peers.replay_report import CallOutcome, ReplayReport
 from voicebridge.peers.replay_script import CallScript, spoken_until_ms
-from voicebridge.peers.twilio_emulator import EmulatedCall, Network
+from voicebridge.peers.twilio_emulator import CallReport, EmulatedCall, Network
 from voicebridge.peers.twiml_client import LocalProxy, call_params, new_sid, post_webhook
 
 __all__ = [
@@ -48,6 +52,9 @@ MAX_CALLS = 100_000  # hard cap on the calls of one run
 MAX_RUN_S = 24 * 3600.0  # hard cap on a run's duration
 CALL_GRACE_S = 30.0  # a call's timeout: how long it should last plus this
 WEBHOOK_TIMEOUT_S = 15.0  # Twilio's default webhook timeout
+NORMAL_CLOSE = 1000  # a server closing with it ended the call on purpose (end_call)
+
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class ReplayOptions:
     token_secret: str | None = None  # ws mode: mint stream tokens with the bridge's secret
     token_ttl_s: float = 60.0
     connect_to: str | None = None  # "host:port": a TLS-terminating proxy's local address
+    account_sid: str | None = None  # every call's AccountSid (None: one random per run)
     from_: str = "+15005550006"
     to: str = "+15005550001"
     parameters: Mapping[str, str] = field(default_factory=dict)  # ws mode: more parameters
@@ -107,6 +115,8 @@ class ReplayOptions:
             raise ValueError("--loop needs --call-duration or --duration: a call must end")
         if self.call_duration_s is not None and not self.loop:
             raise ValueError("--call-duration only applies with --loop")
+        if self.account_sid is not None and not _ACCOUNT_SID.fullmatch(self.account_sid):
+            raise ValueError(f"--account-sid wants AC and 32 hex digits, not {self.account_sid!r}")
         if self.token_secret is not None and self.ws_url is None:
             raise ValueError("--token-secret is for --ws mode (the webhook mints tokens itself)")
         if self.connect_to is not None:
@@ -171,6 +181,11 @@ class _Refused(Exception):
         self.reason, self.detail = reason, detail
 
 
+def _cut_short(exc: asyncio.IncompleteReadError) -> str:
+    expected = "" if exc.expected is None else f" of {exc.expected}"
+    return f"the answer was cut short: the server closed after {len(exc.partial)}{expected} bytes"
+
+
 class _Run:
     def __init__(self, options: ReplayOptions) -> None:
         self.o = options
@@ -181,6 +196,7 @@ class _Run:
         self.call_timeout = call_timeout_s(options, self.scripts)
         self.max_calls = options.calls or (MAX_CALLS if options.duration_s else options.concurrency)
         self.proxy = LocalProxy(options.connect_to) if options.connect_to else None
+        self.account_sid = options.account_sid or new_sid("AC")
         self.outcomes: list[CallOutcome] = []
         self.calls: dict[int, EmulatedCall] = {}  # the streams open now
         self.active = 0
@@ -248,6 +264,19 @@ class _Run:
         script = self.scripts[i % len(self.scripts)]
         call: EmulatedCall | None = None
         try:
+            call = await self._call(i, script, outcome)
+        finally:
+            call = self._finish(i, script, outcome, call)
+            slots.release()
+        if self.o.wav_dir is not None and call is not None and call.report.t0 > 0:
+            name = f"{i:05d}-{script.name}-{outcome.call_sid}.wav"
+            await self._write_wav(self.o.wav_dir / name, call)
+
+    async def _call(self, i: int, script: CallScript, outcome: CallOutcome) -> EmulatedCall | None:
+        """Place the call and fill in its outcome; its stream if it ended without an error
+        (otherwise ``_finish`` finds the stream, if one was opened, in ``self.calls``)."""
+        call: EmulatedCall | None = None
+        try:
             async with asyncio.timeout(self.call_timeout):
                 call = await self._stream(i, script, outcome)
         except _Refused as exc:
@@ -265,9 +294,15 @@ class _Run:
         except Exception as exc:  # one call's bug must not end the run: log and count it
             log.warning("replay call %d failed", i, exc_info=True)
             outcome.reason, outcome.detail = f"error_{type(exc).__name__}", str(exc)
-        finally:
-            self._finish(i, script, outcome, call)
-            slots.release()
+        return call
+
+    async def _write_wav(self, path: Path, call: EmulatedCall) -> None:
+        # Mixing a whole call takes tens of ms: in a thread, so the other calls keep
+        # their pace (it would show as their send lag).
+        try:
+            await asyncio.to_thread(call.report.write_wav, path)
+        except OSError as exc:
+            log.warning("could not write %s: %s", path, exc)
 
     async def _answer(
         self, outcome: CallOutcome, account_sid: str
@@ -293,6 +328,8 @@ class _Run:
             )
         except TimeoutError:
             raise _Refused("webhook_timeout") from None
+        except asyncio.IncompleteReadError as exc:  # an EOFError, not an OSError
+            raise _Refused("webhook_failed", _cut_short(exc)) from None
         except (OSError, ValueError) as exc:
             raise _Refused("webhook_failed", f"{type(exc).__name__}: {exc}") from None
         outcome.webhook_ms = (time.monotonic() - posted) * 1000.0
@@ -309,8 +346,7 @@ class _Run:
     async def _stream(self, i: int, script: CallScript, outcome: CallOutcome) -> EmulatedCall:
         o = self.o
         outcome.call_sid = new_sid("CA")
-        account_sid = new_sid("AC")
-        url, params, after = await self._answer(outcome, account_sid)
+        url, params, after = await self._answer(outcome, self.account_sid)
         net = o.network
         if net.seed is not None:
             net = dataclasses.replace(net, seed=net.seed + i)  # not the same jitter everywhere
@@ -325,7 +361,7 @@ class _Run:
             hangup_at_ms=o.call_duration_s * 1000.0 if o.call_duration_s else None,
             tail_ms=o.tail_ms,
             call_sid=outcome.call_sid,
-            account_sid=account_sid,
+            account_sid=self.account_sid,
             auth_token=o.auth_token,
             proxy=self.proxy,
             keep_messages=False,
@@ -339,18 +375,13 @@ class _Run:
             outcome.cut_by_run_end = True
             call.request_hangup()
         await call.run(self.call_timeout)
-        report = call.report
-        if report.closed_by == "server":
-            outcome.reason = f"closed_by_server_{report.close_code}"
-            if after:
-                outcome.detail = "failure path: " + ", ".join(f"{v} {t}".strip() for v, t in after)
-        else:
-            outcome.ok = True
+        _judge(outcome, call.report, after)
         return call
 
     def _finish(
         self, i: int, script: CallScript, outcome: CallOutcome, call: EmulatedCall | None
-    ) -> None:
+    ) -> EmulatedCall | None:
+        """Count the call and measure it (the stream, if one was opened, is returned)."""
         self.active -= 1
         if call is None:
             call = self.calls.pop(i, None)
@@ -360,7 +391,7 @@ class _Run:
             self.failed += 1
             outcome.reason = outcome.reason or "cancelled"
         if call is None:
-            return
+            return None
         r = call.report
         self.frames_sent += r.frames_sent
         self.frames_received += r.frames_received
@@ -371,7 +402,7 @@ class _Run:
         outcome.violation_samples = sorted(set(r.violations))
         outcome.close_code = r.close_code
         if r.t0 <= 0:
-            return
+            return call
         end = r.ended_at or call.now()
         outcome.duration_ms = end
         outcome.send_lag_ms = r.send_lag_max_ms
@@ -381,11 +412,27 @@ class _Run:
         outcome.metrics = call_metrics(
             r.player.chunks, r.player.clears, speech, call_end_ms=end, turn_gap_ms=o.turn_gap_ms
         )
-        if o.wav_dir is not None:
-            try:
-                r.write_wav(o.wav_dir / f"{i:05d}-{script.name}-{r.call_sid}.wav")
-            except OSError as exc:
-                log.warning("could not write the WAV of call %d: %s", i, exc)
+        return call
+
+
+def _judge(outcome: CallOutcome, report: CallReport, after: tuple[tuple[str, str], ...]) -> None:
+    """ok or not, and how the stream ended.
+
+    The caller hanging up is the normal end; so is the server closing with 1000 (the
+    assistant ended the call on purpose). Any other close from the server is a failure.
+    ``after``: the TwiML verbs Twilio runs once the server closed the stream.
+    """
+    if report.closed_by != "server":
+        outcome.ok, outcome.reason = True, "caller_hung_up"
+        return
+    ok = report.close_code == NORMAL_CLOSE
+    then = ", ".join(f"{v} {t}".strip() for v, t in after)
+    details = [f"close reason: {report.close_reason}"] if report.close_reason else []
+    if then:
+        details.append(f"then Twilio runs: {then}" if ok else f"failure path: {then}")
+    outcome.ok = ok
+    outcome.reason = "ended_by_server" if ok else f"closed_by_server_{report.close_code}"
+    outcome.detail = "; ".join(details) or None
 
 
 async def run_replay(options: ReplayOptions) -> ReplayReport:
@@ -421,7 +468,7 @@ async def run_replay(options: ReplayOptions) -> ReplayReport:
         if timer is not None:
             timer.cancel()
     return ReplayReport(
-        target=options.target,
+        target={**options.target, "account_sid": run.account_sid},
         options=options.summary(),
         outcomes=run.outcomes,
         elapsed_s=time.monotonic() - started,

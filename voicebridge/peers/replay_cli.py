@@ -60,6 +60,11 @@ def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
     secret.add_argument("--token-secret", help="--ws mode: the bridge's STREAM_TOKEN_SECRET")
     secret.add_argument("--token-secret-file", type=Path, metavar="FILE")
     sec.add_argument("--token-ttl", type=float, default=60.0, metavar="S")
+    sec.add_argument(
+        "--account-sid",
+        metavar="AC…",
+        help="the AccountSid every call carries (default: one random per run)",
+    )
     sec.add_argument("--from", dest="from_", default="+15005550006", metavar="NUMBER")
     sec.add_argument("--to", default="+15005550001", metavar="NUMBER")
     sec.add_argument(
@@ -238,6 +243,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
             token_secret=_secret(args.token_secret, args.token_secret_file, "token secret"),
             token_ttl_s=args.token_ttl,
             connect_to=args.connect_to,
+            account_sid=args.account_sid,
             from_=args.from_,
             to=args.to,
             parameters=_params(args.param),

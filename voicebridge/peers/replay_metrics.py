@@ -69,7 +69,11 @@ def call_metrics(
     m.heard_ms = sum(c.played for c in chunks)
     _turns(m, chunks, clears, turn_gap_ms)
     arrivals = [c.arrived for c in chunks]
-    starts = [c.start for c in chunks]
+    # Barge-ins are placed among the audio the caller heard: a chunk a ``clear`` cut before
+    # it played would have started after chunks that came later, so the starts of all
+    # chunks are not sorted once there is a clear; heard spans never overlap and stay sorted.
+    heard = [c for c in chunks if c.played > 0]
+    heard_starts = [c.start for c in heard]
     for i, (s, e) in enumerate(speech):
         following = speech[i + 1][0] if i + 1 < len(speech) else call_end_ms
         m.utterances += 1
@@ -78,20 +82,24 @@ def call_metrics(
             m.response_ms.append(arrivals[j] - e)
         elif call_end_ms - e >= NO_ANSWER_GRACE_MS:
             m.unanswered += 1
-        _barge_in(m, chunks, starts, clears, s, following)
+        _barge_in(m, heard, heard_starts, clears, s, following)
     return m
 
 
 def _barge_in(
     m: CallMetrics,
-    chunks: Sequence[PlayedChunk],
+    heard: Sequence[PlayedChunk],
     starts: Sequence[float],
     clears: Sequence[float],
     s: float,
     following: float,
 ) -> None:
+    """Speech from ``s`` (until ``following``) over playing audio: cleared, or not.
+
+    ``heard``: the chunks with audio heard, in order; ``starts``: their start times.
+    """
     k = bisect.bisect_right(starts, s) - 1
-    if k < 0 or s >= chunks[k].start + chunks[k].played:
+    if k < 0 or s >= heard[k].start + heard[k].played:
         return  # nothing was playing when the caller started speaking
     c = bisect.bisect_left(clears, s)
     if c == len(clears) or clears[c] >= following:
@@ -99,12 +107,12 @@ def _barge_in(
         return
     cleared = clears[c]
     m.barge_in_ms.append(cleared - s)
-    heard = 0.0
-    while k < len(chunks) and chunks[k].start < cleared:
-        chunk = chunks[k]
-        heard += max(0.0, min(chunk.start + chunk.played, cleared) - max(chunk.start, s))
+    after = 0.0
+    while k < len(heard) and heard[k].start < cleared:
+        chunk = heard[k]
+        after += max(0.0, min(chunk.start + chunk.played, cleared) - max(chunk.start, s))
         k += 1
-    m.heard_after_barge_in_ms.append(heard)
+    m.heard_after_barge_in_ms.append(after)
 
 
 def _turns(

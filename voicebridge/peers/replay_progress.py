@@ -27,7 +27,9 @@ class Progress:
     """Prints what the run is doing until told to stop.
 
     ``live``: a terminal; the line is redrawn with ``\\r`` every ``interval`` seconds and
-    finished with a newline. Otherwise one plain line per ``interval``.
+    finished with a newline. Otherwise one plain line per ``interval``. Either way the last
+    line, written when told to stop (so a run shorter than ``interval`` has one too), gives
+    the rates over the whole run.
     """
 
     def __init__(self, stream: TextIO, *, live: bool, interval: float | None = None) -> None:
@@ -44,28 +46,32 @@ class Progress:
 
     async def run(self, snapshot: Callable[[], Snapshot], stop: asyncio.Event) -> None:
         started = last_t = time.monotonic()
-        last = snapshot()
-        while not stop.is_set():
+        first = last = snapshot()
+        while True:  # at least once: even a run that ends at once gets its last line
             try:
                 async with asyncio.timeout(self.interval):
                     await stop.wait()
             except TimeoutError:
                 pass
-            now = time.monotonic()
-            snap = snapshot()
-            dt = max(now - last_t, 1e-6)
+            now, snap, final = time.monotonic(), snapshot(), stop.is_set()
+            # The last line sums the run up: its rates are over the whole run.
+            since, since_t = (first, started) if final else (last, last_t)
+            dt = max(now - since_t, 1e-6)
             text = self.line(
                 snap,
                 now - started,
-                (snap.frames_sent - last.frames_sent) / dt,
-                (snap.frames_received - last.frames_received) / dt,
+                (snap.frames_sent - since.frames_sent) / dt,
+                (snap.frames_received - since.frames_received) / dt,
             )
+            self._write(text, final)
+            if final:
+                return
             last, last_t = snap, now
-            if self.live:
-                self._width = max(self._width, len(text))
-                self.stream.write("\r" + text.ljust(self._width))
-                if stop.is_set():
-                    self.stream.write("\n")
-            elif not stop.is_set():
-                self.stream.write(text + "\n")
-            self.stream.flush()
+
+    def _write(self, text: str, final: bool) -> None:
+        if self.live:
+            self._width = max(self._width, len(text))
+            self.stream.write("\r" + text.ljust(self._width) + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()

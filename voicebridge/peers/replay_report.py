@@ -40,8 +40,10 @@ class CallOutcome:
     recording: str
     call_sid: str
     ok: bool = False
-    reason: str | None = None  # a stable label when not ok
-    detail: str | None = None  # the error or close reason behind it
+    # A stable label: why the call failed, or how an ok call ended ("caller_hung_up", or
+    # "ended_by_server": the server closed with 1000, e.g. the assistant's end_call).
+    reason: str | None = None
+    detail: str | None = None  # the error, or what Twilio runs after the server closed
     cut_by_run_end: bool = False  # hung up when the run's duration ran out
     webhook_ms: float | None = None
     connect_ms: float | None = None
@@ -130,8 +132,9 @@ class ReplayReport:
         clean = self.outcomes and not self.failed and not self.violations and not self.aborted
         return 0 if clean else 1
 
-    def reasons(self) -> Counter[str]:
-        return Counter(o.reason or "unknown" for o in self.outcomes if not o.ok)
+    def reasons(self, ok: bool = False) -> Counter[str]:
+        """Calls per reason: why the failed ones failed, or with ``ok`` how the ok ones ended."""
+        return Counter(o.reason or "unknown" for o in self.outcomes if o.ok == ok)
 
     def examples(self) -> dict[str, str]:
         """One detail (an error, a close reason) per failure reason."""
@@ -155,6 +158,7 @@ class ReplayReport:
             "calls": {
                 "total": len(self.outcomes),
                 "ok": self.ok,
+                "ok_reasons": dict(self.reasons(ok=True)),
                 "failed": self.failed,
                 "failed_reasons": dict(self.reasons()),
                 "failed_examples": self.examples(),
@@ -199,6 +203,8 @@ class ReplayReport:
             + f" in {data['elapsed_s']:.1f} s"
             + (" (ABORTED at the time cap)" if self.aborted else ""),
         ]
+        for reason, n in sorted(calls["ok_reasons"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"  ok: {reason} x{n}")
         for reason, n in sorted(calls["failed_reasons"].items(), key=lambda kv: -kv[1]):
             example = calls["failed_examples"].get(reason)
             lines.append(f"  failed: {reason} x{n}" + (f" ({example[:120]})" if example else ""))

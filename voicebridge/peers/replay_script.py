@@ -217,7 +217,9 @@ class TwilioWriter:
     """The text of each message Twilio sends on one stream, numbered as Twilio numbers them.
 
     Media messages come from a template built once per call: formatting one costs a
-    single ``%`` substitution, no dict and no ``json.dumps``.
+    single ``%`` substitution, no dict and no ``json.dumps``. ``parameters`` are the
+    TwiML's ``<Parameter>``s for ``start.customParameters`` (none: no such key, as Twilio
+    sends it); ``None`` keeps whatever the recording's ``start`` had.
     """
 
     def __init__(
@@ -252,8 +254,11 @@ class TwilioWriter:
         msg["sequenceNumber"] = str(self.seq)
         start = dict(msg["start"])
         start.update(streamSid=self.stream_sid, callSid=self.call_sid, accountSid=self.account_sid)
-        if self.parameters is not None:
+        if self.parameters:
             start["customParameters"] = dict(self.parameters)
+        elif self.parameters is not None:
+            # No <Parameter> in the TwiML: Twilio sends no customParameters key at all.
+            start.pop("customParameters", None)
         msg["start"] = start
         msg["streamSid"] = self.stream_sid
         return json.dumps(msg)

@@ -80,6 +80,7 @@ class CallReport:
     send_lag_max_ms: float = 0.0  # how late a frame left against its schedule, at worst
     closed_by: str | None = None  # "caller" or "server"
     close_code: int | None = None
+    close_reason: str = ""  # the close frame's reason, as the server gave it
     t0: float = 0.0  # time.monotonic() when the stream opened: the call clock's zero
     stop_sent_at: float | None = None  # ms on the call clock
     ended_at: float = 0.0  # ms on the call clock
@@ -94,7 +95,8 @@ class CallReport:
         """Stereo 16-bit 8 kHz WAV: the caller left, what the caller heard right."""
         end_ms = max(
             [self.ended_at]
-            + [c.start + c.played for c in self.player.chunks]
+            # Audio a clear cut before it played would start late: it must not pad the end.
+            + [c.start + c.played for c in self.player.chunks if c.played > 0]
             + [t + FRAME_MS for t, _ in self.caller_audio]
         )
         n = int(end_ms * 8) + 1
@@ -320,6 +322,7 @@ class EmulatedCall:
                 except* ConnectionClosed:
                     pass
             self.report.close_code = ws.close_code
+            self.report.close_reason = ws.close_reason or ""
         end = self.report.ended_at = self.now()
         self.report.player.cut(end)  # nothing plays after the stream ends
         return self.report

@@ -136,6 +136,7 @@ async def post_webhook(
 
     Raises:
         OSError: the server is unreachable or the connection broke.
+        EOFError: the server closed before the whole body (``asyncio.IncompleteReadError``).
         TimeoutError: no whole answer within ``timeout`` seconds.
         ValueError: the answer is not HTTP, or ``url`` is not http(s).
     """
@@ -208,7 +209,10 @@ async def _read_body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -
     if "chunked" in headers.get("transfer-encoding", "").lower():
         out = bytearray()
         while True:
-            size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+            line = await reader.readline()
+            if not line:  # closed before the last (empty) chunk: the body is cut short
+                raise asyncio.IncompleteReadError(bytes(out), None)
+            size = int(line.split(b";")[0].strip() or b"0", 16)
             if size == 0 or len(out) + size > MAX_ANSWER_BYTES:
                 return bytes(out)
             out += await reader.readexactly(size)
