@@ -15,6 +15,8 @@ applying the named patches:
 * ``nomediawatch``: no media-gap watch (per call, a timer re-armed about ten times a second
   and a task that feeds silence upstream when Twilio's media stops): an upper bound for any
   cheaper watch; without it a carrier's silence starves the model's VAD, so a measurement only;
+* ``queued``: every caller frame through the upstream queue and upstream-out's wake-up, as
+  before twilio-in wrote a frame with nothing ahead of it straight upstream (``_send_now``);
 * ``nomarks``: no ``mark`` after each model audio chunk (an upper bound for mark batching:
   it breaks the barge-in bookkeeping, so it is a measurement, not a proposal).
 
@@ -29,7 +31,7 @@ import sys
 from types import SimpleNamespace
 from typing import Any
 
-KNOWN = ("serve", "asyncio", "stdjson", "sendtimeout", "nomediawatch", "nomarks")
+KNOWN = ("serve", "asyncio", "stdjson", "sendtimeout", "nomediawatch", "nomarks", "queued")
 
 
 def patch_stdjson() -> None:
@@ -85,6 +87,15 @@ def patch_nomediawatch() -> None:
     call.Call.media_watch = media_watch  # type: ignore[method-assign]
 
 
+def patch_queued() -> None:
+    from voicebridge.server import call
+
+    async def send_now(self: Any, action: Any) -> bool:
+        return False
+
+    call.Call._send_now = send_now  # type: ignore[method-assign]
+
+
 def main() -> int:
     names = sys.argv[1].split("+") if len(sys.argv) > 1 else ["serve"]
     unknown = [n for n in names if n not in KNOWN]
@@ -105,6 +116,8 @@ def main() -> int:
         patch_nomediawatch()
     if "nomarks" in names:
         patch_nomarks()
+    if "queued" in names:
+        patch_queued()
     factory = None if "asyncio" in names else event_loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve(settings))

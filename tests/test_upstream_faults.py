@@ -888,6 +888,8 @@ async def test_stalled_upstream_is_detected_and_replaced_with_a_bounded_queue(
     assert result.caller_frames_dropped > 0
     assert result.stats.caller_queue_dropped == result.caller_frames_dropped  # on /metrics too
     assert peaks[result.stream_sid] == queue_frames
+    # Twilio's media was read without a pause throughout, the lost session's close included.
+    assert result.stats.silence_frames == 0 and other_result.stats.silence_frames == 0
     # The concurrent call never noticed.
     assert other_result.stats.reconnects == 0 and not other_result.failed
     assert other_result.caller_frames_dropped == 0
