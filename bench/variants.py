@@ -1,8 +1,9 @@
 """``voicebridge serve`` with a candidate optimisation patched in at run time (bench only).
 
-The benchmark may not change ``voicebridge/server`` or ``voicebridge/core``; to put numbers
-on a recommended change it runs the bridge through this launcher instead, which does exactly
-what ``voicebridge serve`` does (environment and ``.env``, settings, logging, ``serve()``) after
+The benchmark does not change ``voicebridge/server`` or ``voicebridge/core``; to put numbers
+on a change (one to make, or one made, by restoring its former state) it runs the bridge
+through this launcher instead, which does exactly what ``voicebridge serve`` does (environment
+and ``.env``, settings, logging, ``serve()``) after
 applying the named patches:
 
 * ``serve``: none (a check that this launcher adds nothing to ``voicebridge serve``);
@@ -17,6 +18,10 @@ applying the named patches:
   cheaper watch; without it a carrier's silence starves the model's VAD, so a measurement only;
 * ``queued``: every caller frame through the upstream queue and upstream-out's wake-up, as
   before twilio-in wrote a frame with nothing ahead of it straight upstream (``_send_now``);
+* ``taskwatch``: the media-gap watch as a task that sleeps until the gap could next be
+  reached (about ten wake-ups a second per call), as before the timer callback;
+* ``gcstats``: no change; the garbage collector's passes and their CPU time, with the
+  process's, written to stderr (the bridge's log) every 5 s;
 * ``nomarks``: no ``mark`` after each model audio chunk (an upper bound for mark batching:
   it breaks the barge-in bookkeeping, so it is a measurement, not a proposal).
 
@@ -31,7 +36,17 @@ import sys
 from types import SimpleNamespace
 from typing import Any
 
-KNOWN = ("serve", "asyncio", "stdjson", "sendtimeout", "nomediawatch", "nomarks", "queued")
+KNOWN = (
+    "serve",
+    "asyncio",
+    "stdjson",
+    "sendtimeout",
+    "nomediawatch",
+    "nomarks",
+    "queued",
+    "taskwatch",
+    "gcstats",
+)
 
 
 def patch_stdjson() -> None:
@@ -96,6 +111,55 @@ def patch_queued() -> None:
     call.Call._send_now = send_now  # type: ignore[method-assign]
 
 
+def patch_taskwatch() -> None:
+    import time
+
+    from voicebridge.server import call
+
+    async def media_watch(self: Any) -> None:
+        gap = self.settings.media_gap_ms / 1000.0
+        while True:
+            quiet = time.monotonic() - self.last_media
+            if quiet < gap:
+                await asyncio.sleep(gap - quiet)
+                continue
+            self.apply(self.core.media_gap())
+            await asyncio.sleep(0.02)
+
+    call.Call.media_watch = media_watch  # type: ignore[method-assign]
+
+
+def patch_gcstats() -> None:
+    import gc
+    import threading
+    import time
+
+    spent = [0.0, 0.0, 0.0]
+    runs = [0, 0, 0]
+    began = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.thread_time()
+        else:
+            spent[info["generation"]] += time.thread_time() - began[0]
+            runs[info["generation"]] += 1
+
+    gc.callbacks.append(callback)
+
+    def report() -> None:
+        while True:
+            time.sleep(5)
+            print(  # noqa: T201
+                f"gcstats passes={runs} gc_cpu_s={[round(s, 3) for s in spent]} "
+                f"total={sum(spent):.3f} process_cpu_s={time.process_time():.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    threading.Thread(target=report, name="gcstats", daemon=True).start()
+
+
 def main() -> int:
     names = sys.argv[1].split("+") if len(sys.argv) > 1 else ["serve"]
     unknown = [n for n in names if n not in KNOWN]
@@ -118,6 +182,10 @@ def main() -> int:
         patch_nomarks()
     if "queued" in names:
         patch_queued()
+    if "taskwatch" in names:
+        patch_taskwatch()
+    if "gcstats" in names:
+        patch_gcstats()
     factory = None if "asyncio" in names else event_loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve(settings))
