@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
+import contextlib
 import json
 import logging
+import time
 import wave
 from pathlib import Path
 
@@ -126,7 +129,7 @@ async def test_disk_trouble_is_logged_once_per_episode_and_every_failure_counted
     """Many calls on a broken disk give one warning; recovery is told; a relapse warns again."""
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
-    health = RecordingHealth()
+    health = RecordingHealth(quiet_s=0.0)
     caplog.set_level(logging.WARNING, logger="voicebridge.server.recorder")
 
     async def call(record_dir: Path, sid: str) -> CallRecorder:
@@ -143,3 +146,47 @@ async def test_disk_trouble_is_logged_once_per_episode_and_every_failure_counted
     assert caplog.text.count("recording works again") == 1
     await call(blocked / "calls", "CAagain")
     assert caplog.text.count("recording failed") == 2 and health.failures == 6
+
+
+async def test_a_disk_that_fails_now_and_then_is_one_episode(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failures and successes mixed within the quiet period log one warning, no recovery."""
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    health = RecordingHealth(quiet_s=60.0)
+    caplog.set_level(logging.WARNING, logger="voicebridge.server.recorder")
+    for i in range(3):
+        for record_dir in (blocked / "calls", tmp_path / "calls"):
+            rec = CallRecorder(str(record_dir), f"CA{i}", health)
+            rec.inbound(_media(0, b"\xff" * 160))
+            await rec.finish(T0)
+    assert health.failures == 3
+    assert caplog.text.count("recording failed") == 1 and "works again" not in caplog.text
+
+
+async def test_the_call_ending_before_its_write_ran_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer cancelled while its write waits for a busy thread pool: nothing is lost."""
+    loop = asyncio.get_running_loop()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)  # under load: all busy
+    loop.set_default_executor(pool)
+    monkeypatch.setattr("voicebridge.server.recorder.FLUSH_EVERY", 0.05)
+    rec = CallRecorder(str(tmp_path), "CA123")
+    for ts in range(0, 2000, 20):
+        rec.inbound(_media(ts, LOUD[:160]))
+        rec.assistant(base64.b64encode(LOUD[:160]).decode(), T0 + ts, 20)
+    busy = loop.run_in_executor(None, time.sleep, 0.3)
+    writer = asyncio.create_task(rec.run())
+    await asyncio.sleep(0.15)  # the first write waits behind the busy thread
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    for ts in range(2000, 2400, 20):  # the call's last frames, after the writer stopped
+        rec.inbound(_media(ts, LOUD[:160]))
+    await rec.finish(T0)
+    await busy
+    assert len(rec.messages_path.read_text().splitlines()) == 120
+    left, right = _channels(rec.wav_path)
+    assert len(_loud_ms(left)) == 120 and len(_loud_ms(right)) == 100

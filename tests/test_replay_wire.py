@@ -206,8 +206,11 @@ async def test_ramp_spaces_the_starts_and_duration_hangs_up_at_the_deadline() ->
     assert report.exit_code == 0, data["calls"]
     assert data["calls"]["total"] == 4 == len(starts) == len(stops)
     assert data["calls"]["cut_by_run_end"] == 4
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert all(0.15 < g < 0.6 for g in gaps), gaps  # 0.25 s apart, generously
+    # Started on a schedule 0.25 s apart (a late connect does not move the next one),
+    # generously: each start within -0.1 / +0.35 s of its slot.
+    offsets = [t - began - 0.25 * i for i, t in enumerate(starts)]
+    assert all(-0.1 < d < 0.35 for d in offsets), offsets
+    assert starts[-1] - starts[0] > 0.5, starts  # spread out, not all at once
     assert all(0.8 < t - began < 1.8 for t in stops), [t - began for t in stops]
     assert report.elapsed_s < 2.5
 

@@ -205,6 +205,7 @@ def create_app(settings: Settings) -> Starlette:
         state.no_calls.clear()
         state.active_calls += 1
         state.calls_total += 1
+        result: CallResult | None = None
         try:
             result = await call.run()
         finally:
@@ -212,6 +213,8 @@ def create_app(settings: Settings) -> Starlette:
             state.calls.discard(call)
             if not state.calls:
                 state.no_calls.set()
+            if result is None and call.admitted and call.core.start is not None:
+                guard.release(call.core.start.call_sid)  # run() itself failed: free the slot
         if result.admitted:
             guard.release(result.call_sid)
         elif result.refused:

@@ -63,6 +63,11 @@ __all__ = ["Call", "CallResult", "run_call", "session_config"]
 
 log = logging.getLogger(__name__)
 
+# A caller frame written straight upstream is at most this long: far below the write limit
+# (32 KiB) past which websockets' send waits to drain. A μ-law frame's append is ~250 bytes,
+# a 24 kHz PCM one ~1.3 KB; an oversized frame takes the queue.
+DIRECT_SEND_MAX = 4096
+
 
 class _CallEnded(Exception):
     def __init__(
@@ -314,8 +319,9 @@ class Call:
 
         A frame skips the queue, and upstream-out's wake-up (about 8 % of the CPU per frame,
         bench/RESULTS.md), only when nothing is queued ahead of it (so order holds) and the
-        upstream socket is open (a closing one makes send wait for the close) with an empty
-        send buffer (so send returns without waiting to drain). Otherwise it takes the queue
+        upstream socket is open (a closing one makes send wait for the close), not paused by
+        flow control, with an empty send buffer, and the frame is far smaller than websockets'
+        write limit (so send returns without waiting to drain). Otherwise it takes the queue
         and its drop-oldest policy as before: the Twilio reader never waits on the upstream.
         """
         conn = self._upstream_conn
@@ -323,9 +329,11 @@ class Call:
             conn is None
             or not isinstance(action, SendUpstream)
             or not action.audio
+            or len(action.text) > DIRECT_SEND_MAX
             or self.upstream_q.waiting()
             or conn.state is not State.OPEN
             or conn.transport.get_write_buffer_size()
+            or getattr(conn, "paused", True)  # flow control, e.g. TLS's own buffer full
         ):
             return False
         try:
@@ -461,6 +469,7 @@ class Call:
             await asyncio.sleep(watch.limit / 4)
             queue = self.upstream_q
             if watch.check(queue.taken, queue.waiting(), time.monotonic()):
+                self._upstream_conn = None
                 raise _UpstreamLost(
                     f"stalled: no frame sent for {watch.stuck_for(time.monotonic()):.1f} s"
                 )
@@ -524,6 +533,7 @@ class Call:
         # The upstream cuts sessions at 60 minutes, mid-sentence and without warning.
         await asyncio.sleep(self.settings.session_limit_s)
         if self.settings.session_limit_action == "renew":
+            self._upstream_conn = None  # frames from now on wait for the fresh session
             raise _Renew()
         self.request_close("session_limit")
 

@@ -20,7 +20,6 @@ import base64
 import json
 import logging
 import os
-import threading
 import time
 import wave
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ __all__ = ["CallRecorder", "RecordingHealth", "call_file", "write_transcript"]
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 1.0  # s
+QUIET_S = 60.0  # a disk episode ends with a write that succeeds this long after the last failure
 _BLOCK_S = 10  # the WAV is assembled ten seconds at a time
 _SILENCE = 0xFF  # μ-law zero
 
@@ -43,28 +43,31 @@ _SILENCE = 0xFF  # μ-law zero
 class RecordingHealth:
     """The app's recording failures: every one counted, the first of an episode logged.
 
-    An episode ends when a write succeeds again, so a disk that fills, is cleaned and fills
-    again is logged twice, while 150 calls failing on one full disk are logged once.
+    An episode ends when a write succeeds again ``quiet_s`` after the last failure, so a disk
+    that fills, is cleaned and fills again is logged twice, while 150 calls failing on one
+    full disk are logged once. Only the event loop calls it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, quiet_s: float = QUIET_S) -> None:
         self.failures = 0
+        self.quiet_s = quiet_s
         self._failing = False
-        self._lock = threading.Lock()  # writes report from worker threads
+        self._last_failure = 0.0
 
-    def failed(self, what: str, path: Path, exc: OSError) -> None:
-        with self._lock:
-            self.failures += 1
-            first, self._failing = not self._failing, True
-        if first:
+    def failed(self, what: str, path: Path, exc: Exception) -> None:
+        self.failures += 1
+        self._last_failure = time.monotonic()
+        if not self._failing:
+            self._failing = True
             log.warning("recording failed, calls go on unrecorded (%s %s): %s", what, path, exc)
         else:
             log.debug("recording failed again (%s %s): %s", what, path, exc)
 
     def succeeded(self) -> None:
-        with self._lock:
-            recovered, self._failing = self._failing, False
-        if recovered:
+        # A nearly full disk lets some writes through: only a success after a quiet spell
+        # ends the episode, or "failed" and "works again" would alternate.
+        if self._failing and time.monotonic() - self._last_failure >= self.quiet_s:
+            self._failing = False
             log.warning("recording works again")
 
 
@@ -105,7 +108,7 @@ class CallRecorder:
         self._cuts: list[float] = []  # call-clock ms of each clear
         self._written = 0  # assistant bytes so far
         self._until = 0.0  # when the audio sent so far ends (as Twilio would play it)
-        self._files = threading.Lock()  # a flush cut short by cancellation may still be writing
+        self._inflight: asyncio.Future[None] | None = None  # the flush being written
         self.failed = False
 
     # -- called by the call, cheaply ------------------------------------------------
@@ -139,27 +142,45 @@ class CallRecorder:
             await self.flush()
 
     async def flush(self) -> None:
+        """Write what was recorded since the last flush, in a thread, one write at a time.
+
+        The write is shielded: the call's end cancels the writer task, and a write cut off
+        before its thread ran would lose what it had taken (and misplace the WAV's audio);
+        it stays in flight, and ``finish`` waits for it.
+        """
+        await self._settle()
         lines, self._lines = self._lines, []
         chunks, self._assistant = self._assistant, []
         if not lines and not chunks or self.failed:
             return
+        self._inflight = asyncio.get_running_loop().run_in_executor(
+            None, self._append, lines, chunks
+        )
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Wait for the write in flight, if any, and account for how it went."""
+        job = self._inflight
+        if job is None:
+            return
         try:
-            await asyncio.to_thread(self._append, lines, chunks)
-        except OSError as exc:
+            await asyncio.shield(job)  # cancelled here, the write goes on and stays in flight
+        except Exception as exc:
+            self._inflight = None
             self.failed = True
             self.health.failed("messages", self.messages_path, exc)
-        else:
-            self.health.succeeded()
+            return
+        self._inflight = None
+        self.health.succeeded()
 
     def _append(self, lines: list[str], chunks: list[bytes]) -> None:
-        with self._files:
-            self.messages_path.parent.mkdir(parents=True, exist_ok=True)
-            if lines:
-                with self.messages_path.open("a", encoding="utf-8") as f:
-                    f.write("\n".join(lines) + "\n")
-            if chunks:
-                with self.assistant_path.open("ab") as f:
-                    f.write(b"".join(chunks))
+        self.messages_path.parent.mkdir(parents=True, exist_ok=True)
+        if lines:
+            with self.messages_path.open("a", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+        if chunks:
+            with self.assistant_path.open("ab") as f:
+                f.write(b"".join(chunks))
 
     async def finish(self, started_ms: float) -> None:
         """Last flush, then the stereo WAV (in a thread).
@@ -172,7 +193,7 @@ class CallRecorder:
             return
         try:
             await asyncio.to_thread(self._write_wav, started_ms)
-        except OSError as exc:
+        except Exception as exc:  # a recording must never fail the call it records
             self.health.failed("WAV", self.wav_path, exc)
 
     def heard_segments(self, started_ms: float) -> list[tuple[float, float, int, int]]:
@@ -195,28 +216,27 @@ class CallRecorder:
         return segments
 
     def _write_wav(self, started_ms: float) -> None:
-        with self._files:
-            caller = self._caller_audio()
-            segments = self.heard_segments(started_ms)
-            frames = int(max([len(caller) / 8] + [s[1] for s in segments] + [0.0]) * 8)
-            # No model audio at all (a caller who hung up at once) leaves no raw file.
-            raw_path = self.assistant_path if self._written else os.devnull
-            with open(raw_path, "rb") as raw, wave.open(str(self.wav_path), "wb") as w:
-                w.setnchannels(2)
-                w.setsampwidth(2)
-                w.setframerate(8000)
-                for first in range(0, frames, _BLOCK_S * 8000):
-                    size = min(_BLOCK_S * 8000, frames - first)
-                    left = caller[first : first + size].ljust(size, bytes([_SILENCE]))
-                    right = _place(raw, segments, first, size)
-                    w.writeframes(
-                        audioop.add(
-                            audioop.tostereo(audioop.ulaw2lin(left, 2), 2, 1, 0),
-                            audioop.tostereo(audioop.ulaw2lin(right, 2), 2, 0, 1),
-                            2,
-                        )
+        caller = self._caller_audio()
+        segments = self.heard_segments(started_ms)
+        frames = int(max([len(caller) / 8] + [s[1] for s in segments] + [0.0]) * 8)
+        # No model audio at all (a caller who hung up at once) leaves no raw file.
+        raw_path = self.assistant_path if self._written else os.devnull
+        with open(raw_path, "rb") as raw, wave.open(str(self.wav_path), "wb") as w:
+            w.setnchannels(2)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            for first in range(0, frames, _BLOCK_S * 8000):
+                size = min(_BLOCK_S * 8000, frames - first)
+                left = caller[first : first + size].ljust(size, bytes([_SILENCE]))
+                right = _place(raw, segments, first, size)
+                w.writeframes(
+                    audioop.add(
+                        audioop.tostereo(audioop.ulaw2lin(left, 2), 2, 1, 0),
+                        audioop.tostereo(audioop.ulaw2lin(right, 2), 2, 0, 1),
+                        2,
                     )
-            self.assistant_path.unlink(missing_ok=True)  # the WAV holds it now
+                )
+        self.assistant_path.unlink(missing_ok=True)  # the WAV holds it now
 
     def _caller_audio(self) -> bytes:
         """The caller's μ-law, placed by Twilio's media timestamps (gaps as silence)."""
@@ -249,7 +269,7 @@ def _place(
         if b <= first or a >= first + size or length <= 0:
             continue
         raw.seek(offset)
-        data = raw.read(length)
+        data = raw.read(length).ljust(length, bytes([_SILENCE]))  # a short file: silence
         lo, hi = max(a, first), min(b, first + size)
         out[lo - first : hi - first] = data[lo - a : hi - a]
     return bytes(out)
