@@ -123,44 +123,44 @@ async def test_start_is_masked_whatever_the_order_of_its_keys(tmp_path: Path, or
     }
 
 
+@pytest.fixture
+def blocked(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Path:
+    """A RECORD_DIR that cannot be created: a file stands where its parent should be."""
+    (tmp_path / "file").write_text("not a directory")
+    caplog.set_level(logging.WARNING, logger="voicebridge.server.recorder")
+    return tmp_path / "file" / "calls"
+
+
+async def _record_one(record_dir: Path, sid: str, health: RecordingHealth) -> CallRecorder:
+    rec = CallRecorder(str(record_dir), sid, health)
+    rec.inbound(_media(0, b"\xff" * 160))
+    await rec.finish(T0)
+    return rec
+
+
 async def test_disk_trouble_is_logged_once_per_episode_and_every_failure_counted(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, blocked: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Many calls on a broken disk give one warning; recovery is told; a relapse warns again."""
-    blocked = tmp_path / "file"
-    blocked.write_text("not a directory")
     health = RecordingHealth(quiet_s=0.0)
-    caplog.set_level(logging.WARNING, logger="voicebridge.server.recorder")
-
-    async def call(record_dir: Path, sid: str) -> CallRecorder:
-        rec = CallRecorder(str(record_dir), sid, health)
-        rec.inbound(_media(0, b"\xff" * 160))
-        await rec.finish(T0)
-        return rec
-
-    failed = await asyncio.gather(*(call(blocked / "calls", f"CA{i}") for i in range(5)))
+    failed = await asyncio.gather(*(_record_one(blocked, f"CA{i}", health) for i in range(5)))
     assert all(rec.failed for rec in failed) and health.failures == 5
     assert caplog.text.count("recording failed") == 1
-    ok = await call(tmp_path / "calls", "CAok")
+    ok = await _record_one(tmp_path / "calls", "CAok", health)
     assert not ok.failed and ok.wav_path.exists()
     assert caplog.text.count("recording works again") == 1
-    await call(blocked / "calls", "CAagain")
+    await _record_one(blocked, "CAagain", health)
     assert caplog.text.count("recording failed") == 2 and health.failures == 6
 
 
 async def test_a_disk_that_fails_now_and_then_is_one_episode(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, blocked: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Failures and successes mixed within the quiet period log one warning, no recovery."""
-    blocked = tmp_path / "file"
-    blocked.write_text("not a directory")
     health = RecordingHealth(quiet_s=60.0)
-    caplog.set_level(logging.WARNING, logger="voicebridge.server.recorder")
     for i in range(3):
-        for record_dir in (blocked / "calls", tmp_path / "calls"):
-            rec = CallRecorder(str(record_dir), f"CA{i}", health)
-            rec.inbound(_media(0, b"\xff" * 160))
-            await rec.finish(T0)
+        for record_dir in (blocked, tmp_path / "calls"):
+            await _record_one(record_dir, f"CA{i}", health)
     assert health.failures == 3
     assert caplog.text.count("recording failed") == 1 and "works again" not in caplog.text
 
