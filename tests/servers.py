@@ -91,11 +91,12 @@ def running_fake(
 
 
 @contextmanager
-def running_bridge(settings: Settings, **overrides: Any) -> Iterator[Bridge]:
-    settings = dataclasses.replace(settings, host="127.0.0.1", port=0, **overrides)
-    config = uvicorn_config(settings)
+def running_uvicorn(
+    config: uvicorn.Config, name: str = "uvicorn"
+) -> Iterator[tuple[int, LoopThread]]:
+    """``config``'s app under a real uvicorn in its own thread and loop: (port, thread)."""
     server = uvicorn.Server(config)
-    thread = LoopThread("bridge")
+    thread = LoopThread(name)
     started = asyncio.run_coroutine_threadsafe(server.serve(), thread.loop)
     try:
         for _ in range(500):
@@ -105,15 +106,21 @@ def running_bridge(settings: Settings, **overrides: Any) -> Iterator[Bridge]:
         if started.done():
             started.result()
         assert server.started, "uvicorn did not start"
-        port = server.servers[0].sockets[0].getsockname()[1]
-        state = _find_state(config.app)
-        yield Bridge(f"http://127.0.0.1:{port}", state, settings, thread)
+        yield server.servers[0].sockets[0].getsockname()[1], thread
     finally:
         server.should_exit = True
         try:
             started.result(10)
         finally:
             thread.stop()
+
+
+@contextmanager
+def running_bridge(settings: Settings, **overrides: Any) -> Iterator[Bridge]:
+    settings = dataclasses.replace(settings, host="127.0.0.1", port=0, **overrides)
+    config = uvicorn_config(settings)
+    with running_uvicorn(config, "bridge") as (port, thread):
+        yield Bridge(f"http://127.0.0.1:{port}", _find_state(config.app), settings, thread)
 
 
 def _find_state(app: Any) -> AppState:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -25,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.servers import LoopThread
+from tests.servers import running_uvicorn
 from tests.test_replay import trimmed
 from voicebridge.cli import main
 from voicebridge.peers.recording import Recording, packaged_call
@@ -81,22 +80,8 @@ def serving(app: Starlette) -> Iterator[str]:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, ws="websockets-sansio", lifespan="off", log_config=None
     )
-    server = uvicorn.Server(config)
-    thread = LoopThread("capture")
-    served = asyncio.run_coroutine_threadsafe(server.serve(), thread.loop)
-    try:
-        for _ in range(500):
-            if server.started or served.done():
-                break
-            threading.Event().wait(0.01)
-        assert server.started, "uvicorn did not start"
-        yield f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        try:
-            served.result(10)
-        finally:
-            thread.stop()
+    with running_uvicorn(config, "capture") as (port, _):
+        yield f"127.0.0.1:{port}"
 
 
 @contextlib.asynccontextmanager

@@ -317,7 +317,7 @@ class Call:
     async def _send_now(self, action: Action) -> bool:
         """Write a caller frame straight upstream when that cannot wait; else leave it queued.
 
-        A frame skips the queue, and upstream-out's wake-up (about 8 % of the CPU per frame,
+        A frame skips the queue, and upstream-out's wake-up (about 3 % of the CPU per frame,
         bench/RESULTS.md), only when nothing is queued ahead of it (so order holds) and the
         upstream socket is open (a closing one makes send wait for the close), not paused by
         flow control, with an empty send buffer, and the frame is far smaller than websockets'
