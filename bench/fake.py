@@ -3,7 +3,7 @@
 ``voicebridge fake-realtime`` with the fake's bench options on: no per-event records (a long
 load run would grow without bound), and every caller frame's arrival written to ``--arrivals``
 as ``KIND KEY`` lines, and their ``time.monotonic()`` as float64 in ``FILE.bin``, once a
-second (see ``voicebridge/peers/fake_bench.py``).
+second (see ``voicebridge/fake_realtime/bench.py``).
 Bounded: it stops by itself after ``--lifetime`` seconds, or on SIGTERM / SIGINT.
 
     python bench/fake.py --port 8765 --arrivals /tmp/arrivals.txt --lifetime 120
@@ -20,7 +20,7 @@ import logging
 import signal
 from pathlib import Path
 
-from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer
+from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer
 
 
 def _flush(server: FakeRealtimeServer, out: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from tests.servers import running_fake
 from voicebridge.config import Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer
+from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer
 
 MS = 0.001  # seconds
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from voicebridge.config import Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer
+from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer
 from voicebridge.server.app import AppState
 from voicebridge.server.serve import uvicorn_config
 

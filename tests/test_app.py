@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from tests.servers import running_bridge
 from voicebridge.config import Settings
-from voicebridge.peers.twiml_client import parse_twiml
+from voicebridge.twilio_sim.webhook_client import parse_twiml
 
 
 def http(

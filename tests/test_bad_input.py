@@ -14,10 +14,10 @@ from websockets.asyncio.client import connect
 from tests.servers import Bridge, running_bridge
 from tests.test_calls import wait_until
 from voicebridge.config import Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeServer
-from voicebridge.peers.recording import packaged_call
-from voicebridge.peers.twilio_emulator import place_call
-from voicebridge.peers.twiml_client import call_params, new_sid, post_webhook
+from voicebridge.fake_realtime.server import FakeRealtimeServer
+from voicebridge.twilio_sim.emulator import place_call
+from voicebridge.twilio_sim.recordings import packaged_call
+from voicebridge.twilio_sim.webhook_client import call_params, new_sid, post_webhook
 
 FRAME = base64.b64encode(b"\x7f" * 160).decode()
 

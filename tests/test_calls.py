@@ -14,9 +14,9 @@ import pytest
 
 from tests.servers import running_bridge
 from voicebridge.config import Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeServer
-from voicebridge.peers.recording import load_recording, packaged_call
-from voicebridge.peers.twilio_emulator import Network, place_call
+from voicebridge.fake_realtime.server import FakeRealtimeServer
+from voicebridge.twilio_sim.emulator import Network, place_call
+from voicebridge.twilio_sim.recordings import load_recording, packaged_call
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLIENT_EVENT = pydantic.TypeAdapter(ort.RealtimeClientEvent)

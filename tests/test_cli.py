@@ -13,8 +13,8 @@ import urllib.request
 import wave
 from pathlib import Path
 
-from voicebridge.peers.recording import packaged_call
-from voicebridge.peers.twilio_emulator import place_call
+from voicebridge.twilio_sim.emulator import place_call
+from voicebridge.twilio_sim.recordings import packaged_call
 
 ENV_KEYS = ("OPENAI_API_KEY", "REALTIME_URL", "PUBLIC_URL", "PORT", "HOST")
 

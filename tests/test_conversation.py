@@ -12,9 +12,9 @@ import pytest
 from tests.servers import running_bridge
 from tests.test_calls import assert_protocol_clean, wait_until
 from voicebridge.config import Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeServer
-from voicebridge.peers.recording import Recording, packaged_call, speech_segments
-from voicebridge.peers.twilio_emulator import CallReport, Network, place_call
+from voicebridge.fake_realtime.server import FakeRealtimeServer
+from voicebridge.twilio_sim.emulator import CallReport, Network, place_call
+from voicebridge.twilio_sim.recordings import Recording, packaged_call, speech_segments
 
 SILENCE = base64.b64encode(b"\xff" * 160).decode()
 

@@ -24,7 +24,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from tests.servers import Bridge, running_bridge, running_fake
 from voicebridge.config import Secret, Settings
 from voicebridge.doctor import doctor as run_checks
-from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer
+from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer
 
 KEY = "sk-doctor-test-key-0123456789"
 AUTH = "0123456789abcdef0123456789abcdef"

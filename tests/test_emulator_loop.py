@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from voicebridge.peers.recording import Recording, packaged_call
-from voicebridge.peers.replay_script import (
+from voicebridge.twilio_sim.recordings import Recording, packaged_call
+from voicebridge.twilio_sim.script import (
     SILENCE_PAYLOAD,
     CallScript,
     Step,

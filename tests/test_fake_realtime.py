@@ -18,8 +18,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from voicebridge.core.audio import audioop
-from voicebridge.peers.clips import clip_chunks, load_clips, reprompt_clip
-from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
+from voicebridge.fake_realtime.clips import clip_chunks, load_clips, reprompt_clip
+from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
 
 MS = 0.001  # seconds
 SERVER_EVENT = pydantic.TypeAdapter(rt.RealtimeServerEvent)

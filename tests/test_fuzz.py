@@ -41,12 +41,12 @@ from websockets.sync.client import connect as sync_connect
 
 from tests.servers import Bridge, LoopThread, running_bridge
 from voicebridge.config import Settings
-from voicebridge.peers.fake_config import apply_session_update, default_session
-from voicebridge.peers.fake_realtime import FakeRealtimeServer
-from voicebridge.peers.recording import packaged_call
-from voicebridge.peers.twilio_emulator import check_outbound, place_call
-from voicebridge.peers.twiml_client import call_params, new_sid, parse_twiml
+from voicebridge.fake_realtime.config import apply_session_update, default_session
+from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.server.call import CallResult
+from voicebridge.twilio_sim.emulator import check_outbound, place_call
+from voicebridge.twilio_sim.recordings import packaged_call
+from voicebridge.twilio_sim.webhook_client import call_params, new_sid, parse_twiml
 
 # Hypothesis flags a change of the global `random` state during a draw as a strategy using
 # `random`; here it is the bridge's and the peers' threads (websockets pings use

@@ -15,10 +15,10 @@ from tests.servers import running_bridge
 from tests.test_calls import wait_until
 from tests.test_cli import clean_env, free_port, healthy
 from voicebridge.config import DEFAULT_CLOSING, Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeServer, FakeSession
-from voicebridge.peers.recording import packaged_call
-from voicebridge.peers.twilio_emulator import CallReport, place_call
-from voicebridge.peers.twiml_client import call_params, new_sid, parse_twiml
+from voicebridge.fake_realtime.server import FakeRealtimeServer, FakeSession
+from voicebridge.twilio_sim.emulator import CallReport, place_call
+from voicebridge.twilio_sim.recordings import packaged_call
+from voicebridge.twilio_sim.webhook_client import call_params, new_sid, parse_twiml
 
 
 def closing_heard(report: CallReport, session: FakeSession) -> float:

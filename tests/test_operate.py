@@ -16,10 +16,10 @@ from tests.rest_fake import running_rest
 from tests.servers import Bridge, running_bridge
 from tests.test_calls import wait_until
 from voicebridge.config import Secret, Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeServer
-from voicebridge.peers.recording import Recording, load_recording, packaged_call
-from voicebridge.peers.twilio_emulator import Network, place_call
-from voicebridge.peers.twiml_client import LocalProxy
+from voicebridge.fake_realtime.server import FakeRealtimeServer
+from voicebridge.twilio_sim.emulator import Network, place_call
+from voicebridge.twilio_sim.recordings import Recording, load_recording, packaged_call
+from voicebridge.twilio_sim.webhook_client import LocalProxy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ACCOUNT = "AC" + "5" * 32
@@ -117,7 +117,7 @@ def test_stream_status_callback_is_counted(
 
 async def test_twiml_points_twilio_at_the_status_callback(settings: Settings) -> None:
     """The <Stream> carries statusCallback pointing at voicebridge."""
-    from voicebridge.peers.twiml_client import call_params, post_webhook
+    from voicebridge.twilio_sim.webhook_client import call_params, post_webhook
 
     with running_bridge(settings) as bridge:
         answer = await post_webhook(

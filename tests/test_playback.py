@@ -9,7 +9,7 @@ import random
 import pytest
 
 from voicebridge.core.playback import PlaybackTracker
-from voicebridge.peers.twilio_player import TwilioPlayer
+from voicebridge.twilio_sim.player import TwilioPlayer
 
 CHUNK = base64.b64encode(b"\x7f" * 800).decode()  # 100 ms of μ-law
 

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from voicebridge.peers.recording import Recording, load_recording, packaged_call, speech_segments
+from voicebridge.twilio_sim.recordings import (
+    Recording,
+    load_recording,
+    packaged_call,
+    speech_segments,
+)
 
 REAL_CALL = Path(__file__).parent / "fixtures" / "real_call.jsonl"
 SILENCE = base64.b64encode(b"\xff" * 160).decode()  # μ-law zero amplitude, 20 ms

@@ -13,9 +13,9 @@ from tests.test_calls import wait_until
 from tests.test_operate import scrape
 from voicebridge.config import Settings
 from voicebridge.core.audio import audioop
-from voicebridge.peers.fake_realtime import FakeRealtimeServer
-from voicebridge.peers.recording import load_recording, packaged_call
-from voicebridge.peers.twilio_emulator import Network, place_call
+from voicebridge.fake_realtime.server import FakeRealtimeServer
+from voicebridge.twilio_sim.emulator import Network, place_call
+from voicebridge.twilio_sim.recordings import load_recording, packaged_call
 
 
 async def test_recorded_call_replays_to_the_same_media(

@@ -19,11 +19,11 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from tests.servers import running_bridge
 from voicebridge.config import Secret, Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeServer
-from voicebridge.peers.recording import Recording, packaged_call
-from voicebridge.peers.replay import ReplayOptions, run_replay
-from voicebridge.peers.replay_script import SILENCE_PAYLOAD, CallScript
-from voicebridge.peers.twilio_emulator import CallReport, Network
+from voicebridge.fake_realtime.server import FakeRealtimeServer
+from voicebridge.replay.runner import ReplayOptions, run_replay
+from voicebridge.twilio_sim.emulator import CallReport, Network
+from voicebridge.twilio_sim.recordings import Recording, packaged_call
+from voicebridge.twilio_sim.script import SILENCE_PAYLOAD, CallScript
 
 AUTH = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://voice.example.com"

@@ -8,10 +8,10 @@ import io
 
 import pytest
 
-from voicebridge.peers.replay_metrics import CallMetrics, call_metrics
-from voicebridge.peers.replay_progress import Progress, Snapshot
-from voicebridge.peers.replay_report import CallOutcome, ReplayReport, percentile, summarize
-from voicebridge.peers.twilio_player import TwilioPlayer
+from voicebridge.replay.metrics import CallMetrics, call_metrics
+from voicebridge.replay.progress import Progress, Snapshot
+from voicebridge.replay.report import CallOutcome, ReplayReport, percentile, summarize
+from voicebridge.twilio_sim.player import TwilioPlayer
 
 CHUNK_100MS = base64.b64encode(b"\x00" * 800).decode()
 

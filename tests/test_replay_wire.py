@@ -27,9 +27,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from tests.servers import running_uvicorn
 from tests.test_replay import trimmed
 from voicebridge.cli import main
-from voicebridge.peers.recording import Recording, packaged_call
-from voicebridge.peers.replay import ReplayOptions, run_replay
-from voicebridge.peers.replay_script import SILENCE_PAYLOAD
+from voicebridge.replay.runner import ReplayOptions, run_replay
+from voicebridge.twilio_sim.recordings import Recording, packaged_call
+from voicebridge.twilio_sim.script import SILENCE_PAYLOAD
 
 AUTH = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://voice.example.com"

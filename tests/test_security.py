@@ -18,10 +18,10 @@ from websockets.exceptions import InvalidStatus
 from tests.servers import Bridge, running_bridge
 from voicebridge.config import Secret, Settings
 from voicebridge.core.admission import mint_token
-from voicebridge.peers.fake_realtime import FakeRealtimeServer
-from voicebridge.peers.recording import packaged_call
-from voicebridge.peers.twilio_emulator import EmulatedCall, place_call
-from voicebridge.peers.twiml_client import LocalProxy, call_params, new_sid, parse_twiml
+from voicebridge.fake_realtime.server import FakeRealtimeServer
+from voicebridge.twilio_sim.emulator import EmulatedCall, place_call
+from voicebridge.twilio_sim.recordings import packaged_call
+from voicebridge.twilio_sim.webhook_client import LocalProxy, call_params, new_sid, parse_twiml
 
 AUTH = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://voice.example.com"

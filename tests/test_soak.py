@@ -13,9 +13,9 @@ import urllib.request
 from pathlib import Path
 
 from tests.test_cli import clean_env, free_port, healthy
-from voicebridge.peers.fake_realtime import FakeRealtimeServer
-from voicebridge.peers.recording import Recording, packaged_call
-from voicebridge.peers.twilio_emulator import place_call
+from voicebridge.fake_realtime.server import FakeRealtimeServer
+from voicebridge.twilio_sim.emulator import place_call
+from voicebridge.twilio_sim.recordings import Recording, packaged_call
 
 
 def short_call(frames: int = 5) -> Recording:

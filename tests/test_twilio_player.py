@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from voicebridge.peers.twilio_player import TwilioPlayer
+from voicebridge.twilio_sim.player import TwilioPlayer
 
 
 def ulaw(ms: int, byte: int = 0xFF) -> str:

@@ -9,7 +9,7 @@ import pytest
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voicebridge.core.twiml import stream_twiml, stream_url
-from voicebridge.peers.twiml_client import TwiML, parse_twiml
+from voicebridge.twilio_sim.webhook_client import TwiML, parse_twiml
 
 URL = "wss://voice.example.com/realtime"
 ODD_VALUES = {

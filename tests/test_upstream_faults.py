@@ -28,10 +28,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.servers import Bridge, running_bridge
 from tests.test_fake_realtime import GA_PCMU, LOUD, SILENT, Client, open_client
 from voicebridge.config import Secret, Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
-from voicebridge.peers.recording import Recording, packaged_call
-from voicebridge.peers.twilio_emulator import CallReport, place_call
+from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
 from voicebridge.server.call import CallResult
+from voicebridge.twilio_sim.emulator import CallReport, place_call
+from voicebridge.twilio_sim.recordings import Recording, packaged_call
 
 SERVER_EVENT = pydantic.TypeAdapter(ort.RealtimeServerEvent)
 CLIENT_EVENT = pydantic.TypeAdapter(ort.RealtimeClientEvent)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the fake Realtime server's speech clips (voicebridge/peers/clips/).
+# Regenerate the fake Realtime server's speech clips (voicebridge/fake_realtime/clips/).
 #
 # Needs espeak-ng and sox on PATH (Debian/Ubuntu: apt-get install -y espeak-ng sox).
 # Each clip is one short assistant utterance as raw G.711 mu-law, 8 kHz, mono, with the
@@ -7,7 +7,7 @@
 # clips.json lists the files with their transcripts, in the order the fake plays them.
 set -euo pipefail
 
-out="$(cd "$(dirname "$0")/.." && pwd)/voicebridge/peers/clips"
+out="$(cd "$(dirname "$0")/.." && pwd)/voicebridge/fake_realtime/clips"
 mkdir -p "$out"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--wav", default="demo-call.wav", help="stereo WAV: caller left, heard right")
     demo.add_argument("--network-ms", type=float, default=60.0, help="one-way delay each way")
 
-    from voicebridge.peers.replay_cli import add_replay_parser
+    from voicebridge.replay.command import add_replay_parser
 
     add_replay_parser(sub)
     from voicebridge.doctor import add_doctor_parser
@@ -61,7 +61,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "replay":  # a client: no server settings, no .env
-        from voicebridge.peers.replay_cli import run_replay_command
+        from voicebridge.replay.command import run_replay_command
 
         return run_replay_command(args)
     environ = load_environ(args.env_file)
@@ -82,12 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
                 runner.run(serve(settings, fake_upstream=args.fake_upstream))
         elif args.command == "fake-realtime":
-            from voicebridge.peers.fake_realtime import FakeRealtimeOptions, run_fake_realtime
+            from voicebridge.fake_realtime.server import FakeRealtimeOptions, run_fake_realtime
 
             options = FakeRealtimeOptions(speed=args.speed)
             asyncio.run(run_fake_realtime(args.host, args.port, options))
         elif args.command == "demo":
-            from voicebridge.peers.demo import run_demo
+            from voicebridge.demo import run_demo
 
             return asyncio.run(run_demo(settings, args.call, args.wav, args.network_ms))
     except ConfigError as exc:

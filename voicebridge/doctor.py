@@ -38,7 +38,12 @@ from voicebridge.config import Settings
 from voicebridge.core.admission import TOKEN_PARAMETER
 from voicebridge.core.twiml import stream_url
 from voicebridge.errors import ConfigError
-from voicebridge.peers.twiml_client import LocalProxy, WebhookAnswer, call_params, post_webhook
+from voicebridge.twilio_sim.webhook_client import (
+    LocalProxy,
+    WebhookAnswer,
+    call_params,
+    post_webhook,
+)
 
 __all__ = ["add_doctor_parser", "doctor", "run_doctor"]
 

@@ -103,7 +103,7 @@ async def serve(settings: Settings, *, fake_upstream: bool = False) -> None:
     """Serve until stopped; with ``fake_upstream`` a built-in fake Realtime server is used."""
     async with AsyncExitStack() as stack:
         if fake_upstream:
-            from voicebridge.peers.fake_realtime import FakeRealtimeServer
+            from voicebridge.fake_realtime.server import FakeRealtimeServer
 
             fake = await stack.enter_async_context(FakeRealtimeServer())
             settings = dataclasses.replace(settings, realtime_url=fake.url)

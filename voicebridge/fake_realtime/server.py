@@ -28,9 +28,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .fake_bench import SINK_KINDS, Arrivals, frame_key
-from .fake_connection import FakeConnection
-from .fake_session import FakeItem, FakeRealtimeOptions, FakeSession
+from .bench import SINK_KINDS, Arrivals, frame_key
+from .connection import FakeConnection
+from .session import FakeItem, FakeRealtimeOptions, FakeSession
 
 __all__ = [
     "FakeItem",

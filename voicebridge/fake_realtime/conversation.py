@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from .fake_response import Emit
-from .fake_session import JSON, InvalidRequest, check_client_item, new_id
+from .response import Emit
+from .session import JSON, InvalidRequest, check_client_item, new_id
 
 __all__ = ["Conversation"]
 

@@ -23,7 +23,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from voicebridge.peers.twilio_player import PlayedChunk
+from voicebridge.twilio_sim.player import PlayedChunk
 
 __all__ = ["NO_ANSWER_GRACE_MS", "CallMetrics", "call_metrics"]
 

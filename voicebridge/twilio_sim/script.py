@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from voicebridge.core.audio import ULAW_SILENCE
-from voicebridge.peers.recording import FRAME_MS, Recording, speech_segments
+from voicebridge.twilio_sim.recordings import FRAME_MS, Recording, speech_segments
 
 __all__ = [
     "FRAME_MS",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .clips import Chunk
-from .fake_session import JSON, FakeItem
+from .session import JSON, FakeItem
 
 __all__ = ["Emit", "FakeResponse", "Kind", "Status"]
 

@@ -24,15 +24,15 @@ from websockets.exceptions import ConnectionClosed
 
 from voicebridge.core.audio import b64_decoded_len
 
+from .bench import KEY_CHARS, Arrivals
 from .clips import BYTES_PER_MS
-from .fake_bench import KEY_CHARS, Arrivals
-from .fake_config import apply_session_update, default_session
-from .fake_conversation import Conversation
-from .fake_responder import Responder
-from .fake_response import FakeResponse
-from .fake_session import JSON, FakeRealtimeOptions, FakeSession, InvalidRequest, new_id
-from .fake_turns import SEMANTIC_SILENCE_MS, IdleTimer, transcription_events
-from .fake_vad import EnergyVad, VadEvent
+from .config import apply_session_update, default_session
+from .conversation import Conversation
+from .responder import Responder
+from .response import FakeResponse
+from .session import JSON, FakeRealtimeOptions, FakeSession, InvalidRequest, new_id
+from .turns import SEMANTIC_SILENCE_MS, IdleTimer, transcription_events
+from .vad import EnergyVad, VadEvent
 
 __all__ = ["BETA_MESSAGE", "FakeConnection"]
 

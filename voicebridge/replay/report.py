@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from voicebridge.peers.replay_metrics import CallMetrics
+from voicebridge.replay.metrics import CallMetrics
 
 __all__ = ["TIMINGS", "CallOutcome", "ReplayReport", "percentile", "summarize"]
 

@@ -13,7 +13,7 @@ import copy
 import time
 from typing import Any
 
-from .fake_session import AUDIO_FORMATS, JSON, InvalidRequest, new_id
+from .session import AUDIO_FORMATS, JSON, InvalidRequest, new_id
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",

@@ -16,10 +16,10 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from .clips import clip_chunks, load_clips, reprompt_clip
-from .fake_config import check_max_output_tokens
-from .fake_conversation import Conversation
-from .fake_response import Emit, FakeResponse, Kind
-from .fake_session import JSON, FakeItem, FakeRealtimeOptions, FakeSession, new_id
+from .config import check_max_output_tokens
+from .conversation import Conversation
+from .response import Emit, FakeResponse, Kind
+from .session import JSON, FakeItem, FakeRealtimeOptions, FakeSession, new_id
 
 __all__ = ["FAILED_DETAILS", "Responder"]
 

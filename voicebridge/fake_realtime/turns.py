@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .fake_session import JSON, FakeItem
+from .session import JSON, FakeItem
 
 __all__ = ["SEMANTIC_SILENCE_MS", "IdleTimer", "transcription_events"]
 

@@ -58,7 +58,7 @@ class Chunk:
 @functools.cache
 def load_clips() -> tuple[Clip, ...]:
     """The packaged clips, in playing order (read once per process)."""
-    root = files("voicebridge.peers") / "clips"
+    root = files("voicebridge.fake_realtime") / "clips"
     index = json.loads((root / "clips.json").read_text(encoding="utf-8"))
     return tuple(
         Clip(entry["file"], entry["transcript"], (root / entry["file"]).read_bytes())

@@ -56,8 +56,8 @@ def load_recording(path: str | Path) -> Recording:
 
 
 def packaged_call(name: str) -> Recording:
-    """A recording shipped with voicebridge (``voicebridge/peers/calls/NAME.jsonl``)."""
-    ref = resources.files("voicebridge.peers") / "calls" / f"{name}.jsonl"
+    """A recording shipped with voicebridge (``voicebridge/twilio_sim/calls/NAME.jsonl``)."""
+    ref = resources.files("voicebridge.twilio_sim") / "calls" / f"{name}.jsonl"
     with resources.as_file(ref) as path:
         if not path.is_file():
             raise FileNotFoundError(f"no packaged call named {name!r}")

@@ -5,7 +5,7 @@ passes μ-law payloads through untouched, so to follow one frame end to end each
 unique: the lowest bit of each of its first :data:`DITHER_BYTES` μ-law bytes is set to one
 bit of a 48-bit id (a random run tag, the call's index, the frame's number in the call). A
 change of the lowest bit is one quantisation step: inaudible, and below the fake's VAD
-threshold. The first :data:`~voicebridge.peers.fake_bench.KEY_CHARS` base64 characters then
+threshold. The first :data:`~voicebridge.fake_realtime.bench.KEY_CHARS` base64 characters then
 name the frame; the fake notes when each key arrives (``fake_bench``), and :class:`FrameLog`
 notes when it was due and when it was sent. ``bench/run.py`` joins the two.
 
@@ -22,7 +22,7 @@ import secrets
 from array import array
 from pathlib import Path
 
-from voicebridge.peers.fake_bench import KEY_CHARS
+from voicebridge.fake_realtime.bench import KEY_CHARS
 
 __all__ = ["DITHER_BYTES", "FrameLog", "dither_payload", "frame_id_base", "run_tag"]
 

@@ -29,14 +29,14 @@ from typing import Any
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from voicebridge.core.admission import TOKEN_PARAMETER, mint_token
-from voicebridge.peers.recording import Recording
-from voicebridge.peers.replay_bench import FrameLog, frame_id_base, run_tag
-from voicebridge.peers.replay_metrics import call_metrics
-from voicebridge.peers.replay_progress import Progress, Snapshot
-from voicebridge.peers.replay_report import CallOutcome, ReplayReport
-from voicebridge.peers.replay_script import CallScript, spoken_until_ms
-from voicebridge.peers.twilio_emulator import CallReport, EmulatedCall, Network
-from voicebridge.peers.twiml_client import LocalProxy, call_params, new_sid, post_webhook
+from voicebridge.replay.metrics import call_metrics
+from voicebridge.replay.progress import Progress, Snapshot
+from voicebridge.replay.report import CallOutcome, ReplayReport
+from voicebridge.twilio_sim.bench import FrameLog, frame_id_base, run_tag
+from voicebridge.twilio_sim.emulator import CallReport, EmulatedCall, Network
+from voicebridge.twilio_sim.recordings import Recording
+from voicebridge.twilio_sim.script import CallScript, spoken_until_ms
+from voicebridge.twilio_sim.webhook_client import LocalProxy, call_params, new_sid, post_webhook
 
 __all__ = [
     "MAX_CALLS",

@@ -161,7 +161,7 @@ def load_recordings(names: list[str]) -> list[Any]:
     Raises:
         ValueError: a name that is none of these, or a file that is not a recording.
     """
-    from voicebridge.peers.recording import load_recording, packaged_call
+    from voicebridge.twilio_sim.recordings import load_recording, packaged_call
 
     out = []
     for name in names:
@@ -223,10 +223,10 @@ def _runner(choice: str) -> Callable[[Coroutine[Any, Any, T]], T]:
 def run_replay_command(args: argparse.Namespace) -> int:
     """``voicebridge replay``: the exit status."""
     from voicebridge.cli import setup_logging
-    from voicebridge.peers.replay import ReplayOptions, run_replay
-    from voicebridge.peers.replay_bench import FrameLog
-    from voicebridge.peers.replay_progress import Progress
-    from voicebridge.peers.twilio_emulator import Network
+    from voicebridge.replay.progress import Progress
+    from voicebridge.replay.runner import ReplayOptions, run_replay
+    from voicebridge.twilio_sim.bench import FrameLog
+    from voicebridge.twilio_sim.emulator import Network
 
     setup_logging(args.log_level)
     try:

@@ -15,10 +15,15 @@ from pathlib import Path
 import uvicorn
 
 from voicebridge.config import Settings
-from voicebridge.peers.fake_realtime import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
-from voicebridge.peers.recording import Recording, load_recording, packaged_call, speech_segments
-from voicebridge.peers.twilio_emulator import CallReport, Network, place_call
+from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
 from voicebridge.server.serve import uvicorn_config
+from voicebridge.twilio_sim.emulator import CallReport, Network, place_call
+from voicebridge.twilio_sim.recordings import (
+    Recording,
+    load_recording,
+    packaged_call,
+    speech_segments,
+)
 
 __all__ = ["run_demo", "summarize"]
 

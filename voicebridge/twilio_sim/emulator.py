@@ -4,7 +4,7 @@ Plays a recorded call towards a voicebridge (or any Media Streams server) the wa
 does: ``connected``, ``start``, then ``media`` paced by the recording's timestamps against
 a monotonic clock (each frame due at an absolute time, so long calls do not drift), ``dtmf``
 and ``stop`` as recorded, optionally looped with sequence numbers, chunks and timestamps
-carried on (:mod:`voicebridge.peers.replay_script`). Audio from the server goes through a
+carried on (:mod:`voicebridge.twilio_sim.script`). Audio from the server goes through a
 real-time playback buffer (:class:`TwilioPlayer`); marks are echoed at playback time and
 ``clear`` cuts playback. A :class:`Network` adds one-way delays, jitter and a playout delay.
 Every received message is checked against the documented shapes.
@@ -33,11 +33,17 @@ from websockets.protocol import State
 
 from voicebridge.core.audio import audioop
 from voicebridge.core.signature import compute_signature
-from voicebridge.peers.recording import Recording
-from voicebridge.peers.replay_bench import FrameLog, dither_payload
-from voicebridge.peers.replay_script import CallScript, Step, TwilioWriter, schedule
-from voicebridge.peers.twilio_player import TwilioPlayer
-from voicebridge.peers.twiml_client import LocalProxy, TwiML, call_params, new_sid, post_webhook
+from voicebridge.twilio_sim.bench import FrameLog, dither_payload
+from voicebridge.twilio_sim.player import TwilioPlayer
+from voicebridge.twilio_sim.recordings import Recording
+from voicebridge.twilio_sim.script import CallScript, Step, TwilioWriter, schedule
+from voicebridge.twilio_sim.webhook_client import (
+    LocalProxy,
+    TwiML,
+    call_params,
+    new_sid,
+    post_webhook,
+)
 
 __all__ = ["CallReport", "EmulatedCall", "Network", "place_call"]
 
