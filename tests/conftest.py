@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import running_fake
+from tests.support.servers import running_fake
 from voicebridge.config import Settings
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer
 

@@ -23,7 +23,7 @@ from voicebridge.core.twilio import (
 )
 from voicebridge.errors import ProtocolError, TwilioProtocolError
 
-FIXTURE = Path(__file__).parent / "fixtures" / "real_call.jsonl"
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "real_call.jsonl"
 REAL_LINES = FIXTURE.read_text(encoding="utf-8").splitlines()
 REAL_SID = "MZ00000000000000000000000000000000"
 DOC_SID = "MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"

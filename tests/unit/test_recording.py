@@ -15,7 +15,7 @@ from voicebridge.twilio_sim.recordings import (
     speech_segments,
 )
 
-REAL_CALL = Path(__file__).parent / "fixtures" / "real_call.jsonl"
+REAL_CALL = Path(__file__).parent.parent / "fixtures" / "real_call.jsonl"
 SILENCE = base64.b64encode(b"\xff" * 160).decode()  # μ-law zero amplitude, 20 ms
 LOUD = base64.b64encode(bytes([0x00, 0x80]) * 80).decode()  # full-scale square wave, 20 ms
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.servers import running_bridge
+from tests.support.servers import running_bridge
 from voicebridge.config import Secret, Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.replay.runner import ReplayOptions, run_replay

@@ -12,13 +12,13 @@ import openai.types.realtime as ort
 import pydantic
 import pytest
 
-from tests.servers import running_bridge
+from tests.support.servers import running_bridge
 from voicebridge.config import Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import Network, place_call
 from voicebridge.twilio_sim.recordings import load_recording, packaged_call
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 CLIENT_EVENT = pydantic.TypeAdapter(ort.RealtimeClientEvent)
 SERVER_EVENT = pydantic.TypeAdapter(ort.RealtimeServerEvent)
 APOLOGY = Settings().failure_say

@@ -39,7 +39,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as sync_connect
 
-from tests.servers import Bridge, LoopThread, running_bridge
+from tests.support.servers import Bridge, LoopThread, running_bridge
 from voicebridge.config import Settings
 from voicebridge.fake_realtime.config import apply_session_update, default_session
 from voicebridge.fake_realtime.server import FakeRealtimeServer

@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.servers import Bridge, running_bridge
-from tests.test_calls import wait_until
+from tests.e2e.test_calls import wait_until
+from tests.support.servers import Bridge, running_bridge
 from voicebridge.config import Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import place_call

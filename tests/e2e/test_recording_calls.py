@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import running_bridge
-from tests.test_calls import wait_until
-from tests.test_operate import scrape
+from tests.e2e.test_calls import wait_until
+from tests.e2e.test_operate import scrape
+from tests.support.servers import running_bridge
 from voicebridge.config import Settings
 from voicebridge.core.audio import audioop
 from voicebridge.fake_realtime.server import FakeRealtimeServer

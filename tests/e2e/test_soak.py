@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.test_cli import clean_env, free_port, healthy
+from tests.commands.test_cli import clean_env, free_port, healthy
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import place_call
 from voicebridge.twilio_sim.recordings import Recording, packaged_call

@@ -11,9 +11,9 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
-from tests.servers import running_bridge
-from tests.test_calls import wait_until
-from tests.test_cli import clean_env, free_port, healthy
+from tests.commands.test_cli import clean_env, free_port, healthy
+from tests.e2e.test_calls import wait_until
+from tests.support.servers import running_bridge
 from voicebridge.config import DEFAULT_CLOSING, Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer, FakeSession
 from voicebridge.twilio_sim.emulator import CallReport, place_call

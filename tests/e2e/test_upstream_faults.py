@@ -25,8 +25,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.servers import Bridge, running_bridge
-from tests.test_fake_realtime import GA_PCMU, LOUD, SILENT, Client, open_client
+from tests.support.servers import Bridge, running_bridge
+from tests.unit.test_fake_realtime import GA_PCMU, LOUD, SILENT, Client, open_client
 from voicebridge.config import Secret, Settings
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
 from voicebridge.server.call import CallResult

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.servers import Bridge, running_bridge, running_fake
+from tests.support.servers import Bridge, running_bridge, running_fake
 from voicebridge.config import Secret, Settings
 from voicebridge.doctor import doctor as run_checks
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.request
 from urllib.parse import urlencode
 
-from tests.servers import running_bridge
+from tests.support.servers import running_bridge
 from voicebridge.config import Settings
 from voicebridge.twilio_sim.webhook_client import parse_twiml
 

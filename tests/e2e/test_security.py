@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.servers import Bridge, running_bridge
+from tests.support.servers import Bridge, running_bridge
 from voicebridge.config import Secret, Settings
 from voicebridge.core.admission import mint_token
 from voicebridge.fake_realtime.server import FakeRealtimeServer

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.rest_fake import running_rest
-from tests.servers import Bridge, running_bridge
-from tests.test_calls import wait_until
+from tests.e2e.test_calls import wait_until
+from tests.support.rest_fake import running_rest
+from tests.support.servers import Bridge, running_bridge
 from voicebridge.config import Secret, Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import Network, place_call
 from voicebridge.twilio_sim.recordings import Recording, load_recording, packaged_call
 from voicebridge.twilio_sim.webhook_client import LocalProxy
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 ACCOUNT = "AC" + "5" * 32
 AUTH = "rest-auth-token-0123456789abcdef"
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.servers import running_bridge
-from tests.test_calls import assert_protocol_clean, wait_until
+from tests.e2e.test_calls import assert_protocol_clean, wait_until
+from tests.support.servers import running_bridge
 from voicebridge.config import Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import CallReport, Network, place_call
