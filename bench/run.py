@@ -363,8 +363,8 @@ def run_step(target: str, n: int, cfg: Config, log: Any) -> dict[str, Any]:
             "STREAM_TOKEN_SECRET": secret,
             "MAX_CALLS": str(n + 20),
             "LOG_LEVEL": "INFO",
-            "DRAIN_TIMEOUT": "1",
-            "CLOSING_TIMEOUT": "1",
+            "DRAIN_TIMEOUT_S": "1",
+            "CLOSING_TIMEOUT_S": "1",
         }
         if target == "bridge":
             tenv["REALTIME_URL"] = fake_url

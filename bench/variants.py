@@ -65,7 +65,7 @@ def patch_sendtimeout() -> None:
     from voicebridge.server import call
 
     async def upstream_out(self: Any, conn: ClientConnection) -> None:
-        stall = self.settings.upstream_stall_timeout
+        stall = self.settings.upstream_stall_timeout_s
         try:
             while True:
                 text = await self.upstream_q.get()

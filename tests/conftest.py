@@ -19,4 +19,4 @@ def fake() -> Iterator[FakeRealtimeServer]:
 
 @pytest.fixture
 def settings(fake: FakeRealtimeServer) -> Settings:
-    return Settings(realtime_url=fake.url, start_timeout=5.0, upstream_connect_timeout=3.0)
+    return Settings(realtime_url=fake.url, start_timeout_s=5.0, upstream_connect_timeout_s=3.0)

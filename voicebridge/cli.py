@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from voicebridge.config import Settings, load_environ
+from voicebridge.config import RENAMED, Settings, load_environ
 from voicebridge.errors import ConfigError
 from voicebridge.logs import setup_logging
 
@@ -75,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"voicebridge: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
+    for old in settings.deprecated_names:
+        logging.getLogger("voicebridge").warning(
+            "%s is deprecated: rename it %s (the old name is read until the next release)",
+            old,
+            RENAMED[old],
+        )
     try:
         if args.command == "serve":
             from voicebridge.server.serve import serve

@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -44,6 +44,20 @@ TRANSCRIPTION_MODELS = (
     "gpt-4o-transcribe-diarize",
     "gpt-realtime-whisper",
 )
+# Duration settings carry their unit in the name; the old names are read for one release.
+RENAMED = {
+    old: old + "_S"
+    for old in (
+        "STREAM_TOKEN_TTL",
+        "TOOL_TIMEOUT",
+        "START_TIMEOUT",
+        "UPSTREAM_CONNECT_TIMEOUT",
+        "UPSTREAM_STALL_TIMEOUT",
+        "RECONNECT_TIMEOUT",
+        "CLOSING_TIMEOUT",
+        "DRAIN_TIMEOUT",
+    )
+}
 _FLAGS = {
     "1": True,
     "true": True,
@@ -120,7 +134,7 @@ class Settings:
     twilio_auth_token: Secret = Secret("")  # TWILIO_AUTH_TOKEN: checks X-Twilio-Signature
     stream_token_secret: Secret = field(default_factory=_random_secret, compare=False)
     stream_token_secret_generated: bool = True  # no STREAM_TOKEN_SECRET: one per process
-    stream_token_ttl: float = 60.0  # STREAM_TOKEN_TTL: webhook -> `start`, s (covers <Say>)
+    stream_token_ttl_s: float = 60.0  # STREAM_TOKEN_TTL_S: webhook -> `start`, s (covers <Say>)
     max_calls: int = 50  # MAX_CALLS: concurrent calls (and reservations) per instance
     max_message_bytes: int = 65536  # MAX_MESSAGE_BYTES: largest inbound WebSocket message
     # Server
@@ -129,6 +143,8 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"  # FORWARDED_ALLOW_IPS (uvicorn's convention)
     log_level: str = "INFO"  # LOG_LEVEL
     log_format: str = "text"  # LOG_FORMAT: text or json
+    # Old setting names that were read (RENAMED): warned about at start-up.
+    deprecated_names: tuple[str, ...] = field(default=(), compare=False)
     metrics_token: Secret = Secret("")  # METRICS_TOKEN: /metrics needs Bearer <token> if set
     twilio_account_sid: str = ""  # TWILIO_ACCOUNT_SID: for REST call updates (end, transfer)
     twilio_api_base: str = "https://api.twilio.com"  # TWILIO_API_BASE (tests: a local fake)
@@ -137,22 +153,22 @@ class Settings:
     end_call_tool: bool = True  # END_CALL_TOOL: the model may hang up after its goodbye
     transfer_destinations: str = ""  # TRANSFER_DESTINATIONS: name=+1555...,name=sip:...
     custom_tools: str = ""  # CUSTOM_TOOLS: package.module:TOOLS
-    tool_timeout: float = 5.0  # TOOL_TIMEOUT: per tool call, s
+    tool_timeout_s: float = 5.0  # TOOL_TIMEOUT_S: per tool call, s
     goodbye_instructions: str = "Say a short, warm goodbye."  # GOODBYE_INSTRUCTIONS
     transfer_instructions: str = (  # TRANSFER_INSTRUCTIONS
         "Tell the caller in one short sentence that you are transferring them now."
     )
     # Limits and timeouts
-    start_timeout: float = 10.0  # START_TIMEOUT: WebSocket accept -> Twilio `start`, s
-    upstream_connect_timeout: float = 5.0  # UPSTREAM_CONNECT_TIMEOUT, s
-    upstream_stall_timeout: float = 10.0  # UPSTREAM_STALL_TIMEOUT: an unresponsive upstream, s
+    start_timeout_s: float = 10.0  # START_TIMEOUT_S: WebSocket accept -> Twilio `start`, s
+    upstream_connect_timeout_s: float = 5.0  # UPSTREAM_CONNECT_TIMEOUT_S, s
+    upstream_stall_timeout_s: float = 10.0  # UPSTREAM_STALL_TIMEOUT_S: an unresponsive upstream, s
     upstream_reconnect: bool = True  # UPSTREAM_RECONNECT: replace a lost upstream once per call
-    reconnect_timeout: float = 1.5  # RECONNECT_TIMEOUT: to open the replacement, s
+    reconnect_timeout_s: float = 1.5  # RECONNECT_TIMEOUT_S: to open the replacement, s
     session_limit_s: float = 3480.0  # SESSION_LIMIT_S: before the upstream's 60-minute cap
     session_limit_action: str = "end"  # SESSION_LIMIT_ACTION: end (closing line) or renew
     closing_instructions: str = DEFAULT_CLOSING  # CLOSING_INSTRUCTIONS: the last line
-    closing_timeout: float = 10.0  # CLOSING_TIMEOUT: for the closing line to be heard, s
-    drain_timeout: float = 20.0  # DRAIN_TIMEOUT: after SIGTERM, calls go on this long, s
+    closing_timeout_s: float = 10.0  # CLOSING_TIMEOUT_S: for the closing line to be heard, s
+    drain_timeout_s: float = 20.0  # DRAIN_TIMEOUT_S: after SIGTERM, calls go on this long, s
     caller_queue_frames: int = 250  # CALLER_QUEUE_FRAMES: 20 ms frames held for upstream
     playback_queue_chunks: int = 600  # PLAYBACK_QUEUE_CHUNKS: model deltas held for Twilio
 
@@ -164,6 +180,11 @@ class Settings:
             ConfigError: a value is malformed; the message names the variable and the fix.
         """
         defaults = cls()
+        old_names = tuple(old for old in RENAMED if environ.get(old, "").strip())
+        if old_names:
+            environ = dict(environ)
+            for old in old_names:
+                environ.setdefault(RENAMED[old], environ[old])
 
         def text(name: str, default: str) -> str:
             value = environ.get(name)
@@ -244,7 +265,7 @@ class Settings:
             twilio_auth_token=Secret(environ.get("TWILIO_AUTH_TOKEN", "").strip()),
             stream_token_secret=Secret(token_secret) if token_secret else _random_secret(),
             stream_token_secret_generated=not token_secret,
-            stream_token_ttl=number("STREAM_TOKEN_TTL", defaults.stream_token_ttl, float),
+            stream_token_ttl_s=number("STREAM_TOKEN_TTL_S", defaults.stream_token_ttl_s, float),
             max_calls=int(number("MAX_CALLS", defaults.max_calls, int)),
             max_message_bytes=int(number("MAX_MESSAGE_BYTES", defaults.max_message_bytes, int)),
             host=text("HOST", defaults.host),
@@ -259,25 +280,25 @@ class Settings:
             end_call_tool=flag("END_CALL_TOOL", defaults.end_call_tool),
             transfer_destinations=text("TRANSFER_DESTINATIONS", ""),
             custom_tools=text("CUSTOM_TOOLS", ""),
-            tool_timeout=number("TOOL_TIMEOUT", defaults.tool_timeout, float),
+            tool_timeout_s=number("TOOL_TIMEOUT_S", defaults.tool_timeout_s, float),
             goodbye_instructions=text("GOODBYE_INSTRUCTIONS", defaults.goodbye_instructions),
             transfer_instructions=text("TRANSFER_INSTRUCTIONS", defaults.transfer_instructions),
-            start_timeout=number("START_TIMEOUT", defaults.start_timeout, float),
-            upstream_connect_timeout=number(
-                "UPSTREAM_CONNECT_TIMEOUT", defaults.upstream_connect_timeout, float
+            start_timeout_s=number("START_TIMEOUT_S", defaults.start_timeout_s, float),
+            upstream_connect_timeout_s=number(
+                "UPSTREAM_CONNECT_TIMEOUT_S", defaults.upstream_connect_timeout_s, float
             ),
-            upstream_stall_timeout=number(
-                "UPSTREAM_STALL_TIMEOUT", defaults.upstream_stall_timeout, float
+            upstream_stall_timeout_s=number(
+                "UPSTREAM_STALL_TIMEOUT_S", defaults.upstream_stall_timeout_s, float
             ),
             upstream_reconnect=flag("UPSTREAM_RECONNECT", defaults.upstream_reconnect),
-            reconnect_timeout=number("RECONNECT_TIMEOUT", defaults.reconnect_timeout, float),
+            reconnect_timeout_s=number("RECONNECT_TIMEOUT_S", defaults.reconnect_timeout_s, float),
             session_limit_s=number("SESSION_LIMIT_S", defaults.session_limit_s, float),
             session_limit_action=text(
                 "SESSION_LIMIT_ACTION", defaults.session_limit_action
             ).lower(),
             closing_instructions=text("CLOSING_INSTRUCTIONS", defaults.closing_instructions),
-            closing_timeout=number("CLOSING_TIMEOUT", defaults.closing_timeout, float),
-            drain_timeout=number("DRAIN_TIMEOUT", defaults.drain_timeout, float),
+            closing_timeout_s=number("CLOSING_TIMEOUT_S", defaults.closing_timeout_s, float),
+            drain_timeout_s=number("DRAIN_TIMEOUT_S", defaults.drain_timeout_s, float),
             caller_queue_frames=int(
                 number("CALLER_QUEUE_FRAMES", defaults.caller_queue_frames, int)
             ),
@@ -286,7 +307,7 @@ class Settings:
             ),
         )
         settings.validate()
-        return settings
+        return replace(settings, deprecated_names=old_names) if old_names else settings
 
     def validate(self) -> None:
         url = urlsplit(self.realtime_url)

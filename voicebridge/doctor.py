@@ -16,7 +16,7 @@ Then it prints what to paste into the Twilio console. Every network wait is boun
 ``--timeout``. Exit status: 0 when every check passed, 1 when any failed, 2 for bad arguments.
 
 The webhook check reserves a call slot on the service for a made-up CallSid
-(``CAd0c7d0c7…``), held until its stream token expires (``STREAM_TOKEN_TTL``).
+(``CAd0c7d0c7…``), held until its stream token expires (``STREAM_TOKEN_TTL_S``).
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ async def check_webhook(
     )
     report.note(
         f"this check holds one call slot on the service for CallSid {call_sid} until its "
-        f"token expires (STREAM_TOKEN_TTL: {token_ttl:g} s here)"
+        f"token expires (STREAM_TOKEN_TTL_S: {token_ttl:g} s here)"
     )
     fallback = base + "/twilio/fallback"
     failed = {**params, "ErrorCode": "11200", "ErrorUrl": url}
@@ -605,7 +605,7 @@ async def doctor(
             base,
             auth_token=environ.get("TWILIO_AUTH_TOKEN", "").strip(),
             account_sid=environ.get("TWILIO_ACCOUNT_SID", "").strip(),
-            token_ttl=(settings or Settings()).stream_token_ttl,
+            token_ttl=(settings or Settings()).stream_token_ttl_s,
             proxy=LocalProxy(connect_to) if connect_to else None,
             timeout=timeout,
         )

@@ -248,7 +248,7 @@ async def test_signed_webhook_through_a_tls_proxy(
 async def test_unreachable_upstream_is_a_failed_call_with_its_reason(settings: Settings) -> None:
     """A bridge that cannot reach its model closes the stream: failed, with the failure path."""
     broken = dataclasses.replace(
-        settings, realtime_url="ws://127.0.0.1:9/v1/realtime", upstream_connect_timeout=0.5
+        settings, realtime_url="ws://127.0.0.1:9/v1/realtime", upstream_connect_timeout_s=0.5
     )
     with running_bridge(broken) as bridge:
         report = await run_replay(

@@ -166,7 +166,7 @@ async def test_wrong_session_format_plays_the_failure_path(
 async def test_unreachable_upstream_plays_the_failure_path(settings: Settings) -> None:
     """No upstream at all: retried until the connect deadline, then the apology."""
     broken = dataclasses.replace(
-        settings, realtime_url="ws://127.0.0.1:9/v1/realtime", upstream_connect_timeout=1.0
+        settings, realtime_url="ws://127.0.0.1:9/v1/realtime", upstream_connect_timeout_s=1.0
     )
     with running_bridge(broken) as bridge:
         report = await place_call(bridge.webhook, packaged_call("interrupts"), timeout=10)

@@ -43,8 +43,8 @@ async def test_sigterm_drains_calls_then_exits_zero(
         HOST="127.0.0.1",
         REALTIME_URL=fake.url,
         OPENAI_API_KEY="sk-unused",
-        DRAIN_TIMEOUT="3",
-        CLOSING_TIMEOUT="8",
+        DRAIN_TIMEOUT_S="3",
+        CLOSING_TIMEOUT_S="8",
     )
     proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before the calls)
         [sys.executable, "-m", "voicebridge", "serve"],

@@ -299,7 +299,7 @@ async def test_per_process_secret_needs_the_webhook_reservation(
 
 def test_busy_at_the_limit(fake: FakeRealtimeServer, settings: Settings) -> None:
     """At MAX_CALLS the webhook answers busy TwiML, /readyz is false; reservations expire."""
-    with running_bridge(settings, max_calls=1, stream_token_ttl=0.5) as bridge:
+    with running_bridge(settings, max_calls=1, stream_token_ttl_s=0.5) as bridge:
         first = parse_twiml(post(bridge, "/twilio/stream", urlencode(params()).encode(), FORM)[1])
         assert first.stream_url is not None
         status, body = post(bridge, "/twilio/stream", urlencode(params()).encode(), FORM)
@@ -349,8 +349,8 @@ async def test_oversized_message_is_refused(fake: FakeRealtimeServer, settings: 
 
 
 async def test_start_timeout(fake: FakeRealtimeServer, settings: Settings) -> None:
-    """A socket that never sends `start` is closed after START_TIMEOUT, upstream untouched."""
-    with running_bridge(settings, start_timeout=0.3) as bridge:
+    """A socket that never sends `start` is closed after START_TIMEOUT_S, upstream untouched."""
+    with running_bridge(settings, start_timeout_s=0.3) as bridge:
         t0 = time.monotonic()
         async with connect(bridge.ws_url) as ws:
             await asyncio.wait_for(ws.wait_closed(), 5)

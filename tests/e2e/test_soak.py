@@ -82,7 +82,7 @@ async def test_soak_thousand_short_calls(fake: FakeRealtimeServer, tmp_path: Pat
         OPENAI_API_KEY="sk-unused",
         MAX_CALLS="20",
         LOG_LEVEL="WARNING",
-        STREAM_TOKEN_TTL="2",
+        STREAM_TOKEN_TTL_S="2",
     )
     popen = subprocess.Popen(  # noqa: ASYNC220 (started once)
         [sys.executable, "-m", "voicebridge", "serve"],

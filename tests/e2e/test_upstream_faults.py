@@ -713,7 +713,7 @@ async def test_fresh_session_refused_plays_the_failure_path(
     fake: FakeRealtimeServer, settings: Settings
 ) -> None:
     """The upstream is lost and every handshake for the fresh session is refused (503):
-    retried within RECONNECT_TIMEOUT, then the failure path."""
+    retried within RECONNECT_TIMEOUT_S, then the failure path."""
     fake.options = dataclasses.replace(
         fake.options,
         close_after_ms=600,
@@ -729,7 +729,7 @@ async def test_fresh_session_refused_plays_the_failure_path(
     assert result.failed and result.reason.startswith("upstream_connect_failed")
     assert report.closed_by == "server" and report.failure_path == FAILURE_PATH
     lost_at = call_ms(report, fake.sessions[0].fault_closed_at or 0.0)
-    reconnect_ms = bridge.settings.reconnect_timeout * 1000
+    reconnect_ms = bridge.settings.reconnect_timeout_s * 1000
     assert reconnect_ms - 100 < report.ended_at - lost_at < reconnect_ms + 700
 
 
@@ -762,7 +762,7 @@ async def test_handshakes_refused_past_the_deadline_play_the_failure_path(
     """Every handshake refused (503): retried with backoff until the 1 s deadline, then
     the apology."""
     fake.options = dataclasses.replace(fake.options, refuse_handshakes=(503,) * 1000)
-    with running_bridge(settings, upstream_connect_timeout=1.0) as bridge:
+    with running_bridge(settings, upstream_connect_timeout_s=1.0) as bridge:
         report = await place_call(bridge.webhook, silent_call(5), timeout=15)
         [result] = bridge.state.last_results
     assert report.failure_path == FAILURE_PATH and report.closed_by == "server"
@@ -798,7 +798,7 @@ async def test_hanging_handshake_plays_the_failure_path(
 ) -> None:
     """A handshake that never completes is abandoned (and retried) within the deadline."""
     fake.options = dataclasses.replace(fake.options, accept_delay_ms=10_000)
-    with running_bridge(settings, upstream_connect_timeout=1.0) as bridge:
+    with running_bridge(settings, upstream_connect_timeout_s=1.0) as bridge:
         report = await place_call(bridge.webhook, silent_call(5), timeout=15)
         [result] = bridge.state.last_results
     assert report.failure_path == FAILURE_PATH
@@ -815,7 +815,7 @@ async def test_slow_handshake_within_the_deadline_connects(
     and takes as long again.)"""
     fake.options = dataclasses.replace(fake.options, accept_delay_ms=1000)
     with running_bridge(
-        settings, upstream_connect_timeout=2.0, greeting_instructions=GREETING
+        settings, upstream_connect_timeout_s=2.0, greeting_instructions=GREETING
     ) as bridge:
         report = await place_call(bridge.webhook, silent_call(6), hangup_at_ms=2600, timeout=15)
         wait_until(lambda: bridge.state.active_calls == 0)
@@ -856,7 +856,7 @@ async def test_stalled_upstream_is_detected_and_replaced_with_a_bounded_queue(
 
     with running_bridge(
         settings,
-        upstream_stall_timeout=stall_timeout,
+        upstream_stall_timeout_s=stall_timeout,
         caller_queue_frames=queue_frames,
     ) as bridge:
         with queue_peaks(bridge) as peaks:

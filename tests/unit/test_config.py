@@ -40,14 +40,14 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "PORT": ("9001", "port", 9001),
     "FORWARDED_ALLOW_IPS": ("*", "forwarded_allow_ips", "*"),
     "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
-    "START_TIMEOUT": ("2.5", "start_timeout", 2.5),
-    "UPSTREAM_CONNECT_TIMEOUT": ("1.25", "upstream_connect_timeout", 1.25),
+    "START_TIMEOUT_S": ("2.5", "start_timeout_s", 2.5),
+    "UPSTREAM_CONNECT_TIMEOUT_S": ("1.25", "upstream_connect_timeout_s", 1.25),
     "CALLER_QUEUE_FRAMES": ("17", "caller_queue_frames", 17),
     "PLAYBACK_QUEUE_CHUNKS": ("33", "playback_queue_chunks", 33),
     "BUSY_SAY": ("Busy.", "busy_say", "Busy."),
     "TWILIO_AUTH_TOKEN": ("tw-token", "twilio_auth_token", Secret("tw-token")),
     "STREAM_TOKEN_SECRET": ("s" * 32, "stream_token_secret", Secret("s" * 32)),
-    "STREAM_TOKEN_TTL": ("30", "stream_token_ttl", 30.0),
+    "STREAM_TOKEN_TTL_S": ("30", "stream_token_ttl_s", 30.0),
     "MAX_CALLS": ("7", "max_calls", 7),
     "MAX_MESSAGE_BYTES": ("4096", "max_message_bytes", 4096),
     "UPSTREAM_AUDIO": ("PCM24K", "upstream_audio", "pcm24k"),
@@ -66,14 +66,14 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "APOLOGY_INSTRUCTIONS": ("Sorry!", "apology_instructions", "Sorry!"),
     "MEDIA_GAP_MS": ("250", "media_gap_ms", 250),
     "REALTIME_AUTH": ("API-KEY", "realtime_auth", "api-key"),
-    "UPSTREAM_STALL_TIMEOUT": ("4", "upstream_stall_timeout", 4.0),
+    "UPSTREAM_STALL_TIMEOUT_S": ("4", "upstream_stall_timeout_s", 4.0),
     "UPSTREAM_RECONNECT": ("false", "upstream_reconnect", False),
-    "RECONNECT_TIMEOUT": ("2.5", "reconnect_timeout", 2.5),
+    "RECONNECT_TIMEOUT_S": ("2.5", "reconnect_timeout_s", 2.5),
     "SESSION_LIMIT_S": ("600", "session_limit_s", 600.0),
     "SESSION_LIMIT_ACTION": ("renew", "session_limit_action", "renew"),
     "CLOSING_INSTRUCTIONS": ("Bye.", "closing_instructions", "Bye."),
-    "CLOSING_TIMEOUT": ("3", "closing_timeout", 3.0),
-    "DRAIN_TIMEOUT": ("5", "drain_timeout", 5.0),
+    "CLOSING_TIMEOUT_S": ("3", "closing_timeout_s", 3.0),
+    "DRAIN_TIMEOUT_S": ("5", "drain_timeout_s", 5.0),
     "LOG_FORMAT": ("JSON", "log_format", "json"),
     "METRICS_TOKEN": ("m-token", "metrics_token", Secret("m-token")),
     "TWILIO_ACCOUNT_SID": ("AC" + "a" * 32, "twilio_account_sid", "AC" + "a" * 32),
@@ -82,7 +82,7 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "END_CALL_TOOL": ("off", "end_call_tool", False),
     "TRANSFER_DESTINATIONS": ("sales=+14155550100", "transfer_destinations", "sales=+14155550100"),
     "CUSTOM_TOOLS": ("my.tools:TOOLS", "custom_tools", "my.tools:TOOLS"),
-    "TOOL_TIMEOUT": ("2", "tool_timeout", 2.0),
+    "TOOL_TIMEOUT_S": ("2", "tool_timeout_s", 2.0),
     "GOODBYE_INSTRUCTIONS": ("Bye!", "goodbye_instructions", "Bye!"),
     "TRANSFER_INSTRUCTIONS": ("Hold on.", "transfer_instructions", "Hold on."),
 }
@@ -113,7 +113,7 @@ def test_defaults() -> None:
     assert (s.host, s.port) == ("0.0.0.0", 8000)
     assert s.forwarded_allow_ips == "127.0.0.1"
     assert s.log_level == "INFO"
-    assert (s.start_timeout, s.upstream_connect_timeout) == (10.0, 5.0)
+    assert (s.start_timeout_s, s.upstream_connect_timeout_s) == (10.0, 5.0)
     assert (s.caller_queue_frames, s.playback_queue_chunks) == (250, 600)
 
 
@@ -165,10 +165,10 @@ def test_each_variable_is_read(name: str) -> None:
         ("PORT", "0"),
         ("PORT", "-1"),
         ("PORT", "65536"),
-        ("START_TIMEOUT", "-1"),
-        ("START_TIMEOUT", "0"),
-        ("START_TIMEOUT", "soon"),
-        ("UPSTREAM_CONNECT_TIMEOUT", "-0.5"),
+        ("START_TIMEOUT_S", "-1"),
+        ("START_TIMEOUT_S", "0"),
+        ("START_TIMEOUT_S", "soon"),
+        ("UPSTREAM_CONNECT_TIMEOUT_S", "-0.5"),
         ("CALLER_QUEUE_FRAMES", "-3"),
         ("PLAYBACK_QUEUE_CHUNKS", "1.5"),
         ("REALTIME_URL", "http://api.openai.com/v1/realtime"),
@@ -189,7 +189,7 @@ def test_invalid_value_raises_config_error_naming_the_variable(name: str, value:
         Settings.from_env({name: value})
 
 
-@pytest.mark.parametrize("name", ["START_TIMEOUT", "UPSTREAM_CONNECT_TIMEOUT"])
+@pytest.mark.parametrize("name", ["START_TIMEOUT_S", "UPSTREAM_CONNECT_TIMEOUT_S"])
 def test_nan_timeout_is_rejected(name: str) -> None:
     """A timeout of 'nan' is not a positive number of seconds and raises ConfigError."""
     with pytest.raises(ConfigError, match=name):
@@ -353,3 +353,13 @@ def test_turn_taking_settings_are_validated(env: dict[str, str], name: str) -> N
     """A bad turn-taking setting stops start-up with its name in the message."""
     with pytest.raises(ConfigError, match=name):
         Settings.from_env(env)
+
+
+def test_old_duration_names_are_read_and_reported() -> None:
+    settings = Settings.from_env(
+        {"DRAIN_TIMEOUT": "7", "CLOSING_TIMEOUT_S": "4", "CLOSING_TIMEOUT": "9"}
+    )
+    assert settings.drain_timeout_s == 7.0
+    assert settings.closing_timeout_s == 4.0  # the new name wins
+    assert settings.deprecated_names == ("CLOSING_TIMEOUT", "DRAIN_TIMEOUT")
+    assert Settings.from_env({"DRAIN_TIMEOUT_S": "7"}).deprecated_names == ()

@@ -464,7 +464,7 @@ class Call:
 
     async def upstream_watch(self) -> None:
         """End a connection whose sends have made no progress for the stall timeout."""
-        watch = StallWatch(self.settings.upstream_stall_timeout)
+        watch = StallWatch(self.settings.upstream_stall_timeout_s)
         while True:
             await asyncio.sleep(watch.limit / 4)
             queue = self.upstream_q
@@ -495,7 +495,7 @@ class Call:
     async def upstream(self) -> None:
         """Open the upstream, pump it, and replace it once if it is lost mid-call."""
         reconnects = 1 if self.settings.upstream_reconnect else 0
-        deadline = self.settings.upstream_connect_timeout
+        deadline = self.settings.upstream_connect_timeout_s
         while True:
             conn = await self._open(deadline)
             lost: _UpstreamLost | None = None
@@ -506,7 +506,7 @@ class Call:
                     tg.create_task(self.upstream_out(conn), name="upstream-out")
                     tg.create_task(self.upstream_watch(), name="upstream-watch")
                     try:
-                        async with asyncio.timeout(self.settings.upstream_connect_timeout):
+                        async with asyncio.timeout(self.settings.upstream_connect_timeout_s):
                             await self.session_ready.wait()
                     except TimeoutError:
                         raise _CallEnded("session_not_confirmed", failed=True) from None
@@ -527,7 +527,7 @@ class Call:
             self.core.new_session(announce=lost is not None)
             self.session_ready.clear()
             self.upstream_q.drain_control()  # meant for the session that is gone
-            deadline = self.settings.reconnect_timeout
+            deadline = self.settings.reconnect_timeout_s
 
     async def _session_clock(self) -> None:
         # The upstream cuts sessions at 60 minutes, mid-sentence and without warning.
@@ -555,12 +555,12 @@ class Call:
         reason = self.close_reason
         self.log.info("closing the call (%s)", reason)
         self.apply(self.core.close(reason, self.close_instructions))
-        deadline = time.monotonic() + self.settings.closing_timeout
+        deadline = time.monotonic() + self.settings.closing_timeout_s
         # Polled: the last echo is an event, but "nothing left to play" is a projection.
         while not self.core.closing_finished(_now()) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if not self.core.closing_finished(_now()):
-            self.log.warning("closing line not heard within %g s", self.settings.closing_timeout)
+            self.log.warning("closing line not heard within %g s", self.settings.closing_timeout_s)
         await self._end_through_twilio(reason)
         raise _CallEnded(reason, failed=False, deliberate=True)
 
@@ -611,7 +611,7 @@ class Call:
         result = CallResult("unknown", failed=True)
         try:
             try:
-                async with asyncio.timeout(self.settings.start_timeout):
+                async with asyncio.timeout(self.settings.start_timeout_s):
                     await self.wait_start()
             except TimeoutError:
                 raise _CallEnded("refused: no_start", failed=True, close_code=1008) from None

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class Guard:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.admission = Admission(settings.max_calls, settings.stream_token_ttl)
+        self.admission = Admission(settings.max_calls, settings.stream_token_ttl_s)
         self.rejected: Counter[str] = Counter()  # by reason
         self._secret = settings.stream_token_secret.reveal().encode()
         self._auth_token = settings.twilio_auth_token.reveal()
@@ -98,7 +98,7 @@ class Guard:
         """A stream token for a call the webhook is answering, or None when full."""
         if not self.admission.reserve(call_sid, time.monotonic()):
             return None
-        return mint_token(self._secret, call_sid, time.time(), self.settings.stream_token_ttl)
+        return mint_token(self._secret, call_sid, time.time(), self.settings.stream_token_ttl_s)
 
     def has_room(self) -> bool:
         return self.admission.has_room(time.monotonic())

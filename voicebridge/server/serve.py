@@ -46,7 +46,7 @@ class BridgeServer(uvicorn.Server):
 
     uvicorn alone would close the listener and send 1012 to every call at once, then die
     "by signal". Here, on the first signal: not ready, and new webhooks get the busy TwiML
-    at once; active calls go on for up to DRAIN_TIMEOUT; each call still open then hears a
+    at once; active calls go on for up to DRAIN_TIMEOUT_S; each call still open then hears a
     closing line from the model and ends; then the server stops and the process exits 0.
     A second signal stops at once.
     """
@@ -54,8 +54,8 @@ class BridgeServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, state: AppState | None = None) -> None:
         super().__init__(config)
         self.app_state = state
-        self.drain_timeout = 0.0
-        self.closing_timeout = 0.0
+        self.drain_timeout_s = 0.0
+        self.closing_timeout_s = 0.0
         self._drain: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
@@ -80,7 +80,7 @@ class BridgeServer(uvicorn.Server):
                 self.force_exit = True
             self.should_exit = True
             return
-        log.warning("received %s: draining (up to %g s)", name, self.drain_timeout)
+        log.warning("received %s: draining (up to %g s)", name, self.drain_timeout_s)
         self.app_state.accepting = False
         # A signal handler runs between bytecodes of the loop's thread: schedule, don't await.
         self._drain = asyncio.get_running_loop().create_task(self.drain(), name="drain")
@@ -89,11 +89,11 @@ class BridgeServer(uvicorn.Server):
         state = self.app_state
         assert state is not None
         try:
-            if not await state.wait_no_calls(self.drain_timeout):
+            if not await state.wait_no_calls(self.drain_timeout_s):
                 log.warning("drain timeout: %d call(s) get a closing line", len(state.calls))
                 for call in list(state.calls):
                     call.request_close("draining")
-                await state.wait_no_calls(self.closing_timeout + 2.0)
+                await state.wait_no_calls(self.closing_timeout_s + 2.0)
             log.info("drained: stopping")
         finally:
             self.should_exit = True
@@ -115,6 +115,6 @@ async def serve(settings: Settings, *, fake_upstream: bool = False) -> None:
         state: AppState = app.state.voicebridge
         state.guard.warn_at_startup()
         server = BridgeServer(uvicorn_config(settings, app), state)
-        server.drain_timeout = settings.drain_timeout
-        server.closing_timeout = settings.closing_timeout
+        server.drain_timeout_s = settings.drain_timeout_s
+        server.closing_timeout_s = settings.closing_timeout_s
         await server.serve()

@@ -3,7 +3,7 @@ operators' own tools (``CUSTOM_TOOLS=package.module:TOOLS``).
 
 A custom tool is a mapping (or object) with ``name``, ``description``, ``parameters`` (JSON
 schema) and ``handler``: a callable taking the arguments as a dict and returning a string or
-a JSON-serialisable value, sync (run in a thread) or async. Tools run with ``TOOL_TIMEOUT``
+a JSON-serialisable value, sync (run in a thread) or async. Tools run with ``TOOL_TIMEOUT_S``
 in their own task, never on the audio path.
 """
 
@@ -155,13 +155,13 @@ class Toolbox:
         if tool is None:
             return ToolOutcome(json.dumps({"ok": False, "error": f"no tool named {call.name!r}"}))
         try:
-            async with asyncio.timeout(self.settings.tool_timeout):
+            async with asyncio.timeout(self.settings.tool_timeout_s):
                 if inspect.iscoroutinefunction(tool.handler):
                     result = await tool.handler(args)
                 else:
                     result = await asyncio.to_thread(tool.handler, args)
         except TimeoutError:
-            log.warning("tool %s timed out after %g s", call.name, self.settings.tool_timeout)
+            log.warning("tool %s timed out after %g s", call.name, self.settings.tool_timeout_s)
             return ToolOutcome(json.dumps({"ok": False, "error": "the tool timed out"}))
         except Exception as exc:  # an operator's code: report, never crash the call
             log.warning("tool %s failed: %r", call.name, exc, exc_info=True)

@@ -48,7 +48,7 @@ async def open_upstream(
     Raises:
         UpstreamError: refused, unreachable or too slow; the message never holds the key.
     """
-    budget = deadline if deadline is not None else settings.upstream_connect_timeout
+    budget = deadline if deadline is not None else settings.upstream_connect_timeout_s
     rng = rng or random.Random()
     backoff = FIRST_BACKOFF
     attempts = 0
@@ -74,8 +74,8 @@ async def open_upstream(
                         open_timeout=attempt_timeout,
                         close_timeout=CLOSE_TIMEOUT,
                         # An upstream that stops reading stops answering pings too.
-                        ping_interval=settings.upstream_stall_timeout / 2,
-                        ping_timeout=settings.upstream_stall_timeout / 2,
+                        ping_interval=settings.upstream_stall_timeout_s / 2,
+                        ping_timeout=settings.upstream_stall_timeout_s / 2,
                         proxy=None,
                     )
                 except InvalidStatus as exc:
