@@ -84,10 +84,11 @@ def patch_nomarks() -> None:
 
     original = call.CallCore.render
 
-    def render(self: Any, action: Any, now: float) -> tuple[str, ...]:
+    def render(self: Any, action: Any, now: float) -> actions.Rendered:
         out = original(self, action, now)
-        if isinstance(action, actions.Playback) and len(out) >= 2:
-            return tuple(t for t in out if '"event":"mark"' not in t)
+        if isinstance(action, actions.Playback) and len(out.messages) >= 2:
+            kept = tuple(t for t in out.messages if '"event":"mark"' not in t)
+            return actions.Rendered(kept, out.timings)
         return out
 
     call.CallCore.render = render  # type: ignore[method-assign]

@@ -14,6 +14,7 @@ from voicebridge.core import twilio as tw
 from voicebridge.core.actions import (
     EndCall,
     FlushPlayback,
+    Ignored,
     Playback,
     Probe,
     SendTwilio,
@@ -55,7 +56,7 @@ def write_all(core: CallCore, actions: list, now: float) -> list[str]:
     out: list[str] = []
     for a in actions:
         if isinstance(a, (Playback, Probe)):
-            out += core.render(a, now)
+            out += core.render(a, now).messages
     return out
 
 
@@ -82,11 +83,14 @@ def test_media_goes_upstream_untouched() -> None:
 def test_media_before_start_and_foreign_stream_are_counted() -> None:
     """Out-of-order or foreign media is ignored and counted by reason."""
     core = CallCore(rt.SessionConfig(instructions="hi", voice="marin"))
-    assert core.receive_twilio(tw.Media(SID, 0, "AA==", 1), 0.0) == []
+    assert core.receive_twilio(tw.Media(SID, 0, "AA==", 1), 0.0) == [Ignored("media_before_start")]
+    assert core.receive_twilio(tw.Media(SID, 0, "AA==", 1), 0.0) == []  # logged once per call
     core.receive_twilio(start_event(), 0.0)
-    assert core.receive_twilio(tw.Media("MZother", 0, "AA==", 1), 0.0) == []
-    assert core.receive_twilio(start_event(), 0.0) == []
-    assert core.stats.ignored == {"media_before_start": 1, "wrong_stream_sid": 1, "second_start": 1}
+    assert core.receive_twilio(tw.Media("MZother", 0, "AA==", 1), 0.0) == [
+        Ignored("wrong_stream_sid")
+    ]
+    assert core.receive_twilio(start_event(), 0.0) == [Ignored("second_start")]
+    assert core.stats.ignored == {"media_before_start": 2, "wrong_stream_sid": 1, "second_start": 1}
 
 
 def test_stop_ends_the_call_normally() -> None:
@@ -186,7 +190,7 @@ def test_queued_audio_counts_as_pending() -> None:
     [truncate] = [a for a in actions if isinstance(a, SendUpstream)]
     assert json.loads(truncate.text)["audio_end_ms"] == 0
     # A queued chunk of the interrupted response is never written.
-    assert core.render(pending[0], 6.0) == ()
+    assert core.render(pending[0], 6.0).messages == ()
 
 
 def test_clear_echoes_are_ignored_and_unknown_marks_counted() -> None:

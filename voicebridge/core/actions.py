@@ -15,11 +15,14 @@ __all__ = [
     "CallStats",
     "EndCall",
     "FlushPlayback",
+    "Ignored",
     "Playback",
     "Probe",
+    "Rendered",
     "RunTool",
     "SendTwilio",
     "SendUpstream",
+    "Timing",
 ]
 
 
@@ -57,6 +60,29 @@ class FlushPlayback:
 
 
 @dataclass(frozen=True, slots=True)
+class Ignored:
+    """Input of a kind this call has not ignored before: worth one log line (counted always)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """A latency sample for the metrics, in ms."""
+
+    name: str
+    ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What the Twilio writer sends for one queued item, and the latencies it completes."""
+
+    messages: tuple[str, ...] = ()
+    timings: tuple[Timing, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class EndCall:
     reason: str
     failed: bool  # True: close Twilio's socket so the TwiML failure path plays
@@ -71,7 +97,7 @@ class RunTool:
     spoke: bool  # the response that called it also said something (e.g. the goodbye)
 
 
-Action = SendUpstream | SendTwilio | Playback | Probe | FlushPlayback | EndCall | RunTool
+Action = SendUpstream | SendTwilio | Playback | Probe | FlushPlayback | EndCall | RunTool | Ignored
 
 
 @dataclass(slots=True)

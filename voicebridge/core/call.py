@@ -33,11 +33,14 @@ from voicebridge.core.actions import (
     CallStats,
     EndCall,
     FlushPlayback,
+    Ignored,
     Playback,
     Probe,
+    Rendered,
     RunTool,
     SendTwilio,
     SendUpstream,
+    Timing,
 )
 from voicebridge.core.audio import ULAW_BYTES_PER_MS, b64_decoded_len
 from voicebridge.core.playback import PlaybackTracker
@@ -51,6 +54,7 @@ _RECENT = 32  # interrupted response ids remembered for dropping late deltas
 _FRAME_MS = 20
 _SILENCE = ulaw_silence(_FRAME_MS)
 _MAX_COUNTER_KEYS = 32  # distinct error codes kept per call
+_NOTHING = Rendered()
 _MAX_FAILED = 2  # failed responses in a row: one retry, then a spoken apology, then give up
 # Twilio sends 20 ms (216 base64 characters); anything past a second of audio is not Twilio.
 MAX_PAYLOAD_B64 = 11_000
@@ -95,7 +99,6 @@ class CallCore:
         self.session_ready = False
         self.interrupt_response = True  # replaced by the session.updated echo
         self.active_response: str | None = None
-        self.last_error: rt.ErrorEvent | None = None
         # Audio/pcm upstreams get their own converter per direction (state per call).
         self._up = CallerToModel() if session.input_format == "audio/pcm" else None
         self._down = ModelToCaller() if session.output_format == "audio/pcm" else None
@@ -105,9 +108,6 @@ class CallCore:
         self._resumed = False  # a fresh session after a lost one: re-seed and speak
         self._done: deque[str] = deque(maxlen=_RECENT)  # finished response ids
         self.transcript = Transcript()
-        self.first_ignored: list[str] = []  # reasons seen for the first time, for the log
-        # (name, ms) samples for latency histograms, drained by the shell.
-        self.timings: list[tuple[str, float]] = []
         self._started_at: float | None = None
         self._stopped_at: float | None = None  # the caller's last end of speech
         # Closing (drain, session cap): a last line from the model, then the end.
@@ -203,10 +203,9 @@ class CallCore:
         return [self._append(_SILENCE)]
 
     def _ignore(self, reason: str) -> list[Action]:
-        if reason not in self.stats.ignored:
-            self.first_ignored.append(reason)
+        first = reason not in self.stats.ignored
         self.stats.ignored[reason] += 1
-        return []
+        return [Ignored(reason)] if first else []
 
     def count_upstream_error(self, code: str) -> None:
         # Codes come from the peer: bound their length and how many distinct ones are kept.
@@ -217,10 +216,9 @@ class CallCore:
         errors[code] += 1
 
     def _drop_upstream(self, reason: str) -> list[Action]:
-        if reason not in self.stats.upstream_ignored:
-            self.first_ignored.append(f"upstream {reason}")
+        first = reason not in self.stats.upstream_ignored
         self.stats.upstream_ignored[reason] += 1
-        return []
+        return [Ignored(f"upstream {reason}")] if first else []
 
     # -- Realtime ------------------------------------------------------------------
 
@@ -257,7 +255,6 @@ class CallCore:
             return []
         if isinstance(event, rt.ErrorEvent):
             self.count_upstream_error(event.code or event.type or "unknown")
-            self.last_error = event
             return []
         if isinstance(event, rt.SessionUpdated):
             return self._session_updated(event.session)
@@ -494,24 +491,27 @@ class CallCore:
 
     # -- rendering for the Twilio writer ------------------------------------------
 
-    def render(self, action: Playback | Probe, now: float) -> tuple[str, ...]:
+    def render(self, action: Playback | Probe, now: float) -> Rendered:
         """Messages to write for a queued item, accounted as sent at ``now``."""
         sid = self.stream_sid
         if isinstance(action, Probe):
-            return (tw.mark_message(sid, self.playback.probe(now)),)
+            return Rendered((tw.mark_message(sid, self.playback.probe(now)),))
         if action.response_id in self._interrupted:
             self.stats.late_deltas_dropped += 1
-            return ()
+            return _NOTHING
         out: tuple[str, ...] = ()
         if self.playback.wants_probe(now):
             # Twilio is idle, so a mark now comes straight back: a free round-trip sample.
             out = (tw.mark_message(sid, self.playback.probe(now)),)
+        timings: tuple[Timing, ...] = ()
         if self.stats.chunks_out == 0 and self._started_at is not None:
-            self.timings.append(("first_audio", now - self._started_at))
+            timings = (Timing("first_audio", now - self._started_at),)
         if self._stopped_at is not None:
-            self.timings.append(("response_latency", now - self._stopped_at))
+            timings = (*timings, Timing("response_latency", now - self._stopped_at))
             self._stopped_at = None
         name = self.playback.audio_written(action.item_id, action.ms, now)
         self.stats.chunks_out += 1
         self.stats.audio_out_ms += action.ms
-        return (*out, tw.media_message(sid, action.payload), tw.mark_message(sid, name))
+        return Rendered(
+            (*out, tw.media_message(sid, action.payload), tw.mark_message(sid, name)), timings
+        )

@@ -43,6 +43,7 @@ from voicebridge.core.actions import (
     CallStats,
     EndCall,
     FlushPlayback,
+    Ignored,
     Playback,
     Probe,
     RunTool,
@@ -219,10 +220,6 @@ class Call:
     # -- actions -------------------------------------------------------------------
 
     def apply(self, actions: list[Action]) -> None:
-        if self.core.first_ignored:
-            for reason in self.core.first_ignored:
-                self._once(f"ignored:{reason}", f"ignoring bad input ({reason}); counting it")
-            self.core.first_ignored.clear()
         for action in actions:
             if isinstance(action, SendUpstream):
                 if not action.audio:
@@ -253,6 +250,10 @@ class Call:
                     self.core.stats.upstream_ignored["tool_calls_over_limit"] += 1
                     error = json.dumps({"ok": False, "error": "too many tool calls at once"})
                     self.apply(self.core.tool_result(action.call.call_id, error))
+            elif isinstance(action, Ignored):
+                self._once(
+                    f"ignored:{action.reason}", f"ignoring bad input ({action.reason}); counting it"
+                )
             elif isinstance(action, EndCall):
                 raise _CallEnded(action.reason, action.failed, deliberate=action.deliberate)
 
@@ -384,15 +385,13 @@ class Call:
                     await send(item)
                     continue
                 now = _now()
-                texts = self.core.render(item, now)
-                for text in texts:
+                rendered = self.core.render(item, now)
+                for text in rendered.messages:
                     await send(text)
-                if self.recorder is not None and texts and isinstance(item, Playback):
+                if self.recorder is not None and rendered.messages and isinstance(item, Playback):
                     self.recorder.assistant(item.payload, now, item.ms)
-                if self.core.timings:
-                    for name, ms in self.core.timings:
-                        self.observe(name, ms)
-                    self.core.timings.clear()
+                for timing in rendered.timings:
+                    self.observe(timing.name, timing.ms)
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             raise _CallEnded(f"twilio_send_failed: {exc!r}", failed=False) from None
 
