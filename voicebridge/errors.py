@@ -2,10 +2,13 @@
 
 VoiceBridgeError
 ├── ConfigError              settings missing or invalid at start-up
+├── TokenError               a stream token or call slot was refused (remote: the caller)
 ├── ProtocolError            a peer sent something we cannot use
 │   ├── TwilioProtocolError  from the Media Streams WebSocket
 │   └── RealtimeProtocolError from the Realtime API WebSocket
-└── UpstreamError            the Realtime connection failed or ended
+├── UpstreamError            the Realtime connection failed or ended
+├── QueueOverflow            control messages backed up: a peer stopped reading
+└── TwilioRestError          Twilio's REST API refused or could not be reached
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ProtocolError",
+    "QueueOverflow",
     "RealtimeProtocolError",
+    "TokenError",
     "TwilioProtocolError",
+    "TwilioRestError",
     "UpstreamError",
     "VoiceBridgeError",
 ]
@@ -26,6 +32,14 @@ class VoiceBridgeError(Exception):
 
 class ConfigError(VoiceBridgeError):
     """A setting is missing or invalid; the message says how to fix it."""
+
+
+class TokenError(VoiceBridgeError):
+    """Why a stream token is refused: ``reason`` is a stable counter label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ProtocolError(VoiceBridgeError):
@@ -58,3 +72,14 @@ class UpstreamError(VoiceBridgeError):
         super().__init__(message)
         self.status = status
         self.config_error = config_error
+
+
+class QueueOverflow(VoiceBridgeError):
+    """Control messages backed up: the peer is not reading."""
+
+
+class TwilioRestError(VoiceBridgeError):
+    """Twilio's REST API was not configured, refused the request or could not be reached.
+
+    The message never carries the auth token.
+    """

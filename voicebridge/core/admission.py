@@ -15,17 +15,11 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 
+from voicebridge.errors import TokenError
+
 __all__ = ["Admission", "TokenError", "mint_token", "verify_token"]
 
 TOKEN_PARAMETER = "StreamToken"
-
-
-class TokenError(Exception):
-    """Why a stream token is refused: ``reason`` is a stable counter label."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _mac(secret: bytes, call_sid: str, expires: int, nonce: str) -> str:

@@ -15,13 +15,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from voicebridge.errors import QueueOverflow
+
 __all__ = ["FrameQueue", "QueueOverflow", "QueueStats"]
 
 T = TypeVar("T")
-
-
-class QueueOverflow(Exception):
-    """Control messages backed up: the peer is not reading."""
 
 
 @dataclass(frozen=True, slots=True)

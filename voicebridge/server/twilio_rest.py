@@ -16,16 +16,13 @@ from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
 from voicebridge.config import Settings
+from voicebridge.errors import TwilioRestError
 
 __all__ = ["TwilioRestError", "rest_configured", "update_call"]
 
 log = logging.getLogger(__name__)
 
 REST_TIMEOUT = 5.0
-
-
-class TwilioRestError(Exception):
-    pass
 
 
 def rest_configured(settings: Settings) -> bool:
