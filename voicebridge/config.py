@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from voicebridge.errors import ConfigError
+from voicebridge.logs import mask_url
 
 __all__ = ["Secret", "Settings", "load_environ"]
 
@@ -396,8 +397,10 @@ class Settings:
             )
 
     def describe(self) -> dict[str, object]:
-        """Settings for a start-up log line; secrets stay masked."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "instructions"}
+        """Settings for a start-up log line; secrets stay masked, in URLs too."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "instructions"}
+        out["realtime_url"] = mask_url(self.realtime_url)
+        return out
 
 
 def load_environ(env_file: str | os.PathLike[str] | None = ".env") -> dict[str, str]:
