@@ -15,6 +15,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+from voicebridge.core.realtime import (
+    NOISE_REDUCTION_TYPES,
+    TRANSCRIPTION_MODELS,
+    TURN_DETECTION_TYPES,
+    VAD_EAGERNESS,
+)
 from voicebridge.errors import ConfigError
 from voicebridge.logs import mask_url
 
@@ -33,17 +39,6 @@ DEFAULT_APOLOGY = (
 DEFAULT_CLOSING = (
     "You have to end the call now. Tell the caller so politely in one short sentence and "
     "say goodbye."
-)
-# PROTOCOLS.md B.2: the input transcription models the GA API accepts.
-TRANSCRIPTION_MODELS = (
-    "whisper-1",
-    "gpt-transcribe",
-    "gpt-live-transcribe",
-    "gpt-4o-mini-transcribe",
-    "gpt-4o-mini-transcribe-2025-12-15",
-    "gpt-4o-transcribe",
-    "gpt-4o-transcribe-diarize",
-    "gpt-realtime-whisper",
 )
 # Duration settings carry their unit in the name; the old names are read for one release.
 RENAMED = {
@@ -338,9 +333,9 @@ class Settings:
             "REALTIME_AUTH": (self.realtime_auth, ("bearer", "api-key")),
             "SESSION_LIMIT_ACTION": (self.session_limit_action, ("end", "renew")),
             "LOG_FORMAT": (self.log_format, ("text", "json")),
-            "TURN_DETECTION": (self.turn_detection, ("server_vad", "semantic_vad")),
-            "VAD_EAGERNESS": (self.vad_eagerness, ("low", "medium", "high", "auto")),
-            "NOISE_REDUCTION": (self.noise_reduction, ("near_field", "far_field", "off")),
+            "TURN_DETECTION": (self.turn_detection, TURN_DETECTION_TYPES),
+            "VAD_EAGERNESS": (self.vad_eagerness, VAD_EAGERNESS),
+            "NOISE_REDUCTION": (self.noise_reduction, (*NOISE_REDUCTION_TYPES, "off")),
         }
         for name, (value, allowed) in choices.items():
             if value not in allowed:

@@ -16,6 +16,10 @@ import orjson
 from voicebridge.errors import RealtimeProtocolError
 
 __all__ = [
+    "NOISE_REDUCTION_TYPES",
+    "TRANSCRIPTION_MODELS",
+    "TURN_DETECTION_TYPES",
+    "VAD_EAGERNESS",
     "AudioDelta",
     "AudioDone",
     "ErrorEvent",
@@ -43,6 +47,22 @@ __all__ = [
 ]
 
 AudioFormat = Literal["audio/pcmu", "audio/pcma", "audio/pcm"]
+
+# Session values the GA API accepts (PROTOCOLS.md B.2). Settings are checked against them
+# and the fake Realtime server refuses anything else, so the two cannot drift apart.
+TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
+VAD_EAGERNESS = ("low", "medium", "high", "auto")  # semantic_vad ``eagerness``
+NOISE_REDUCTION_TYPES = ("near_field", "far_field")
+TRANSCRIPTION_MODELS = (  # audio.input.transcription.model (``AudioTranscription.model``)
+    "whisper-1",
+    "gpt-transcribe",
+    "gpt-live-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15",
+    "gpt-4o-transcribe",
+    "gpt-4o-transcribe-diarize",
+    "gpt-realtime-whisper",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,12 @@ import copy
 import time
 from typing import Any
 
+from voicebridge.core.realtime import NOISE_REDUCTION_TYPES, TRANSCRIPTION_MODELS, VAD_EAGERNESS
+
 from .session import AUDIO_FORMATS, JSON, InvalidRequest, new_id
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
-    "EAGERNESS",
-    "TRANSCRIPTION_MODELS",
     "apply_session_update",
     "check_max_output_tokens",
     "default_session",
@@ -37,19 +37,6 @@ _SEMANTIC_VAD_DEFAULTS: JSON = {
     "create_response": True,
     "interrupt_response": True,
 }
-EAGERNESS = ("low", "medium", "high", "auto")
-NOISE_REDUCTION_TYPES = ("near_field", "far_field")
-# audio.input.transcription.model values (PROTOCOLS.md B.2, `AudioTranscription.model`).
-TRANSCRIPTION_MODELS = (
-    "whisper-1",
-    "gpt-transcribe",
-    "gpt-live-transcribe",
-    "gpt-4o-mini-transcribe",
-    "gpt-4o-mini-transcribe-2025-12-15",
-    "gpt-4o-transcribe",
-    "gpt-4o-transcribe-diarize",
-    "gpt-realtime-whisper",
-)
 # The fields each object accepts (the GA types); anything else is an unknown parameter.
 _SERVER_VAD_FIELDS = frozenset({"type", *_SERVER_VAD_DEFAULTS})
 _SEMANTIC_VAD_FIELDS = frozenset({"type", *_SEMANTIC_VAD_DEFAULTS})
@@ -203,7 +190,7 @@ def _check_turn_detection(td: Any) -> JSON | None:
         result = {k: v for k, v in td.items() if k != "idle_timeout_ms"}
         _known_fields(result, _SEMANTIC_VAD_FIELDS, param)
         result = {**_SEMANTIC_VAD_DEFAULTS, **result}
-        _one_of(result["eagerness"], EAGERNESS, f"{param}.eagerness")
+        _one_of(result["eagerness"], VAD_EAGERNESS, f"{param}.eagerness")
     elif kind == "server_vad":
         _known_fields(td, _SERVER_VAD_FIELDS, param)
         result = {**_SERVER_VAD_DEFAULTS, **td}
@@ -229,29 +216,33 @@ def _check_turn_detection(td: Any) -> JSON | None:
     return {"type": kind, **result}
 
 
-def _check_noise_reduction(nr: Any) -> JSON | None:
-    """``{"type": "near_field"|"far_field"}``, or null for off."""
-    param = "session.audio.input.noise_reduction"
-    if nr is None:
+def _optional_object(value: Any, allowed: frozenset[str], param: str) -> JSON | None:
+    """None for null (the feature is off); otherwise an object with only ``allowed`` fields."""
+    if value is None:
         return None
-    if not isinstance(nr, dict):
+    if not isinstance(value, dict):
         raise InvalidRequest(
             "invalid_type", f"Invalid type for '{param}': expected an object.", param
         )
-    _known_fields(nr, frozenset({"type"}), param)
+    _known_fields(value, allowed, param)
+    return value
+
+
+def _check_noise_reduction(value: Any) -> JSON | None:
+    """``{"type": "near_field"|"far_field"}``, or null for off."""
+    param = "session.audio.input.noise_reduction"
+    nr = _optional_object(value, frozenset({"type"}), param)
+    if nr is None:
+        return None
     return {"type": _one_of(nr.get("type"), NOISE_REDUCTION_TYPES, f"{param}.type")}
 
 
-def _check_transcription(tr: Any) -> JSON | None:
+def _check_transcription(value: Any) -> JSON | None:
     """``{"model": …, "language"?: …, "prompt"?: …}``, or null for off (the default)."""
     param = "session.audio.input.transcription"
+    tr = _optional_object(value, _TRANSCRIPTION_FIELDS, param)
     if tr is None:
         return None
-    if not isinstance(tr, dict):
-        raise InvalidRequest(
-            "invalid_type", f"Invalid type for '{param}': expected an object.", param
-        )
-    _known_fields(tr, _TRANSCRIPTION_FIELDS, param)
     _one_of(tr.get("model"), TRANSCRIPTION_MODELS, f"{param}.model")
     return dict(tr)
 
