@@ -1,10 +1,10 @@
-"""TwiML answers for "A call comes in", built without I/O.
+"""TwiML answers for "A call comes in" and for the end of the stream, built without I/O.
 
-``<Connect><Stream>`` hands the call to our WebSocket. Twilio runs the verbs after
-``</Connect>`` only when the stream ends because *our server* closed the socket (or the
-connection failed), so those verbs are the failure path: an apology and a hang-up. A
-deliberate ending replaces the whole document through the REST API, so the apology never
-follows a normal goodbye.
+``<Connect><Stream>`` hands the call to our WebSocket. With ``<Connect action=URL>``, Twilio
+requests that URL when the stream ends and runs the TwiML it gets back, so the bridge answers
+by the call's outcome (:func:`after_stream_twiml`): a hang-up after a goodbye, a ``<Dial>``
+for a transfer, the apology after a failure. The verbs after ``</Connect>`` are the failure
+path for a Twilio that cannot reach the action: an apology and a hang-up.
 """
 
 from __future__ import annotations
@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from xml.sax.saxutils import quoteattr
 
-__all__ = ["say_twiml", "stream_twiml", "stream_url", "twiml_escape"]
+from voicebridge.core.outcomes import Outcome, OutcomeKind
+
+__all__ = [
+    "after_stream_twiml",
+    "dial_twiml",
+    "hangup_twiml",
+    "say_twiml",
+    "stream_twiml",
+    "stream_url",
+    "twiml_escape",
+]
 
 # "The combined length of each <Parameter> name and value attributes must be under 500."
 MAX_PARAMETER_LENGTH = 499
@@ -38,15 +48,20 @@ def stream_twiml(
     welcome_say: str = "",
     failure_say: str = "",
     status_callback: str = "",
+    action: str = "",
 ) -> str:
-    """The webhook answer: optional <Say>, <Connect><Stream>, then the failure path."""
+    """The webhook answer: optional <Say>, <Connect><Stream>, then the failure path.
+
+    ``action`` (absolute: Twilio refuses a relative one in inline TwiML) is requested when the
+    stream ends; its answer replaces the rest of this document.
+    """
     if "?" in url:
         # Twilio drops or rejects a query string in the stream URL (error 31920).
         raise ValueError("a <Stream> url cannot carry a query string; use <Parameter>s")
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<Response>"]
     if welcome_say:
         lines.append(f"  <Say>{twiml_escape(welcome_say)}</Say>")
-    lines.append("  <Connect>")
+    lines.append(f"  <Connect action={quoteattr(action)}>" if action else "  <Connect>")
     callback = f" statusCallback={quoteattr(status_callback)}" if status_callback else ""
     lines.append(f"    <Stream url={quoteattr(url)}{callback}>")
     for name, value in parameters.items():
@@ -68,3 +83,29 @@ def say_twiml(text: str) -> str:
         '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n'
         f"  <Say>{twiml_escape(text)}</Say>\n  <Hangup />\n</Response>\n"
     )
+
+
+def hangup_twiml() -> str:
+    """End the call without another word: the goodbye was already said."""
+    return '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n  <Hangup />\n</Response>\n'
+
+
+def dial_twiml(destination: str) -> str:
+    """Hand the caller to ``destination`` (a number or SIP URI the settings allow)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n'
+        f"  <Dial>{twiml_escape(destination)}</Dial>\n</Response>\n"
+    )
+
+
+def after_stream_twiml(outcome: Outcome | None, failure_say: str) -> str:
+    """The ``<Connect action>`` answer for a call's recorded outcome.
+
+    ``None``: no outcome is known for the CallSid (the instance that ran the call is gone, or
+    the record expired), so the caller gets the apology rather than silence.
+    """
+    if outcome is None or outcome.kind is OutcomeKind.FAILED:
+        return say_twiml(failure_say) if failure_say else hangup_twiml()
+    if outcome.kind is OutcomeKind.TRANSFER and outcome.destination:
+        return dial_twiml(outcome.destination)
+    return hangup_twiml()
