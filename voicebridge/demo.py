@@ -79,8 +79,8 @@ def summarize(report: CallReport, session: FakeSession | None) -> list[str]:
         f"call {report.call_sid}: ended by {report.closed_by}, "
         f"{report.frames_sent} frames sent, {len(report.violations)} protocol violations"
     ]
-    if report.failure_path:
-        lines.append(f"failure path played: {report.failure_path}")
+    if report.after_stream:
+        lines.append(f"after the stream, Twilio ran: {report.after_stream}")
     if session is None:
         return lines
     heard_items = [

@@ -49,7 +49,7 @@ async def test_full_call(fake: FakeRealtimeServer, settings: Settings) -> None:
     assert report.twiml is not None and report.twiml.stream_url == bridge.ws_url
     assert set(report.twiml.parameters) == {"From", "To", "StreamToken"}
     assert report.violations == []
-    assert report.closed_by == "caller" and report.failure_path == ()
+    assert report.closed_by == "caller" and report.after_stream == ()
     [session] = fake.sessions
     assert session.appended == [p for _, p in report.caller_audio]
     assert session.model == settings.realtime_model
@@ -130,7 +130,7 @@ async def test_hang_up_closes_upstream_within_a_second(
     [session] = fake.sessions
     assert report.stop_sent_at is not None and session.closed_at is not None
     assert session.closed_at - (report.t0 + report.stop_sent_at / 1000) < 1.0
-    assert report.failure_path == ()
+    assert report.after_stream == ()
 
 
 async def test_upstream_failure_plays_the_failure_path(
@@ -143,7 +143,7 @@ async def test_upstream_failure_plays_the_failure_path(
         report = await place_call(bridge.webhook, packaged_call("interrupts"), timeout=10)
         wait_until(lambda: bridge.state.active_calls == 0)
     assert report.closed_by == "server"
-    assert report.failure_path == (("Say", APOLOGY), ("Hangup", ""))
+    assert report.after_stream == (("Say", APOLOGY), ("Hangup", ""))
     assert report.ended_at < 3000
     [result] = bridge.state.last_results
     assert result.failed and "upstream" in result.reason
@@ -158,7 +158,7 @@ async def test_wrong_session_format_plays_the_failure_path(
     with running_bridge(settings) as bridge:
         report = await place_call(bridge.webhook, packaged_call("interrupts"), timeout=10)
         wait_until(lambda: bridge.state.active_calls == 0)
-    assert report.failure_path == (("Say", APOLOGY), ("Hangup", ""))
+    assert report.after_stream == (("Say", APOLOGY), ("Hangup", ""))
     assert report.player.heard_ms() == 0
     assert "session_format_mismatch" in caplog.text
 
@@ -171,7 +171,7 @@ async def test_unreachable_upstream_plays_the_failure_path(settings: Settings) -
     with running_bridge(broken) as bridge:
         report = await place_call(bridge.webhook, packaged_call("interrupts"), timeout=10)
         [result] = bridge.state.last_results
-    assert report.failure_path == (("Say", APOLOGY), ("Hangup", ""))
+    assert report.after_stream == (("Say", APOLOGY), ("Hangup", ""))
     assert 900 < report.ended_at < 2500
     assert "attempts" in result.reason
 

@@ -186,6 +186,6 @@ async def test_idle_caller_is_reprompted_then_hung_up(
     [session] = fake.sessions
     assert sum(e["type"] == "input_audio_buffer.timeout_triggered" for e in session.sent) == 2
     assert report.player.heard_ms() > 500  # the re-prompt was heard
-    assert report.closed_by == "server" and report.failure_path
+    assert report.closed_by == "server" and report.after_stream
     [result] = bridge.state.last_results
     assert result.reason == "idle_caller" and result.stats.idle_reprompts == 1

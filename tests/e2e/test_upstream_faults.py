@@ -445,7 +445,7 @@ async def test_bad_upstream_input_is_counted_and_survived(
     assert [s.index for s in sessions] == [0, 1, 2, 3, 4]
     for report, session in zip([*reports, afterwards], sessions, strict=True):
         assert report.violations == []
-        assert report.closed_by == "caller" and report.failure_path == ()
+        assert report.closed_by == "caller" and report.after_stream == ()
         [item] = session.items.values()
         played = [c.payload for c in report.player.chunks]
         assert played == item.deltas  # exactly the answer, in order
@@ -613,7 +613,7 @@ async def test_lost_upstream_is_replaced_and_the_caller_is_told(
     # Counted once, and the call went on.
     assert result.stats.reconnects == 1
     assert (result.failed, result.reason) == (False, "caller_hangup")
-    assert report.closed_by == "caller" and report.failure_path == ()
+    assert report.closed_by == "caller" and report.after_stream == ()
     assert report.violations == []
     # The fresh session: configured as the first, told the call so far (what was
     # transcribed, in order), then asked to tell the caller it is back.
@@ -654,7 +654,7 @@ async def test_lost_upstream_is_replaced_and_the_caller_is_told(
     assert longest_silence(report, lost_at, after[0].start + 100) < 2000
     # The concurrent call: one session, its answer, nothing else.
     assert other_result.stats.reconnects == 0 and not other_result.failed
-    assert other.violations == [] and other.failure_path == ()
+    assert other.violations == [] and other.after_stream == ()
     assert other.player.heard_ms() == pytest.approx(loss.heard_before_ms, abs=1)
     assert concurrent.appended == [p for _, p in other.caller_audio]
 
@@ -704,7 +704,7 @@ async def test_fresh_session_lost_too_plays_the_failure_path(
     assert [s.close_code for s in fake.sessions] == [4000, 4000]
     assert result.stats.reconnects == 1
     assert result.failed and result.reason.startswith("upstream_lost")
-    assert report.closed_by == "server" and report.failure_path == FAILURE_PATH
+    assert report.closed_by == "server" and report.after_stream == FAILURE_PATH
     assert report.ended_at < 2500
     assert report.player.heard_ms() > 500  # the greeting, then the fresh session's words
 
@@ -727,7 +727,7 @@ async def test_fresh_session_refused_plays_the_failure_path(
     assert fake.connections_total == 1 and fake.handshakes_refused >= 3
     assert result.stats.reconnects == 1
     assert result.failed and result.reason.startswith("upstream_connect_failed")
-    assert report.closed_by == "server" and report.failure_path == FAILURE_PATH
+    assert report.closed_by == "server" and report.after_stream == FAILURE_PATH
     lost_at = call_ms(report, fake.sessions[0].fault_closed_at or 0.0)
     reconnect_ms = bridge.settings.reconnect_timeout_s * 1000
     assert reconnect_ms - 100 < report.ended_at - lost_at < reconnect_ms + 700
@@ -749,7 +749,7 @@ async def test_rate_limited_then_overloaded_handshakes_are_retried(
     assert [status for _, status in fake.handshake_log] == [429, 503, None]
     assert fake.connections_total == 1
     assert (result.failed, result.reason) == (False, "caller_hangup")
-    assert report.failure_path == () and report.violations == []
+    assert report.after_stream == () and report.violations == []
     [item] = fake.sessions[0].items.values()
     assert [c.payload for c in report.player.chunks] == item.deltas  # the greeting
     assert heard(report)[0][0] < 1000  # two backoffs cost well under a second
@@ -765,7 +765,7 @@ async def test_handshakes_refused_past_the_deadline_play_the_failure_path(
     with running_bridge(settings, upstream_connect_timeout_s=1.0) as bridge:
         report = await place_call(bridge.webhook, silent_call(5), timeout=15)
         [result] = bridge.state.last_results
-    assert report.failure_path == FAILURE_PATH and report.closed_by == "server"
+    assert report.after_stream == FAILURE_PATH and report.closed_by == "server"
     assert 900 < report.ended_at < 1800
     assert result.failed and "upstream_connect_failed" in result.reason
     assert 3 <= fake.handshake_attempts <= 8
@@ -783,7 +783,7 @@ async def test_wrong_api_key_fails_at_once_without_retrying(
     with running_bridge(settings, openai_api_key=Secret(wrong)) as bridge:
         report = await place_call(bridge.webhook, silent_call(5), timeout=15)
         [result] = bridge.state.last_results
-    assert report.failure_path == FAILURE_PATH
+    assert report.after_stream == FAILURE_PATH
     assert report.ended_at < 600
     assert fake.handshake_attempts == 1 and fake.connections_total == 0
     assert result.failed
@@ -801,7 +801,7 @@ async def test_hanging_handshake_plays_the_failure_path(
     with running_bridge(settings, upstream_connect_timeout_s=1.0) as bridge:
         report = await place_call(bridge.webhook, silent_call(5), timeout=15)
         [result] = bridge.state.last_results
-    assert report.failure_path == FAILURE_PATH
+    assert report.after_stream == FAILURE_PATH
     assert 900 < report.ended_at < 1800
     assert result.failed and "upstream_connect_failed" in result.reason
     assert fake.handshake_attempts >= 1 and fake.connections_total == 0
@@ -821,7 +821,7 @@ async def test_slow_handshake_within_the_deadline_connects(
         wait_until(lambda: bridge.state.active_calls == 0)
         [result] = bridge.state.last_results
     assert (result.failed, result.reason) == (False, "caller_hangup"), result.reason
-    assert report.failure_path == ()
+    assert report.after_stream == ()
     assert fake.connections_total == 1
     assert report.player.heard_ms() > 1000
 
@@ -878,7 +878,7 @@ async def test_stalled_upstream_is_detected_and_replaced_with_a_bounded_queue(
     # The stalled call moved on: one reconnect, the caller heard the fresh session.
     assert result.stats.reconnects == 1
     assert (result.failed, result.reason) == (False, "caller_hangup")
-    assert report.violations == [] and report.failure_path == ()
+    assert report.violations == [] and report.after_stream == ()
     [resumed] = fresh.items.values()
     after = report.player.chunks[-len(resumed.deltas) :]
     assert [c.payload for c in after] == resumed.deltas
@@ -894,7 +894,7 @@ async def test_stalled_upstream_is_detected_and_replaced_with_a_bounded_queue(
     assert other_result.stats.reconnects == 0 and not other_result.failed
     assert other_result.caller_frames_dropped == 0
     assert peaks[other_result.stream_sid] < queue_frames
-    assert other.violations == [] and other.failure_path == ()
+    assert other.violations == [] and other.after_stream == ()
     assert other_result.stats.barge_ins >= 1
     assert other.player.heard_ms() > 1000 and other_result.stats.truncations >= 1
     # ... also while the other call was stuck: it heard its answer then.

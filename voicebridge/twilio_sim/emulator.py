@@ -90,7 +90,10 @@ class CallReport:
     t0: float = 0.0  # time.monotonic() when the stream opened: the call clock's zero
     stop_sent_at: float | None = None  # ms on the call clock
     ended_at: float = 0.0  # ms on the call clock
-    failure_path: tuple[tuple[str, str], ...] = ()  # TwiML verbs run after the stream
+    # The TwiML verbs Twilio ran once the stream ended: the <Connect action>'s answer, or the
+    # verbs after </Connect>; empty when the caller hung up. ("Error", status) when the
+    # action could not be fetched (Twilio then plays its own application-error message).
+    after_stream: tuple[tuple[str, str], ...] = ()
     caller_audio: list[tuple[float, str]] = field(default_factory=list)  # (spoken at, payload)
     player: TwilioPlayer = field(default_factory=TwilioPlayer)
 
@@ -620,6 +623,32 @@ async def place_call(
     report.twiml, report.webhook_status = answer.twiml, answer.status
     report.webhook_ms = webhook_ms
     if report.closed_by == "server":
-        # Twilio runs the rest of the document when the server closed the stream.
-        report.failure_path = answer.twiml.after_connect
+        report.after_stream = await _after_stream(
+            answer.twiml, call_sid, account_sid, from_, to, auth_token, proxy
+        )
     return report
+
+
+async def _after_stream(
+    twiml: TwiML,
+    call_sid: str,
+    account_sid: str,
+    from_: str,
+    to: str,
+    auth_token: str | None,
+    proxy: LocalProxy | None,
+) -> tuple[tuple[str, str], ...]:
+    """What Twilio runs when the server ended the stream: the action's answer, else the rest."""
+    if twiml.connect_action is None:
+        return twiml.after_connect
+    params = call_params(call_sid, account_sid, from_=from_, to=to)
+    params["CallStatus"] = "in-progress"
+    try:
+        answer = await post_webhook(
+            twiml.connect_action, params, auth_token=auth_token, proxy=proxy
+        )
+    except (OSError, EOFError, TimeoutError, ValueError) as exc:
+        return (("Error", type(exc).__name__),)
+    if answer.twiml is None:
+        return (("Error", str(answer.status)),)
+    return answer.twiml.verbs

@@ -85,6 +85,9 @@ class TwiML:
     parameters: dict[str, str] = field(default_factory=dict)
     # Verbs after </Connect>, run only when the stream ends without a new TwiML document.
     after_connect: tuple[tuple[str, str], ...] = ()
+    # <Connect action>: requested when the stream ends; its answer replaces after_connect.
+    connect_action: str | None = None
+    verbs: tuple[tuple[str, str], ...] = ()  # every top-level verb and its text, in order
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,11 @@ def parse_twiml(text: str) -> TwiML:
     says: list[str] = []
     after: list[tuple[str, str]] = []
     url: str | None = None
+    action: str | None = None
     params: dict[str, str] = {}
     for verb in root:
         if verb.tag == "Connect":
+            action = verb.get("action") or None
             stream = verb.find("Stream")
             if stream is None:
                 raise ValueError("<Connect> without <Stream>")
@@ -120,7 +125,8 @@ def parse_twiml(text: str) -> TwiML:
                 says.append((verb.text or "").strip())
         else:
             after.append((verb.tag, (verb.text or "").strip()))
-    return TwiML(tuple(says), url, params, tuple(after))
+    verbs = tuple((verb.tag, (verb.text or "").strip()) for verb in root)
+    return TwiML(tuple(says), url, params, tuple(after), action, verbs)
 
 
 async def post_webhook(
