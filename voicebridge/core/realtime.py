@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import orjson
 
+from voicebridge.core.fields import Fields
 from voicebridge.errors import RealtimeProtocolError
 
 __all__ = [
@@ -264,42 +265,22 @@ RealtimeEvent = (
 )
 
 
-def _s(ev: dict[str, Any], key: str) -> str:
-    value = ev.get(key)
-    if not isinstance(value, str):
-        raise RealtimeProtocolError(
-            "bad_shape", f"{ev.get('type')!r} field {key!r} is not a string"
-        )
-    return value
-
-
-def _i(ev: dict[str, Any], key: str) -> int:
-    value = ev.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise RealtimeProtocolError("bad_shape", f"{ev.get('type')!r} field {key!r} is not an int")
-    return value
-
-
-def _d(ev: dict[str, Any], key: str) -> dict[str, Any]:
-    value = ev.get(key)
-    if not isinstance(value, dict):
-        raise RealtimeProtocolError(
-            "bad_shape", f"{ev.get('type')!r} field {key!r} is not an object"
-        )
-    return value
+_f = Fields(RealtimeProtocolError)
 
 
 def _audio_delta(ev: dict[str, Any]) -> RealtimeEvent:
-    return AudioDelta(_s(ev, "response_id"), _s(ev, "item_id"), _s(ev, "delta"))
+    return AudioDelta(
+        _f.string(ev, "response_id"), _f.string(ev, "item_id"), _f.string(ev, "delta")
+    )
 
 
 def _response_done(ev: dict[str, Any]) -> RealtimeEvent:
-    resp = _d(ev, "response")
+    resp = _f.mapping(ev, "response")
     details = resp.get("status_details")
     usage = resp.get("usage")
     output = resp.get("output")
     return ResponseDone(
-        response_id=_s(resp, "id"),
+        response_id=_f.string(resp, "id"),
         status=str(resp.get("status", "")),
         status_details=details if isinstance(details, dict) else None,
         usage=usage if isinstance(usage, dict) else None,
@@ -308,7 +289,7 @@ def _response_done(ev: dict[str, Any]) -> RealtimeEvent:
 
 
 def _error(ev: dict[str, Any]) -> RealtimeEvent:
-    err = _d(ev, "error")
+    err = _f.mapping(ev, "error")
 
     def opt(key: str) -> str | None:
         value = err.get(key)
@@ -325,28 +306,30 @@ def _error(ev: dict[str, Any]) -> RealtimeEvent:
 
 _PARSERS: dict[str, Any] = {
     "response.output_audio.delta": _audio_delta,
-    "response.output_audio.done": lambda ev: AudioDone(_s(ev, "response_id"), _s(ev, "item_id")),
+    "response.output_audio.done": lambda ev: AudioDone(
+        _f.string(ev, "response_id"), _f.string(ev, "item_id")
+    ),
     "input_audio_buffer.speech_started": lambda ev: SpeechStarted(
-        _s(ev, "item_id"), _i(ev, "audio_start_ms")
+        _f.string(ev, "item_id"), _f.integer(ev, "audio_start_ms")
     ),
     "input_audio_buffer.speech_stopped": lambda ev: SpeechStopped(
-        _s(ev, "item_id"), _i(ev, "audio_end_ms")
+        _f.string(ev, "item_id"), _f.integer(ev, "audio_end_ms")
     ),
-    "response.created": lambda ev: ResponseCreated(_s(_d(ev, "response"), "id")),
-    "input_audio_buffer.timeout_triggered": lambda ev: TimeoutTriggered(_s(ev, "item_id")),
+    "response.created": lambda ev: ResponseCreated(_f.string(_f.mapping(ev, "response"), "id")),
+    "input_audio_buffer.timeout_triggered": lambda ev: TimeoutTriggered(_f.string(ev, "item_id")),
     "response.output_audio_transcript.done": lambda ev: Transcribed(
-        "assistant", _s(ev, "item_id"), _s(ev, "transcript")
+        "assistant", _f.string(ev, "item_id"), _f.string(ev, "transcript")
     ),
     "conversation.item.input_audio_transcription.completed": lambda ev: Transcribed(
-        "caller", _s(ev, "item_id"), _s(ev, "transcript")
+        "caller", _f.string(ev, "item_id"), _f.string(ev, "transcript")
     ),
     "response.done": _response_done,
     "error": _error,
     "conversation.item.truncated": lambda ev: ItemTruncated(
-        _s(ev, "item_id"), _i(ev, "audio_end_ms")
+        _f.string(ev, "item_id"), _f.integer(ev, "audio_end_ms")
     ),
-    "session.created": lambda ev: SessionCreated(_d(ev, "session")),
-    "session.updated": lambda ev: SessionUpdated(_d(ev, "session")),
+    "session.created": lambda ev: SessionCreated(_f.mapping(ev, "session")),
+    "session.updated": lambda ev: SessionUpdated(_f.mapping(ev, "session")),
 }
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
+from voicebridge.core.fields import Fields
 from voicebridge.errors import TwilioProtocolError
 
 __all__ = [
@@ -84,29 +84,8 @@ class Unknown:
 TwilioEvent = Connected | Start | Media | Dtmf | Mark | Stop | Unknown
 
 
-def _obj(msg: dict[str, Any], key: str) -> dict[str, Any]:
-    value = msg.get(key)
-    if not isinstance(value, dict):
-        raise TwilioProtocolError("bad_shape", f"{msg.get('event')!r} without a {key!r} object")
-    return value
-
-
-def _str(obj: dict[str, Any], key: str, event: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str):
-        raise TwilioProtocolError("bad_shape", f"{event!r} field {key!r} is not a string")
-    return value
-
-
-def _int(obj: dict[str, Any], key: str, event: str) -> int:
-    # Twilio sends numbers as strings ("timestamp": "5"); accept both.
-    value = obj.get(key)
-    if isinstance(value, bool):
-        raise TwilioProtocolError("bad_shape", f"{event!r} field {key!r} is not a number")
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        raise TwilioProtocolError("bad_shape", f"{event!r} field {key!r} is not a number") from None
+# Twilio sends numbers as strings ("timestamp": "5"); accept both.
+_f = Fields(TwilioProtocolError, numeric_strings=True)
 
 
 def parse_twilio(text: str | bytes) -> TwilioEvent:
@@ -143,17 +122,20 @@ def parse_twilio(text: str | bytes) -> TwilioEvent:
                 and len(chunk) < 20
             ):
                 return Media(sid, int(ts), payload, int(chunk))
-        media = _obj(msg, "media")
+        media = _f.mapping(msg, "media", event)
         return Media(
-            stream_sid=_str(msg, "streamSid", event),
-            timestamp_ms=_int(media, "timestamp", event),
-            payload=_str(media, "payload", event),
-            chunk=_int(media, "chunk", event) if "chunk" in media else 0,
+            stream_sid=_f.string(msg, "streamSid", event),
+            timestamp_ms=_f.integer(media, "timestamp", event),
+            payload=_f.string(media, "payload", event),
+            chunk=_f.integer(media, "chunk", event) if "chunk" in media else 0,
         )
     if event == "mark":
-        return Mark(_str(msg, "streamSid", event), _str(_obj(msg, "mark"), "name", event))
+        return Mark(
+            _f.string(msg, "streamSid", event),
+            _f.string(_f.mapping(msg, "mark", event), "name", event),
+        )
     if event == "start":
-        start = _obj(msg, "start")
+        start = _f.mapping(msg, "start", event)
         fmt = start.get("mediaFormat") or {}
         if not isinstance(fmt, dict):
             raise TwilioProtocolError("bad_shape", "'start' mediaFormat is not an object")
@@ -162,21 +144,24 @@ def parse_twilio(text: str | bytes) -> TwilioEvent:
             raise TwilioProtocolError("bad_shape", "'start' customParameters is not an object")
         tracks = start.get("tracks") or []
         return Start(
-            stream_sid=_str(start, "streamSid", event),
-            call_sid=_str(start, "callSid", event),
+            stream_sid=_f.string(start, "streamSid", event),
+            call_sid=_f.string(start, "callSid", event),
             account_sid=str(start.get("accountSid", "")),
             tracks=tuple(str(t) for t in tracks) if isinstance(tracks, list) else (),
             encoding=str(fmt.get("encoding", "audio/x-mulaw")),
-            sample_rate=_int(fmt, "sampleRate", event) if "sampleRate" in fmt else 8000,
-            channels=_int(fmt, "channels", event) if "channels" in fmt else 1,
+            sample_rate=_f.integer(fmt, "sampleRate", event) if "sampleRate" in fmt else 8000,
+            channels=_f.integer(fmt, "channels", event) if "channels" in fmt else 1,
             custom_parameters={str(k): str(v) for k, v in params.items()},
         )
     if event == "connected":
         return Connected(str(msg.get("protocol", "")))
     if event == "stop":
-        return Stop(_str(msg, "streamSid", event))
+        return Stop(_f.string(msg, "streamSid", event))
     if event == "dtmf":
-        return Dtmf(_str(msg, "streamSid", event), _str(_obj(msg, "dtmf"), "digit", event))
+        return Dtmf(
+            _f.string(msg, "streamSid", event),
+            _f.string(_f.mapping(msg, "dtmf", event), "digit", event),
+        )
     if not isinstance(event, str):
         raise TwilioProtocolError("bad_shape", "frame has no 'event' string")
     return Unknown(event)
