@@ -38,10 +38,6 @@ class Guard:
         self._secret = settings.stream_token_secret.reveal().encode()
         self._auth_token = settings.twilio_auth_token.reveal()
 
-    @property
-    def validates_signatures(self) -> bool:
-        return bool(self._auth_token)
-
     def warn_at_startup(self) -> None:
         if not self._auth_token:
             log.warning(
