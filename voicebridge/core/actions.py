@@ -1,18 +1,16 @@
-"""What :class:`~voicebridge.core.call.CallCore` asks its shell to do, and what it counts.
+"""What :class:`~voicebridge.core.call.CallCore` asks its shell to do.
 
 Actions are plain data, carried out by ``voicebridge.server.call`` in the order returned.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from voicebridge.core.tools import FunctionCall
 
 __all__ = [
     "Action",
-    "CallStats",
     "EndCall",
     "FlushPlayback",
     "Ignored",
@@ -98,28 +96,3 @@ class RunTool:
 
 
 Action = SendUpstream | SendTwilio | Playback | Probe | FlushPlayback | EndCall | RunTool | Ignored
-
-
-@dataclass(slots=True)
-class CallStats:
-    frames_in: int = 0
-    chunks_out: int = 0
-    audio_out_ms: float = 0.0
-    barge_ins: int = 0
-    truncations: int = 0
-    truncated_heard_ms: float = 0.0
-    truncated_sent_ms: float = 0.0
-    late_deltas_dropped: int = 0
-    caller_queue_dropped: int = 0  # oldest caller audio dropped: the upstream was slow
-    playback_queue_dropped: int = 0  # oldest model audio dropped: Twilio was slow
-    silence_frames: int = 0  # fed upstream while Twilio sent no media
-    idle_reprompts: int = 0
-    failed_responses: int = 0
-    incomplete_responses: int = 0
-    responses: int = 0
-    dtmf: int = 0
-    ignored: Counter[str] = field(default_factory=Counter)  # Twilio input ignored, by reason
-    upstream_ignored: Counter[str] = field(default_factory=Counter)  # upstream events dropped
-    upstream_errors: Counter[str] = field(default_factory=Counter)  # by error code
-    reconnects: int = 0
-    tokens: Counter[str] = field(default_factory=Counter)

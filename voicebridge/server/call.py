@@ -40,7 +40,6 @@ from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
 from voicebridge.core.actions import (
     Action,
-    CallStats,
     EndCall,
     FlushPlayback,
     Ignored,
@@ -51,6 +50,7 @@ from voicebridge.core.actions import (
     SendUpstream,
 )
 from voicebridge.core.call import CallCore, CallPolicy, Phase
+from voicebridge.core.stats import CallStats
 from voicebridge.core.stall import StallWatch
 from voicebridge.errors import ProtocolError, UpstreamError
 from voicebridge.logs import mask_number

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from voicebridge.core.actions import CallStats
+from voicebridge.core.stats import CallStats
 
 __all__ = ["Metrics"]
 

@@ -1,0 +1,99 @@
+"""When the model is asked to speak: one response at a time, retries, tools, the last line.
+
+:class:`Conversation` turns the response sub-machines (:mod:`voicebridge.core.responses`,
+:mod:`voicebridge.core.closing`) into Realtime client events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from voicebridge.core import realtime as rt
+from voicebridge.core.actions import Action, EndCall, RunTool, SendUpstream
+from voicebridge.core.closing import Closing, ClosingState
+from voicebridge.core.responses import AfterFailure, FailureLadder, Responses, ToolCalls
+from voicebridge.core.stats import CallStats
+from voicebridge.core.tools import function_calls, output_item
+
+__all__ = ["Conversation"]
+
+
+class Conversation:
+    """The model's turns in one call (PROTOCOLS.md C.4): never a create over an active one."""
+
+    def __init__(
+        self, stats: CallStats, next_event_id: Callable[[], str], apology_instructions: str
+    ) -> None:
+        self.responses = Responses()
+        self.failures = FailureLadder()
+        self.tools = ToolCalls()
+        self.closing = Closing()
+        self._stats = stats
+        self._next_event_id = next_event_id
+        self._apology = apology_instructions
+
+    def create(self, instructions: str | None = None) -> SendUpstream:
+        """``response.create``, for a caller that knows no response is active."""
+        return SendUpstream(rt.response_create(self._next_event_id(), instructions))
+
+    def request_response(self) -> list[Action]:
+        """``response.create`` now, or as soon as the active response is done."""
+        return [self.create()] if self.responses.request() else []
+
+    def response_created(self, response_id: str) -> None:
+        self.responses.created(response_id)
+        self._stats.responses += 1
+        self.closing.response_created(response_id)
+
+    def response_done(self, ev: rt.ResponseDone) -> list[Action]:
+        queued = self.responses.done(ev.response_id)
+        self._stats.add_usage(ev.usage)
+        if self.closing.reason is not None:
+            # Closing: nothing else is asked for, and tools are not run.
+            if self.closing.response_done(ev.response_id):
+                return [self.create(self.closing.line)]
+            return []
+        actions: list[Action] = self.request_response() if queued else []
+        if ev.status == "completed":
+            calls = function_calls(ev.output)
+            self.tools.started(len(calls))
+            spoke = self.responses.has_spoken(ev.response_id)
+            actions += [RunTool(call, spoke) for call in calls]
+            self.failures.completed()
+        elif ev.status == "incomplete":
+            self._stats.incomplete_responses += 1
+        elif ev.status == "failed":
+            self._stats.failed_responses += 1
+            after = self.failures.failed()
+            if after is AfterFailure.RETRY:
+                actions.append(self.create())
+            elif after is AfterFailure.APOLOGISE:
+                actions.append(self.create(self._apology))
+            else:
+                actions.append(EndCall("responses_failing", failed=True))
+        return actions
+
+    def tool_result(self, call_id: str, output: str, *, respond: bool) -> list[Action]:
+        """The tool's output goes back to the model, which then answers (one at a time)."""
+        none_left = self.tools.finished()
+        item = rt.create_item(output_item(call_id, output), self._next_event_id())
+        actions: list[Action] = [SendUpstream(item)]
+        if respond and none_left and self.closing.reason is None:
+            actions += self.request_response()
+        return actions
+
+    def close(self, reason: str, instructions: str | None, *, can_speak: bool) -> list[Action]:
+        """Start the closing (once); see :meth:`voicebridge.core.call.CallCore.close`."""
+        if self.closing.reason is not None:
+            return []
+        active = self.responses.active
+        state = self.closing.close(
+            reason, instructions, can_speak=can_speak, busy=active is not None
+        )
+        if state is ClosingState.CANCELLING and active is not None:
+            # Let the server finish (cancel) it first: one response at a time.
+            self.responses.interrupt(active)
+            return [SendUpstream(rt.response_cancel(self._next_event_id(), active))]
+        if state is ClosingState.ASKED:
+            return [self.create(self.closing.line)]
+        return []  # nobody to speak it, or nothing to say: end once playback is done
