@@ -145,10 +145,6 @@ class PlaybackTracker:
         """Twilio has confirmed playing everything written (no mark awaits its echo)."""
         return not self._pending
 
-    @property
-    def stream_ms(self) -> float:
-        return self._stream_ms
-
     def written_ms(self, item_id: str) -> float:
         item = self._items.get(item_id)
         return item.written_ms if item else 0.0

@@ -48,7 +48,6 @@ from voicebridge.twilio_sim.webhook_client import (
 __all__ = ["CallReport", "EmulatedCall", "Network", "place_call"]
 
 FRAME_MS = 20
-SILENCE_FRAME = base64.b64encode(b"\xff" * 160).decode()
 MAX_KEPT_VIOLATIONS = 200  # per call; ``violation_count`` counts them all
 
 _ZERO_MASK = b"\x00\x00\x00\x00"  # bench only: see _write_now
