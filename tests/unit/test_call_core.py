@@ -17,8 +17,10 @@ from voicebridge.core.actions import (
     Ignored,
     Playback,
     Probe,
+    RunTool,
     SendTwilio,
     SendUpstream,
+    Timing,
 )
 from voicebridge.core.call import CallCore
 
@@ -328,3 +330,134 @@ def test_pcm_session_converts_both_ways_and_counts_ms_as_heard() -> None:
     assert isinstance(chunk, Playback)
     assert len(base64.b64decode(chunk.payload)) == pytest.approx(800, abs=3)
     assert chunk.ms == pytest.approx(100, abs=0.5)
+
+
+def upstream(actions: list) -> list[dict]:
+    """The Realtime client events among the actions, parsed and checked against the SDK."""
+    events = []
+    for a in actions:
+        if isinstance(a, SendUpstream):
+            CLIENT_EVENT.validate_json(a.text)
+            events.append(json.loads(a.text))
+    return events
+
+
+def test_closing_cancels_the_active_response_then_asks_for_the_line() -> None:
+    """One response at a time: cancel, then the line after response.done, then the end."""
+    core = ready_core()
+    core.receive_realtime(rt.ResponseCreated("r1"), 0.0)
+    [cancel] = upstream(core.close("drain", "Say goodbye."))
+    assert cancel["type"] == "response.cancel" and cancel["response_id"] == "r1"
+    assert core.closing == "drain"
+    assert core.close("session_cap", "Again.") == []  # once
+    assert core.receive_realtime(rt.AudioDelta("r1", "i1", DELTA), 1.0) == []  # cut
+    done = rt.ResponseDone("r1", "cancelled", None, None, [])
+    [line] = upstream(core.receive_realtime(done, 2.0))
+    assert line["response"]["instructions"] == "Say goodbye."
+    core.receive_realtime(rt.ResponseCreated("r2"), 3.0)
+    assert not core.closing_finished(3.0)
+    assert upstream(core.tool_result("c1", "ok")) == [  # no new response while closing
+        {
+            "type": "conversation.item.create",
+            "event_id": "vb_3",
+            "item": {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        }
+    ]
+    core.receive_realtime(rt.ResponseDone("r2", "completed", None, None, []), 4.0)
+    assert core.closing_finished(4.0)
+
+
+def test_closing_without_a_line_waits_for_playback_and_echoes() -> None:
+    """A goodbye already said: the end waits until Twilio confirmed playing it all."""
+    core = ready_core()
+    sent = [json.loads(t) for t in play_response(core, 5, 0.0)]  # 500 ms
+    assert core.close("end_call", None) == []
+    assert not core.closing_finished(100.0)
+    assert not core.closing_finished(600.0)  # played, but the echoes are still due
+    for m in sent:
+        if m["event"] == "mark":
+            core.receive_twilio(tw.Mark(SID, m["mark"]["name"]), 600.0)
+    assert core.closing_finished(600.0)
+
+
+def test_a_lost_session_is_resumed_with_the_call_so_far() -> None:
+    """After a confirmed session is lost, the next one is re-seeded, then speaks."""
+    core = policy_core(resume_instructions="We are back.")
+    core.receive_realtime(rt.SessionUpdated(session()), 0.0)
+    core.receive_realtime(rt.Transcribed("caller", "u1", "Hello"), 10.0)
+    core.receive_realtime(rt.Transcribed("assistant", "a1", "Hi there"), 20.0)
+    core.receive_realtime(rt.ResponseCreated("r1"), 30.0)
+    core.new_session(announce=True)
+    assert not core.session_ready and core.stats.reconnects == 1
+    assert core.receive_realtime(rt.AudioDelta("r1", "a2", DELTA), 40.0) == []  # cut
+    events = upstream(core.receive_realtime(rt.SessionUpdated(session()), 50.0))
+    assert [e["type"] for e in events] == ["conversation.item.create"] * 2 + ["response.create"]
+    assert events[0]["item"]["content"][0]["text"] == "Hello"
+    assert events[2]["response"]["instructions"] == "We are back."
+    assert core.session_ready
+
+
+def test_a_keypad_digit_is_answered_after_a_pause() -> None:
+    """Digits go up as text; the model answers a second after the last, one at a time."""
+    core = policy_core()
+    assert core.receive_twilio(tw.Dtmf(SID, "5"), 0.0) == [Ignored("dtmf_before_session")]
+    core.receive_realtime(rt.SessionUpdated(session()), 0.0)
+    [digit] = upstream(core.receive_twilio(tw.Dtmf(SID, "5"), 0.0))
+    assert digit["item"]["content"][0]["text"] == "[keypad] 5"
+    assert core.dtmf_pause(999.0) == []
+    assert [e["type"] for e in upstream(core.dtmf_pause(1000.0))] == ["response.create"]
+    assert core.dtmf_pause(3000.0) == []  # answered once
+    core.receive_realtime(rt.ResponseCreated("r1"), 3000.0)
+    core.receive_twilio(tw.Dtmf(SID, "6"), 3000.0)
+    assert core.dtmf_pause(4000.0) == []  # r1 is active: the create waits for it
+    done = core.receive_realtime(rt.ResponseDone("r1", "completed", None, None, []), 4500.0)
+    assert [e["type"] for e in upstream(done)] == ["response.create"]
+    assert core.stats.dtmf == 2
+
+
+def test_the_model_answers_once_every_tool_reported() -> None:
+    """Two function calls in one response: one response.create, after the second result."""
+    core = ready_core()
+    play_response(core, 1, 0.0, resp="r1")
+    calls = [
+        {"type": "function_call", "call_id": f"c{n}", "name": "lookup", "arguments": "{}"}
+        for n in (1, 2)
+    ]
+    actions = core.receive_realtime(rt.ResponseDone("r1", "completed", None, None, calls), 1.0)
+    assert [(a.call.call_id, a.spoke) for a in actions if isinstance(a, RunTool)] == [
+        ("c1", True),
+        ("c2", True),
+    ]
+    assert [e["type"] for e in upstream(core.tool_result("c1", "a"))] == [
+        "conversation.item.create"
+    ]
+    assert [e["type"] for e in upstream(core.tool_result("c2", "b"))] == [
+        "conversation.item.create",
+        "response.create",
+    ]
+
+
+def test_latency_samples_ride_on_rendered_audio() -> None:
+    """First audio is timed from start, response latency from the caller's end of speech."""
+    core = ready_core()
+    core.receive_realtime(rt.SpeechStopped("u", 0), 400.0)
+    core.receive_realtime(rt.ResponseCreated("r1"), 500.0)
+    [chunk] = core.receive_realtime(rt.AudioDelta("r1", "i1", DELTA), 500.0)
+    assert isinstance(chunk, Playback)
+    assert core.render(chunk, 700.0).timings == (
+        Timing("first_audio", 700.0),
+        Timing("response_latency", 300.0),
+    )
+    [chunk] = core.receive_realtime(rt.AudioDelta("r1", "i1", DELTA), 710.0)
+    assert isinstance(chunk, Playback)
+    assert core.render(chunk, 720.0).timings == ()
+
+
+def test_a_truncated_items_transcript_is_marked_interrupted() -> None:
+    """The assistant's text of a cut item says it was interrupted."""
+    core = ready_core()
+    play_response(core, 10, 0.0)
+    core.receive_realtime(rt.SpeechStarted("u", 0), 300.0)
+    core.receive_realtime(rt.Transcribed("assistant", "item_1", "A long answer"), 400.0)
+    [turn] = core.transcript.turns
+    assert turn.interrupted and turn.at_ms == 400.0

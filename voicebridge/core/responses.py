@@ -40,11 +40,11 @@ class Responses:
         self.active = response_id
 
     def done(self, response_id: str) -> bool:
-        """``response.done``; True if a queued ``response.create`` should be asked for now."""
+        """``response.done``; True if a queued ``response.create`` may be sent now."""
         if self.active == response_id:
             self.active = None
         self._done.append(response_id)
-        return self._queued
+        return self._queued and self.active is None
 
     def is_done(self, response_id: str) -> bool:
         return response_id in self._done
