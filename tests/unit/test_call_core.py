@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import openai.types.realtime as ort
 import pydantic
@@ -12,6 +13,7 @@ import pytest
 from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
 from voicebridge.core.actions import (
+    Action,
     EndCall,
     FlushPlayback,
     Ignored,
@@ -33,7 +35,7 @@ def start_event(sid: str = SID) -> tw.Start:
     return tw.Start(sid, "CA" + "2" * 32, "AC" + "3" * 32, ("inbound",), "audio/x-mulaw", 8000, 1)
 
 
-def session(interrupt: bool = True, out: str = "audio/pcmu") -> dict:
+def session(interrupt: bool = True, out: str = "audio/pcmu") -> dict[str, Any]:
     return {
         "type": "realtime",
         "audio": {
@@ -54,7 +56,7 @@ def ready_core(interrupt: bool = True) -> CallCore:
     return core
 
 
-def write_all(core: CallCore, actions: list, now: float) -> list[str]:
+def write_all(core: CallCore, actions: list[Action], now: float) -> list[str]:
     out: list[str] = []
     for a in actions:
         if isinstance(a, (Playback, Probe)):
@@ -308,6 +310,7 @@ def test_media_gap_feeds_silence_in_the_session_format() -> None:
     assert pcm.media_gap() == []  # not streaming yet
     pcm.receive_twilio(start_event(), 0.0)
     [frame] = pcm.media_gap()
+    assert isinstance(frame, SendUpstream)
     assert len(base64.b64decode(json.loads(frame.text)["audio"])) == pytest.approx(960, abs=6)
     assert core.stats.silence_frames == 1
 
@@ -332,9 +335,9 @@ def test_pcm_session_converts_both_ways_and_counts_ms_as_heard() -> None:
     assert chunk.ms == pytest.approx(100, abs=0.5)
 
 
-def upstream(actions: list) -> list[dict]:
+def upstream(actions: list[Action]) -> list[dict[str, Any]]:
     """The Realtime client events among the actions, parsed and checked against the SDK."""
-    events = []
+    events: list[dict[str, Any]] = []
     for a in actions:
         if isinstance(a, SendUpstream):
             CLIENT_EVENT.validate_json(a.text)

@@ -69,8 +69,8 @@ def simulate(
             seq += 1
             heapq.heappush(events, (due, seq, "echo", echo_name))
     del pending_echo
-    item = tracker.item_at(barge_at)
-    estimate = tracker.heard_ms(item, barge_at) if item else 0.0
+    cut = tracker.item_at(barge_at)
+    estimate = tracker.heard_ms(cut, barge_at) if cut else 0.0
     land = max(barge_at + down + j(), last_down)
     player.cut(land)
     # Chunks of the cut item: those written for it, in order.
@@ -81,7 +81,7 @@ def simulate(
         if t < barge_at:
             per_item[it] = per_item.get(it, 0.0) + sent[idx].played
             idx += 1
-    return estimate, per_item.get(item or "", 0.0), item
+    return estimate, per_item.get(cut or "", 0.0), cut
 
 
 def test_probe_measures_round_trip() -> None:
