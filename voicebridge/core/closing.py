@@ -17,8 +17,9 @@ class ClosingState(enum.Enum):
     ASKED = "asked"  # response.create for the line sent; its response not yet created
     SAYING = "saying"  # the line's response is known
     SPOKEN = "spoken"  # the line's response is done: only its playback is awaited
-    # No line to wait for (none given, or no session to say it). The first response.done
-    # still asks for the line, as the call did before this state had a name.
+    # No line to wait for (none given, or no session to say it). Even so, the first
+    # response.done sends the line's response.create (a bare one when no line was given);
+    # audio it brings before playback ends delays the end.
     UNSAID = "unsaid"
 
 

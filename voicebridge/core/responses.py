@@ -1,6 +1,7 @@
 """The model's responses: one at a time, which were cut, failures retried, tools awaited.
 
-Each class holds one sub-machine's state and says what to do; ``CallCore`` builds the events.
+Each class holds one sub-machine's state and says what to do;
+:class:`~voicebridge.core.conversation.Conversation` builds the events.
 """
 
 from __future__ import annotations
