@@ -171,7 +171,7 @@ def main() -> int:
     from voicebridge.config import Settings, load_environ
     from voicebridge.server.serve import serve
 
-    settings = Settings.from_env(load_environ(".env"))
+    settings = Settings.from_env(load_environ())
     setup_logging(settings.log_level, settings.log_format)
     if "stdjson" in names:
         patch_stdjson()

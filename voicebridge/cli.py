@@ -17,7 +17,11 @@ __all__ = ["main", "setup_logging"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebridge", description=__doc__)
-    parser.add_argument("--env-file", default=".env", help="optional dotenv file (default .env)")
+    parser.add_argument(
+        "--env-file",
+        default=None,  # .env when present; a file named here must exist
+        help="dotenv file to read (default: .env in the working directory, if there is one)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the Twilio webhook and the call WebSocket")
@@ -65,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from voicebridge.replay.command import run_replay_command
 
         return run_replay_command(args)
-    environ = load_environ(args.env_file)
+    try:
+        environ = load_environ(args.env_file)
+    except ConfigError as exc:
+        print(f"voicebridge: configuration error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "doctor":  # a configuration error is one of its failed checks
         from voicebridge.doctor import run_doctor
 
@@ -75,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"voicebridge: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, wire=settings.log_wire)
     for old in settings.deprecated_names:
         logging.getLogger("voicebridge").warning(
             "%s is deprecated: rename it %s (the old name is read until the next release)",

@@ -24,7 +24,12 @@ from voicebridge.core.realtime import (
 from voicebridge.errors import ConfigError
 from voicebridge.logs import mask_url
 
-__all__ = ["Secret", "Settings", "load_environ"]
+__all__ = ["DEFAULT_ENV_FILE", "LOOPBACK_HOSTS", "Secret", "Settings", "load_environ"]
+
+DEFAULT_ENV_FILE = ".env"  # read when present; --env-file names another that must exist
+
+# Hosts whose http:// (and ws://) never crosses a network: local runs, tests, the demo.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 DEFAULT_INSTRUCTIONS = (
     "You are a friendly assistant answering a phone call. Speak naturally and keep "
@@ -139,6 +144,7 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"  # FORWARDED_ALLOW_IPS (uvicorn's convention)
     log_level: str = "INFO"  # LOG_LEVEL
     log_format: str = "text"  # LOG_FORMAT: text or json
+    log_wire: bool = False  # LOG_WIRE: with LOG_LEVEL=DEBUG, also every WebSocket frame
     # Old setting names that were read (RENAMED): warned about at start-up.
     deprecated_names: tuple[str, ...] = field(default=(), compare=False)
     metrics_token: Secret = Secret("")  # METRICS_TOKEN: /metrics needs Bearer <token> if set
@@ -269,6 +275,7 @@ class Settings:
             forwarded_allow_ips=text("FORWARDED_ALLOW_IPS", defaults.forwarded_allow_ips),
             log_level=text("LOG_LEVEL", defaults.log_level).upper(),
             log_format=text("LOG_FORMAT", defaults.log_format).lower(),
+            log_wire=flag("LOG_WIRE", defaults.log_wire),
             metrics_token=Secret(environ.get("METRICS_TOKEN", "").strip()),
             twilio_account_sid=text("TWILIO_ACCOUNT_SID", ""),
             twilio_api_base=text("TWILIO_API_BASE", defaults.twilio_api_base).rstrip("/"),
@@ -320,7 +327,7 @@ class Settings:
                     "webhook to (e.g. https://voice.example.com); voicebridge derives the "
                     "wss:// stream URL from it"
                 )
-            local = pub.hostname in ("localhost", "127.0.0.1", "::1")
+            local = pub.hostname in LOOPBACK_HOSTS
             if not pub.hostname or not (pub.scheme == "https" or (pub.scheme == "http" and local)):
                 raise ConfigError(
                     f"PUBLIC_URL={self.public_url!r} must be an https:// URL such as "
@@ -398,12 +405,28 @@ class Settings:
         return out
 
 
-def load_environ(env_file: str | os.PathLike[str] | None = ".env") -> dict[str, str]:
-    """The process environment over the values of an optional ``.env`` file."""
+def load_environ(env_file: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """The process environment over the values of a dotenv file.
+
+    Args:
+        env_file: a file that must exist (``--env-file``); None reads ``.env`` in the working
+            directory when there is one (a deployment sets the environment instead).
+
+    Raises:
+        ConfigError: ``env_file`` names no readable file; a typo there would otherwise start
+            the service on defaults without a word.
+    """
+    path = Path(DEFAULT_ENV_FILE if env_file is None else env_file)
     merged: dict[str, str] = {}
-    if env_file is not None and Path(env_file).is_file():
+    if env_file is not None and not path.is_file():
+        raise ConfigError(f"--env-file {str(path)!r}: no such file")
+    if path.is_file():
         from dotenv import dotenv_values
 
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        try:
+            values = dotenv_values(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"env file {str(path)!r} cannot be read: {exc}") from exc
+        merged.update({k: v for k, v in values.items() if v is not None})
     merged.update(os.environ)
     return merged

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit, urlunsplit
 
 __all__ = [
+    "AccessLogFilter",
     "JsonFormatter",
     "TextFormatter",
     "escape_controls",
     "mask_number",
+    "mask_query_numbers",
     "mask_url",
     "setup_logging",
 ]
@@ -21,6 +24,11 @@ __all__ = [
 # Query parameters known to carry no secret; every other value is masked when a URL is logged
 # (Azure and proxies take keys in the query: `api-key=`, `sig=`, `token=`, ...).
 _PLAIN_QUERY_KEYS = frozenset({"model", "api-version", "deployment", "intent"})
+
+# Twilio's voice webhook parameters that hold a phone number (or a client/SIP address).
+_NUMBER_KEYS = frozenset({"From", "To", "Caller", "Called", "ForwardedFrom"})
+# Any other value that is a number by its look: an E.164 or national number.
+_NUMBER_VALUE = re.compile(r"\+?[0-9]{7,15}")
 
 # C0 controls, DEL and C1 controls (NEL, CSI, ...): anything that could end a line, move the
 # cursor or start a terminal escape. Each is written as a visible escape instead.
@@ -43,6 +51,25 @@ def mask_number(number: str) -> str:
     if len(number) <= 6:
         return "***" if number else ""
     return number[:5] + "***" + number[-4:]
+
+
+def mask_query_numbers(target: str) -> str:
+    """A request target (``path?query``) with the phone numbers in its query masked.
+
+    Twilio's GET webhooks carry From, To, Caller and Called in the URL; everything else in the
+    target is kept as it came, so an access line still shows what was asked.
+    """
+    path, sep, query = target.partition("?")
+    if not sep:
+        return target
+    items = []
+    for item in query.split("&"):
+        key, eq, value = item.partition("=")
+        plain = unquote_plus(value)
+        if unquote_plus(key) in _NUMBER_KEYS or _NUMBER_VALUE.fullmatch(plain):
+            value = quote(mask_number(plain), safe="*")
+        items.append(key + eq + value)
+    return path + "?" + "&".join(items)
 
 
 def mask_url(url: str) -> str:
@@ -105,7 +132,27 @@ class TextFormatter(logging.Formatter):
         return "\n".join("    | " + escape_controls(line) for line in stack_info.splitlines())
 
 
-def setup_logging(level: str, fmt: str = "text") -> None:
+class AccessLogFilter(logging.Filter):
+    """uvicorn's access lines with the phone numbers in their query strings masked.
+
+    ``uvicorn.access`` logs ``'%s - "%s %s HTTP/%s" %d'`` with the request target (path and
+    query) as the third argument, so the target is masked before any handler formats it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], mask_query_numbers(args[2]), *args[3:])
+        return True
+
+
+# Loggers that write a line per WebSocket frame at DEBUG: uvicorn hands its own logger to the
+# websockets protocol that serves Twilio's socket, and ``websockets`` logs the upstream's frames.
+_WIRE_LOGGERS = {"uvicorn.error": logging.INFO, "websockets": logging.WARNING}
+
+
+def setup_logging(level: str, fmt: str = "text", *, wire: bool = False) -> None:
+    """Log to stderr at ``level``; frame-level output (LOG_WIRE) only when ``wire``."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
@@ -116,5 +163,11 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # websockets logs every connection at INFO and every frame at DEBUG: too chatty.
-    logging.getLogger("websockets").setLevel(logging.WARNING)
+    # A DEBUG level is for voicebridge's own lines; about 1,200 frame lines per 20 s call
+    # would bury them. websockets also logs every connection at INFO: too chatty either way.
+    for name, quiet in _WIRE_LOGGERS.items():
+        # Never below the root's level: a logger's own level decides what its records pass.
+        logging.getLogger(name).setLevel(logging.NOTSET if wire else max(quiet, root.level))
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLogFilter) for f in access.filters):
+        access.addFilter(AccessLogFilter())

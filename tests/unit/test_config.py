@@ -75,6 +75,7 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "CLOSING_TIMEOUT_S": ("3", "closing_timeout_s", 3.0),
     "DRAIN_TIMEOUT_S": ("5", "drain_timeout_s", 5.0),
     "LOG_FORMAT": ("JSON", "log_format", "json"),
+    "LOG_WIRE": ("on", "log_wire", True),
     "METRICS_TOKEN": ("m-token", "metrics_token", Secret("m-token")),
     "TWILIO_ACCOUNT_SID": ("AC" + "a" * 32, "twilio_account_sid", "AC" + "a" * 32),
     "TWILIO_API_BASE": ("http://127.0.0.1:9/", "twilio_api_base", "http://127.0.0.1:9"),
@@ -328,10 +329,29 @@ def test_real_environment_wins_over_dotenv(tmp_path: Path, monkeypatch: pytest.M
 def test_load_environ_without_file_is_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A missing file, or None, gives just the process environment."""
+    """No file named and no .env in the working directory: just the process environment."""
     monkeypatch.setenv("VB_TEST_MARKER", "present")
-    assert load_environ(tmp_path / "missing.env") == dict(os.environ)
+    monkeypatch.chdir(tmp_path)
+    assert load_environ() == dict(os.environ)
     assert load_environ(None)["VB_TEST_MARKER"] == "present"
+
+
+def test_load_environ_reads_the_default_dotenv_when_present(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VB_TEST_FROM_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("VB_TEST_FROM_FILE=here\n", encoding="utf-8")
+    assert load_environ()["VB_TEST_FROM_FILE"] == "here"
+
+
+def test_a_named_env_file_must_exist(tmp_path: Path) -> None:
+    """--env-file with a typo stops start-up, naming the file, instead of running on defaults."""
+    missing = tmp_path / "prod.env"
+    with pytest.raises(ConfigError, match="prod.env"):
+        load_environ(missing)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_environ(tmp_path)  # a directory is not a dotenv file
 
 
 @pytest.mark.parametrize(
