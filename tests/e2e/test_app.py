@@ -50,11 +50,13 @@ def test_stream_url_behind_a_tls_proxy(settings: Settings) -> None:
 
 
 def test_untrusted_proxy_header_is_ignored(settings: Settings) -> None:
-    """X-Forwarded-Proto from an address outside FORWARDED_ALLOW_IPS does not count."""
+    """X-Forwarded-Proto from an address outside FORWARDED_ALLOW_IPS does not count: the
+    stream URL would be ws://, so the caller gets the apology instead (test_operate_edge)."""
     headers = {"Host": "voice.example.com", "X-Forwarded-Proto": "https"}
     with running_bridge(settings, forwarded_allow_ips="10.9.9.9") as bridge:
         _, _, body = http(bridge.webhook, data={"CallSid": "CA1"}, headers=headers)
-    assert parse_twiml(body).stream_url == "ws://voice.example.com/realtime"
+    twiml = parse_twiml(body)
+    assert twiml.stream_url is None and twiml.says_before == (settings.failure_say,)
 
 
 def test_public_url_wins_over_headers(settings: Settings) -> None:

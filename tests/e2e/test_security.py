@@ -299,7 +299,9 @@ async def test_per_process_secret_needs_the_webhook_reservation(
 
 def test_busy_at_the_limit(fake: FakeRealtimeServer, settings: Settings) -> None:
     """At MAX_CALLS the webhook answers busy TwiML, /readyz is false; reservations expire."""
-    with running_bridge(settings, max_calls=1, stream_token_ttl_s=0.5) as bridge:
+    # PUBLIC_URL: these posts name the public Host over plain http, as a TLS router would.
+    limited = {"max_calls": 1, "stream_token_ttl_s": 0.5, "public_url": PUBLIC}
+    with running_bridge(settings, **limited) as bridge:
         first = parse_twiml(post(bridge, "/twilio/stream", urlencode(params()).encode(), FORM)[1])
         assert first.stream_url is not None
         status, body = post(bridge, "/twilio/stream", urlencode(params()).encode(), FORM)

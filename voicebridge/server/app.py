@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from voicebridge import __version__
 from voicebridge.config import Settings
 from voicebridge.core.admission import TOKEN_PARAMETER
 from voicebridge.core.twiml import say_twiml, stream_twiml, stream_url
@@ -23,6 +24,7 @@ from voicebridge.server.call import Call, CallResult
 from voicebridge.server.guard import Guard
 from voicebridge.server.metrics import Metrics
 from voicebridge.server.recorder import RecordingHealth
+from voicebridge.server.stream_url import InsecureStreamUrls, usable_stream_url
 from voicebridge.server.tools import Toolbox, load_custom_tools
 
 __all__ = ["AppState", "create_app"]
@@ -98,6 +100,7 @@ def create_app(settings: Settings) -> Starlette:
         recording_failures=lambda: recording.failures,
     )
     state = AppState(guard, metrics, calls=calls)
+    insecure_urls = InsecureStreamUrls()
 
     async def twilio_request(request: Request) -> tuple[Response | None, dict[str, str]]:
         """Read and authenticate a Twilio request: (refusal, parameters)."""
@@ -122,6 +125,13 @@ def create_app(settings: Settings) -> Starlette:
         if not call_sid:
             guard.reject("no_call_sid", request.url.path, _peer(request))
             return PlainTextResponse("CallSid is required", status_code=400)
+        base = public_base(request, settings)
+        url = stream_url(base)
+        if not usable_stream_url(url):  # before a slot is reserved for a call that cannot stream
+            metrics.webhook_errors["insecure_stream_url"] += 1
+            insecure_urls.refused(url, _peer(request), request.headers.get("x-forwarded-proto"))
+            return Response(say_twiml(settings.failure_say), media_type="text/xml")
+        insecure_urls.served()
         token = guard.reserve(call_sid) if state.accepting else None
         if token is None:
             guard.rejected["busy"] += 1
@@ -130,9 +140,8 @@ def create_app(settings: Settings) -> Starlette:
         # `start` carries no caller or callee number: pass what the bridge needs later.
         parameters = {k: params[k] for k in ("From", "To") if params.get(k)}
         parameters[TOKEN_PARAMETER] = token
-        base = public_base(request, settings)
         twiml = stream_twiml(
-            stream_url(base),
+            url,
             parameters,
             welcome_say=settings.welcome_say,
             failure_say=settings.failure_say,
@@ -153,22 +162,27 @@ def create_app(settings: Settings) -> Starlette:
             return refusal
         event = params.get("StreamEvent", "unknown")[:32]
         metrics.stream_events[event] += 1
-        fields = {k: params.get(k, "") for k in ("CallSid", "StreamSid", "StreamEvent")}
+        # JSON log keys are snake_case on every line (call_sid, as on the call's own lines).
+        fields = {
+            "call_sid": params.get("CallSid", ""),
+            "stream_sid": params.get("StreamSid", ""),
+            "stream_event": event,
+        }
         if event == "stream-error":
-            fields["StreamError"] = params.get("StreamError", "")
+            fields["stream_error"] = params.get("StreamError", "")
             log.warning(
                 "Twilio stream error call_sid=%s stream_sid=%s: %s",
-                fields["CallSid"],
-                fields["StreamSid"],
-                fields["StreamError"],
+                fields["call_sid"],
+                fields["stream_sid"],
+                fields["stream_error"],
                 extra={"fields": fields},
             )
         else:
             log.info(
                 "Twilio %s call_sid=%s stream_sid=%s",
                 event,
-                fields["CallSid"],
-                fields["StreamSid"],
+                fields["call_sid"],
+                fields["stream_sid"],
                 extra={"fields": fields},
             )
         return Response(status_code=204)
@@ -227,7 +241,7 @@ def create_app(settings: Settings) -> Starlette:
         del state.last_results[:-50]
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
         body = {

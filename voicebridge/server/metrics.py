@@ -8,13 +8,22 @@ histograms observe a handful of events per call.
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from voicebridge import __version__
 from voicebridge.core.stats import CallStats
 
 __all__ = ["Metrics"]
@@ -122,6 +131,14 @@ def _families(totals: Counter[str], m: Metrics) -> Iterable[Metric]:
     for event, n in sorted(m.stream_events.items()):
         streams.add_metric([event], n)
     yield streams
+    webhook = CounterMetricFamily(
+        "voicebridge_webhook_errors",
+        "webhooks answered with the failure TwiML, by reason",
+        labels=["reason"],
+    )
+    for reason, n in sorted(m.webhook_errors.items()):
+        webhook.add_metric([reason], n)
+    yield webhook
     yield CounterMetricFamily(
         "voicebridge_recording_failures",
         "RECORD_DIR writes that failed (the calls went on unrecorded)",
@@ -146,7 +163,20 @@ class Metrics:
         self.finished: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.stream_events: Counter[str] = Counter()
+        self.webhook_errors: Counter[str] = Counter()
         self.registry.register(_CallsCollector(self))
+        # The process-wide collectors prometheus_client puts on its default registry (CPU, RSS,
+        # open descriptors, python_info, GC): stateless readers, so one instance serves every
+        # app's registry.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        build = Gauge(
+            "voicebridge_build_info",
+            "the running voicebridge: always 1, the version in the labels",
+            ["version", "python"],
+            registry=self.registry,
+        )
+        build.labels(__version__, platform.python_version()).set(1)
         self.upstream_connect = Histogram(
             "voicebridge_upstream_connect_seconds",
             "time to open the Realtime connection",
