@@ -32,10 +32,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from voicebridge.cli import event_loop_factory
 from voicebridge.config import Settings
 from voicebridge.errors import UpstreamError
-from voicebridge.server.serve import uvicorn_config
+from voicebridge.server.serve import event_loop_factory, uvicorn_config
 from voicebridge.server.upstream import close_upstream, open_upstream
 
 

@@ -167,9 +167,9 @@ def main() -> int:
     if unknown:
         print(f"variants: unknown {unknown}; known: {KNOWN}", file=sys.stderr)  # noqa: T201
         return 2
-    from voicebridge.cli import event_loop_factory, setup_logging
     from voicebridge.config import Settings, load_environ
-    from voicebridge.server.serve import serve
+    from voicebridge.logs import setup_logging
+    from voicebridge.server.serve import event_loop_factory, serve
 
     settings = Settings.from_env(load_environ())
     setup_logging(settings.log_level, settings.log_format)

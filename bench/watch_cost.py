@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from voicebridge.cli import event_loop_factory
+from voicebridge.server.serve import event_loop_factory
 
 GAP_S = 0.1  # MEDIA_GAP_MS's default
 

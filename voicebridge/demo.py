@@ -8,6 +8,7 @@ heard are written to a stereo WAV, and a summary is printed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 from pathlib import Path
@@ -17,6 +18,7 @@ import uvicorn
 from voicebridge.config import Settings
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
 from voicebridge.server.serve import uvicorn_config
+from voicebridge.startup import configure
 from voicebridge.twilio_sim.emulator import CallReport, Network, place_call
 from voicebridge.twilio_sim.recordings import (
     Recording,
@@ -25,7 +27,22 @@ from voicebridge.twilio_sim.recordings import (
     speech_segments,
 )
 
-__all__ = ["run_demo", "summarize"]
+__all__ = ["NAME", "add_parser", "demo_call", "run", "summarize"]
+
+NAME = "demo"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(NAME, help="a whole call offline: bridge, fake model, emulated caller")
+    p.add_argument("--call", default="interrupts", help="a packaged call name or a .jsonl path")
+    p.add_argument("--wav", default="demo-call.wav", help="stereo WAV: caller left, heard right")
+    p.add_argument("--network-ms", type=float, default=60.0, help="one-way delay each way")
+
+
+def run(args: argparse.Namespace) -> int:
+    """0 when the call ran to the caller's hang-up with no protocol violation, else 1."""
+    settings = configure(args.env_file)
+    return asyncio.run(demo_call(settings, args.call, args.wav, args.network_ms))
 
 
 def _recording(name: str) -> Recording:
@@ -33,7 +50,8 @@ def _recording(name: str) -> Recording:
     return load_recording(path) if path.suffix in (".jsonl", ".json") else packaged_call(name)
 
 
-async def run_demo(settings: Settings, call: str, wav: str, network_ms: float) -> int:
+async def demo_call(settings: Settings, call: str, wav: str, network_ms: float) -> int:
+    """Place ``call`` through a bridge on a free port; print the summary, write the WAV."""
     recording = _recording(call)
     net = Network(
         down_ms=network_ms, up_ms=network_ms, jitter_ms=network_ms / 4, playout_ms=60.0, seed=1

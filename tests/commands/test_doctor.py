@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from tests.support.servers import Bridge, running_bridge, running_fake
 from voicebridge.config import Secret, Settings
-from voicebridge.doctor import doctor as run_checks
+from voicebridge.doctor.command import doctor as run_checks
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer
 
 KEY = "sk-doctor-test-key-0123456789"

@@ -270,7 +270,8 @@ async def test_speech_threshold_from_the_command_line_moves_the_end_of_speech(
     """--speech-threshold reaches the end-of-speech detection: a server answering at a fixed
     point of the recording answers later after the caller's end of speech at a higher
     threshold, whose utterance ends earlier (3120 ms → 2140 ms in interrupts)."""
-    monkeypatch.setattr("voicebridge.cli.setup_logging", lambda *_: None)  # keep pytest's
+    # keep pytest's logging set-up
+    monkeypatch.setattr("voicebridge.replay.command.setup_logging", lambda *_: None)
     recording = trimmed(packaged_call("interrupts"), 5000)
     path = tmp_path / "call.jsonl"
     path.write_text("".join(json.dumps(m) + "\n" for m in recording.messages))

@@ -14,7 +14,17 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["add_replay_parser", "load_recordings", "run_replay_command"]
+from voicebridge.logs import setup_logging
+from voicebridge.replay.progress import Progress
+from voicebridge.replay.runner import ReplayOptions, run_replay
+from voicebridge.server.serve import event_loop_factory
+from voicebridge.twilio_sim.bench import FrameLog
+from voicebridge.twilio_sim.emulator import Network
+from voicebridge.twilio_sim.recordings import Recording, load_recording, packaged_call
+
+__all__ = ["NAME", "add_parser", "load_recordings", "run"]
+
+NAME = "replay"
 
 T = TypeVar("T")
 
@@ -30,10 +40,9 @@ a call packaged with voicebridge (books_a_table, interrupts).
 """
 
 
-def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add ``replay`` to the ``voicebridge`` subcommands (``sub`` from add_subparsers)."""
-    p: argparse.ArgumentParser = sub.add_parser(
-        "replay",
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        NAME,
         help="play recorded calls against a bridge as Twilio would, many at once, and measure",
         description=(
             "Play recorded Twilio Media Streams calls against a webhook (or a WebSocket) the "
@@ -152,17 +161,14 @@ def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
         default="auto",
         help="auto: uvloop when installed",
     )
-    return p
 
 
-def load_recordings(names: list[str]) -> list[Any]:
+def load_recordings(names: list[str]) -> list[Recording]:
     """Recordings from files, directories of them, or packaged call names.
 
     Raises:
         ValueError: a name that is none of these, or a file that is not a recording.
     """
-    from voicebridge.twilio_sim.recordings import load_recording, packaged_call
-
     out = []
     for name in names:
         path = Path(name)
@@ -204,30 +210,20 @@ def _params(items: list[str]) -> dict[str, str]:
 
 
 def _runner(choice: str) -> Callable[[Coroutine[Any, Any, T]], T]:
-    if choice != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if choice == "uvloop":
-                raise ValueError("--event-loop uvloop: uvloop is not installed") from None
-        else:
+    """Run on the event loop ``--event-loop`` names; ``auto`` is the one ``serve`` uses."""
+    factory = None if choice == "asyncio" else event_loop_factory()
+    if choice == "uvloop" and factory is None:
+        raise ValueError("--event-loop uvloop: uvloop is not installed")
 
-            def run(coro: Coroutine[Any, Any, T]) -> T:
-                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                    return runner.run(coro)
+    def run(coro: Coroutine[Any, Any, T]) -> T:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro)
 
-            return run
-    return asyncio.run
+    return run
 
 
-def run_replay_command(args: argparse.Namespace) -> int:
-    """``voicebridge replay``: the exit status."""
-    from voicebridge.cli import setup_logging
-    from voicebridge.replay.progress import Progress
-    from voicebridge.replay.runner import ReplayOptions, run_replay
-    from voicebridge.twilio_sim.bench import FrameLog
-    from voicebridge.twilio_sim.emulator import Network
-
+def run(args: argparse.Namespace) -> int:
+    """A client: no server settings and no ``.env`` are read."""
     setup_logging(args.log_level)
     try:
         recordings = load_recordings(args.recordings)

@@ -1,0 +1,117 @@
+"""The ``voicebridge doctor`` command: its options, and every check in order."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+from voicebridge.config import Settings
+from voicebridge.doctor.console import print_console
+from voicebridge.doctor.credentials import check_credentials
+from voicebridge.doctor.public_url import check_public_url
+from voicebridge.doctor.report import Report
+from voicebridge.doctor.settings import load_settings
+from voicebridge.doctor.upstream import check_upstream
+from voicebridge.doctor.webhook import check_webhook
+from voicebridge.startup import read_environ
+from voicebridge.twilio_sim.webhook_client import LocalProxy
+
+__all__ = ["NAME", "add_parser", "doctor", "run"]
+
+NAME = "doctor"
+DEFAULT_TIMEOUT = 10.0
+
+
+async def doctor(
+    environ: Mapping[str, str],
+    *,
+    connect_to: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (each network wait's bound)
+    out: TextIO | None = None,
+) -> int:
+    """Run every check and print the report; the exit status (0: all passed, 1: not)."""
+    report = Report(out or sys.stdout)
+    settings, error = load_settings(environ)
+    if error is not None:
+        report.fail(
+            f"the settings do not load: {error}",
+            "correct it in the environment or .env (`voicebridge serve` refuses to start too)",
+        )
+    raw_public_url = environ.get("PUBLIC_URL", "")
+    base = check_public_url(report, raw_public_url)
+    if base is not None:
+        await check_webhook(
+            report,
+            base,
+            auth_token=environ.get("TWILIO_AUTH_TOKEN", "").strip(),
+            account_sid=environ.get("TWILIO_ACCOUNT_SID", "").strip(),
+            token_ttl=(settings or Settings()).stream_token_ttl_s,
+            proxy=LocalProxy(connect_to) if connect_to else None,
+            timeout=timeout,
+        )
+    else:
+        report.note("the webhook is not checked until PUBLIC_URL is fixed")
+    if settings is not None:
+        await check_upstream(report, settings, timeout)
+    else:
+        report.note("the upstream is not checked until the settings load")
+    check_credentials(report, environ)
+    print_console(report, base, raw_public_url)
+    if report.failed:
+        report.out.write(f"\n{report.failed} of {report.checks} checks failed.\n")
+        return 1
+    report.out.write(f"\nAll {report.checks} checks passed.\n")
+    return 0
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8000)")
+    return value
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 600:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (0-600]")
+    return seconds
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        NAME,
+        help="check PUBLIC_URL, the webhook, the upstream key and the secrets; print the "
+        "Twilio console settings",
+        description=(
+            "Check a deployment with the same settings as `voicebridge serve` (the environment "
+            "over .env): PUBLIC_URL, the webhook and fallback, the upstream key and session, "
+            "the secrets. Then print what to paste into the Twilio console. Exit status: 0 "
+            "when every check passed, 1 otherwise, 2 for bad arguments."
+        ),
+    )
+    p.add_argument(
+        "--connect-to",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="reach PUBLIC_URL at this address in clear text, as a TLS-terminating proxy would",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"bound of each network wait (default {DEFAULT_TIMEOUT:g})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """The settings are read but not required to load: a bad one is a failed check."""
+    environ = read_environ(args.env_file)
+    return asyncio.run(doctor(environ, connect_to=args.connect_to, timeout=args.timeout))
