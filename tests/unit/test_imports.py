@@ -1,4 +1,4 @@
-"""voicebridge's imports: no cycle, and dependencies point one way (commands → core)."""
+"""voicebridge's imports: no cycle, and dependencies point one way (commands → core).
 
 Read from the source with ``ast``, so an import inside a function or under ``TYPE_CHECKING``
 counts as much as one at the top: a cycle there is still a cycle in the design.
