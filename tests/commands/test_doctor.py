@@ -100,6 +100,7 @@ def fail_lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("[FAIL]")]
 
 
+@pytest.mark.slow
 def test_a_good_setup_passes_and_prints_the_console_settings(
     bridge: Bridge, upstream: FakeRealtimeServer, tmp_path: Path
 ) -> None:
@@ -129,6 +130,7 @@ def test_a_good_setup_passes_and_prints_the_console_settings(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("public_url", "fix"),
     [
@@ -151,6 +153,7 @@ def test_public_url_must_be_https(
     assert "once PUBLIC_URL is fixed" in out
 
 
+@pytest.mark.slow
 def test_wrong_key_is_refused(bridge: Bridge, upstream: FakeRealtimeServer, tmp_path: Path) -> None:
     """The upstream answers 401: the key is refused, and the fix names both settings."""
     result = doctor(bridge, upstream, tmp_path, OPENAI_API_KEY="sk-wrong-key-000000")
@@ -162,6 +165,7 @@ def test_wrong_key_is_refused(bridge: Bridge, upstream: FakeRealtimeServer, tmp_
     assert "sk-wrong-key-000000" not in out + result.stderr
 
 
+@pytest.mark.slow
 def test_no_key_for_openai(bridge: Bridge, upstream: FakeRealtimeServer, tmp_path: Path) -> None:
     """An empty key with OpenAI's URL is not even tried."""
     result = doctor(bridge, upstream, tmp_path, OPENAI_API_KEY=None, REALTIME_URL=None)
@@ -170,6 +174,7 @@ def test_no_key_for_openai(bridge: Bridge, upstream: FakeRealtimeServer, tmp_pat
     assert "OPENAI_API_KEY is empty" in failed and "set OPENAI_API_KEY" in failed
 
 
+@pytest.mark.slow
 def test_wrong_auth_token_is_a_403(
     bridge: Bridge, upstream: FakeRealtimeServer, tmp_path: Path
 ) -> None:
@@ -183,6 +188,7 @@ def test_wrong_auth_token_is_a_403(
     assert "[ ok ] upstream" in out
 
 
+@pytest.mark.slow
 def test_missing_account_sid(bridge: Bridge, upstream: FakeRealtimeServer, tmp_path: Path) -> None:
     """No TWILIO_ACCOUNT_SID: everything else passes, that one fails with where to find it."""
     result = doctor(bridge, upstream, tmp_path, TWILIO_ACCOUNT_SID=None)
@@ -194,6 +200,7 @@ def test_missing_account_sid(bridge: Bridge, upstream: FakeRealtimeServer, tmp_p
     assert statuses(out).count(" ok ") == 7
 
 
+@pytest.mark.slow
 def test_missing_secrets_and_a_bad_setting(
     bridge: Bridge, upstream: FakeRealtimeServer, tmp_path: Path
 ) -> None:
@@ -217,6 +224,7 @@ def test_missing_secrets_and_a_bad_setting(
     assert "A call comes in: Webhook, URL https://voice.example.com/twilio/stream" in out
 
 
+@pytest.mark.slow
 def test_unreachable_upstream(bridge: Bridge, upstream: FakeRealtimeServer, tmp_path: Path) -> None:
     """Nothing listens at REALTIME_URL: unreachable within --timeout, with what to check."""
     with socket.socket() as s:
@@ -239,6 +247,7 @@ def test_unreachable_upstream(bridge: Bridge, upstream: FakeRealtimeServer, tmp_
     assert time.monotonic() - t0 < 10
 
 
+@pytest.mark.slow
 def test_bad_arguments_exit_2(bridge: Bridge, upstream: FakeRealtimeServer, tmp_path: Path) -> None:
     result = doctor(bridge, upstream, tmp_path, "--connect-to", "nowhere")
     assert result.returncode == 2 and "HOST:PORT" in result.stderr

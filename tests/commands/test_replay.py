@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests.support.recordings import trimmed
 from tests.support.servers import running_bridge
 from voicebridge.config import Secret, Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.replay.runner import ReplayOptions, run_replay
 from voicebridge.twilio_sim.emulator import CallReport, Network
-from voicebridge.twilio_sim.recordings import Recording, packaged_call
+from voicebridge.twilio_sim.recordings import packaged_call
 from voicebridge.twilio_sim.script import SILENCE_PAYLOAD, CallScript
 
 AUTH = "0123456789abcdef0123456789abcdef"
@@ -324,6 +325,7 @@ async def test_looped_call_on_the_wire() -> None:
     assert report.exit_code == 1
 
 
+@pytest.mark.slow
 def test_cli_subprocess(fake: FakeRealtimeServer, settings: Settings, tmp_path: Path) -> None:
     """`python -m voicebridge replay` exits 0 and writes the JSON report; bad arguments exit 2."""
     out = tmp_path / "report.json"
@@ -347,18 +349,6 @@ def test_cli_subprocess(fake: FakeRealtimeServer, settings: Settings, tmp_path: 
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert bad.returncode == 2 and "--loop needs" in bad.stderr
-
-
-def trimmed(recording: Recording, ms: int) -> Recording:
-    """The recording's first ``ms`` of audio, with its stop."""
-    media = recording.media
-    t0 = int(media[0]["media"]["timestamp"])
-    kept = tuple(
-        m
-        for m in recording.messages
-        if m.get("event") != "media" or int(m["media"]["timestamp"]) - t0 < ms
-    )
-    return Recording(f"{recording.name}-{ms}ms", kept)
 
 
 @pytest.fixture(autouse=True)

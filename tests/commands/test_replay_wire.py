@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.commands.test_replay import trimmed
+from tests.support.recordings import trimmed
 from tests.support.servers import running_uvicorn
 from voicebridge.cli import main
 from voicebridge.replay.runner import ReplayOptions, run_replay

@@ -5,39 +5,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from pathlib import Path
 
-import openai.types.realtime as ort
-import pydantic
 import pytest
 
+from tests.support.conformance import assert_protocol_clean
 from tests.support.servers import running_bridge
+from tests.support.waiting import wait_until
 from voicebridge.config import Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import Network, place_call
 from voicebridge.twilio_sim.recordings import load_recording, packaged_call
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-CLIENT_EVENT = pydantic.TypeAdapter(ort.RealtimeClientEvent)
-SERVER_EVENT = pydantic.TypeAdapter(ort.RealtimeServerEvent)
 APOLOGY = Settings().failure_say
-
-
-def assert_protocol_clean(fake: FakeRealtimeServer) -> None:
-    for session in fake.sessions:
-        for event in session.received:
-            CLIENT_EVENT.validate_python(event)
-        for event in session.sent:
-            SERVER_EVENT.validate_python(event)
-        assert not any("beta" in h for h in session.headers if h.startswith("openai"))
-
-
-def wait_until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 async def test_full_call(fake: FakeRealtimeServer, settings: Settings) -> None:
@@ -45,7 +26,7 @@ async def test_full_call(fake: FakeRealtimeServer, settings: Settings) -> None:
     recording = packaged_call("books_a_table")
     with running_bridge(settings) as bridge:
         report = await place_call(bridge.webhook, recording, speed=4.0, tail_ms=3000)
-        wait_until(lambda: bridge.state.calls_total == 1 and bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.calls_total == 1 and bridge.state.active_calls == 0)
     assert report.twiml is not None and report.twiml.stream_url == bridge.ws_url
     assert set(report.twiml.parameters) == {"From", "To", "StreamToken"}
     assert report.violations == []
@@ -80,7 +61,7 @@ async def test_real_call_reaches_upstream_byte_identical(
     assert "customParameters" not in recording.messages[1]["start"]
     with running_bridge(settings) as bridge:
         report = await place_call(bridge.webhook, recording, speed=8.0)
-        wait_until(lambda: fake.active == 0)
+        await wait_until(lambda: fake.active == 0)
     assert len(recording.payloads) == 616
     assert fake.sessions[0].appended == recording.payloads
     assert report.violations == []
@@ -94,7 +75,7 @@ async def test_barge_in_on_a_slow_network(fake: FakeRealtimeServer, settings: Se
         report = await place_call(
             bridge.webhook, packaged_call("interrupts"), network=net, hangup_at_ms=7000
         )
-        wait_until(lambda: fake.active == 0)
+        await wait_until(lambda: fake.active == 0)
     [session] = fake.sessions
     assert len(session.truncations) == 1, session.truncations
     truncate = session.truncations[0]
@@ -126,7 +107,7 @@ async def test_hang_up_closes_upstream_within_a_second(
     """Twilio's stop closes the upstream socket within 1 s."""
     with running_bridge(settings) as bridge:
         report = await place_call(bridge.webhook, packaged_call("interrupts"), hangup_at_ms=1500)
-        wait_until(lambda: fake.active == 0)
+        await wait_until(lambda: fake.active == 0)
     [session] = fake.sessions
     assert report.stop_sent_at is not None and session.closed_at is not None
     assert session.closed_at - (report.t0 + report.stop_sent_at / 1000) < 1.0
@@ -141,7 +122,7 @@ async def test_upstream_failure_plays_the_failure_path(
     caplog.set_level(logging.INFO)
     with running_bridge(settings) as bridge:
         report = await place_call(bridge.webhook, packaged_call("interrupts"), timeout=10)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     assert report.closed_by == "server"
     assert report.after_stream == (("Say", APOLOGY), ("Hangup", ""))
     assert report.ended_at < 3000
@@ -157,7 +138,7 @@ async def test_wrong_session_format_plays_the_failure_path(
     fake.options = dataclasses.replace(fake.options, echo_output_format="audio/pcm")
     with running_bridge(settings) as bridge:
         report = await place_call(bridge.webhook, packaged_call("interrupts"), timeout=10)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     assert report.after_stream == (("Say", APOLOGY), ("Hangup", ""))
     assert report.player.heard_ms() == 0
     assert "session_format_mismatch" in caplog.text
@@ -222,8 +203,8 @@ async def test_tasks_return_to_baseline_after_mixed_calls(
                 ),
             ]
         others = await asyncio.gather(*calls)
-        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
-        wait_until(lambda: bridge.task_count() <= baseline, timeout=5)
+        await wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        await wait_until(lambda: bridge.task_count() <= baseline, timeout=5)
         assert bridge.state.calls_total == 24
     assert all(r.violations == [] for r in failing + others)
     assert [r.closed_by for r in failing] == ["server"] * 6

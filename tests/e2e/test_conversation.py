@@ -9,14 +9,15 @@ import time
 
 import pytest
 
-from tests.e2e.test_calls import assert_protocol_clean, wait_until
+from tests.support.audio import SILENCE_B64 as SILENCE
+from tests.support.conformance import assert_protocol_clean
+from tests.support.recordings import silent_call
 from tests.support.servers import running_bridge
+from tests.support.waiting import wait_until
 from voicebridge.config import Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import CallReport, Network, place_call
 from voicebridge.twilio_sim.recordings import Recording, packaged_call, speech_segments
-
-SILENCE = base64.b64encode(b"\xff" * 160).decode()
 
 
 def first_heard_ms(report: CallReport) -> float:
@@ -35,25 +36,6 @@ def with_gap(recording: Recording, start_ms: int, end_ms: int) -> Recording:
     return Recording(recording.name + "-gap", kept)
 
 
-def silent_call(seconds: float) -> Recording:
-    base = packaged_call("interrupts").messages
-    frames = [
-        {
-            "event": "media",
-            "sequenceNumber": str(i + 2),
-            "streamSid": "MZ0",
-            "media": {
-                "track": "inbound",
-                "chunk": str(i + 1),
-                "timestamp": str(i * 20),
-                "payload": SILENCE,
-            },
-        }
-        for i in range(int(seconds * 50))
-    ]
-    return Recording("silence", (base[0], base[1], *frames, base[-1]))
-
-
 async def test_pcm_call_with_an_exact_barge_in(
     fake: FakeRealtimeServer, settings: Settings
 ) -> None:
@@ -63,7 +45,7 @@ async def test_pcm_call_with_an_exact_barge_in(
         report = await place_call(
             bridge.webhook, packaged_call("interrupts"), network=net, hangup_at_ms=7000
         )
-        wait_until(lambda: fake.active == 0)
+        await wait_until(lambda: fake.active == 0)
     [session] = fake.sessions
     update = session.received[0]["session"]["audio"]
     assert update["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
@@ -99,7 +81,7 @@ async def test_semantic_vad_session(fake: FakeRealtimeServer, settings: Settings
         report = await place_call(
             bridge.webhook, packaged_call("books_a_table"), speed=4.0, tail_ms=2000
         )
-        wait_until(lambda: fake.active == 0)
+        await wait_until(lambda: fake.active == 0)
     [session] = fake.sessions
     audio_in = session.config["audio"]["input"]
     assert audio_in["turn_detection"]["type"] == "semantic_vad"
@@ -119,7 +101,7 @@ async def test_greeting_is_heard_before_the_caller_speaks(
     caller_starts = speech_segments(recording.payloads)[0][0]
     with running_bridge(settings, greeting_instructions="Greet the caller warmly.") as bridge:
         report = await place_call(bridge.webhook, recording, hangup_at_ms=2500)
-        wait_until(lambda: fake.active == 0)
+        await wait_until(lambda: fake.active == 0)
     [session] = fake.sessions
     assert session.response_creates[0]["response"]["instructions"] == "Greet the caller warmly."
     assert first_heard_ms(report) < caller_starts
@@ -132,7 +114,7 @@ async def test_media_gap_ends_the_callers_turn(
     recording = with_gap(packaged_call("interrupts"), 3200, 6500)
     with running_bridge(settings) as bridge:
         report = await place_call(bridge.webhook, recording, hangup_at_ms=6000)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     [result] = bridge.state.last_results
     assert result.stats.silence_frames > 50
     assert report.player.heard_ms() > 500
@@ -147,7 +129,7 @@ async def test_each_media_gap_is_filled_and_only_the_gap(
     recording = with_gap(with_gap(packaged_call("books_a_table"), 1000, 2000), 3000, 4000)
     with running_bridge(settings) as bridge:
         await place_call(bridge.webhook, recording, hangup_at_ms=5000)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     # Two gaps of 1 s, each filled after its first 100 ms: two runs of about 45 frames.
     runs = [
         len(list(run))
@@ -164,7 +146,7 @@ async def test_a_failed_response_is_recovered(fake: FakeRealtimeServer, settings
         report = await place_call(
             bridge.webhook, packaged_call("books_a_table"), speed=4.0, tail_ms=2000
         )
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     [session] = fake.sessions
     statuses = [e["response"]["status"] for e in session.sent if e["type"] == "response.done"]
     assert statuses[0] == "failed" and "completed" in statuses[1:]
@@ -181,7 +163,7 @@ async def test_idle_caller_is_reprompted_then_hung_up(
     with running_bridge(settings, idle_timeout_ms=1000, idle_reprompts=1) as bridge:
         t0 = time.monotonic()
         report = await place_call(bridge.webhook, silent_call(30), speed=2.0, timeout=30)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     assert time.monotonic() - t0 < 20
     [session] = fake.sessions
     assert sum(e["type"] == "input_audio_buffer.timeout_triggered" for e in session.sent) == 2

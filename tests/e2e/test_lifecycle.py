@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
-from tests.commands.test_cli import clean_env, free_port, healthy
-from tests.e2e.test_calls import wait_until
+import pytest
+
+from tests.support.processes import clean_env, free_port, serve, wait_healthy
 from tests.support.servers import running_bridge
+from tests.support.waiting import wait_until
 from voicebridge.config import DEFAULT_CLOSING, Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer, FakeSession
 from voicebridge.twilio_sim.emulator import CallReport, place_call
@@ -33,6 +33,7 @@ def closing_heard(report: CallReport, session: FakeSession) -> float:
     return report.player.heard_ms(set(last_item.deltas))
 
 
+@pytest.mark.slow
 async def test_sigterm_drains_calls_then_exits_zero(
     fake: FakeRealtimeServer, tmp_path: Path
 ) -> None:
@@ -46,21 +47,10 @@ async def test_sigterm_drains_calls_then_exits_zero(
         DRAIN_TIMEOUT_S="3",
         CLOSING_TIMEOUT_S="8",
     )
-    proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before the calls)
-        [sys.executable, "-m", "voicebridge", "serve"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = serve(env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while not await asyncio.to_thread(healthy, base + "/healthz"):
-            assert time.monotonic() < deadline and proc.poll() is None
-            await asyncio.sleep(0.1)
+        await wait_healthy(proc, base)
         calls = [
             asyncio.create_task(
                 place_call(base + "/twilio/stream", packaged_call("books_a_table"), timeout=40)
@@ -118,7 +108,7 @@ async def test_session_limit_ends_with_a_closing_line(
     """Before the upstream's cap the model says a closing line, heard in full, then the end."""
     with running_bridge(settings, session_limit_s=1.5) as bridge:
         report = await place_call(bridge.webhook, packaged_call("books_a_table"), timeout=20)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     [session] = fake.sessions
     [result] = bridge.state.last_results
     assert result.deliberate and not result.failed and result.reason == "session_limit"
@@ -136,7 +126,7 @@ async def test_session_limit_renews_the_session(
         report = await place_call(
             bridge.webhook, packaged_call("books_a_table"), speed=2.0, tail_ms=1000, timeout=20
         )
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     assert fake.connections_total >= 2
     [result] = bridge.state.last_results
     assert not result.failed and result.reason == "caller_hangup" and result.stats.reconnects >= 1

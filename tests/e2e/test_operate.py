@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.test_calls import wait_until
+from tests.support.metrics import scrape
 from tests.support.rest_fake import running_rest
 from tests.support.servers import Bridge, running_bridge
+from tests.support.waiting import wait_until
 from voicebridge.config import Secret, Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import Network, place_call
@@ -24,20 +24,6 @@ from voicebridge.twilio_sim.webhook_client import LocalProxy
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 ACCOUNT = "AC" + "5" * 32
 AUTH = "rest-auth-token-0123456789abcdef"
-
-
-def scrape(bridge: Bridge, token: str | None = None) -> dict[str, float]:
-    req = urllib.request.Request(bridge.url + "/metrics")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        text = resp.read().decode()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return out
 
 
 async def test_metrics_count_replayed_calls(fake: FakeRealtimeServer, settings: Settings) -> None:
@@ -56,7 +42,7 @@ async def test_metrics_count_replayed_calls(fake: FakeRealtimeServer, settings: 
                 urllib.request.Request(bridge.webhook, data=b"From=%2B1"), timeout=5
             )
         info.value.close()
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
         m = scrape(bridge)
     frames = first.frames_sent + second.frames_sent
     assert m["voicebridge_calls_total{outcome=ok}"] == 2
@@ -172,7 +158,7 @@ async def test_end_call_completes_after_the_goodbye_is_heard(
             report = await signed_call(
                 bridge, first_turn(7000), network=net, speed=2.0, tail_ms=10000, timeout=30
             )
-            wait_until(lambda: bridge.state.active_calls == 0)
+            await wait_until(lambda: bridge.state.active_calls == 0)
             [result] = bridge.state.last_results
     [session] = fake.sessions
     assert [t["name"] for t in session.received[0]["session"]["tools"]] == ["end_call"]
@@ -204,7 +190,7 @@ async def test_transfer_dials_a_configured_destination(
             await signed_call(
                 bridge, packaged_call("books_a_table"), speed=3.0, tail_ms=8000, timeout=30
             )
-            wait_until(lambda: bridge.state.active_calls == 0)
+            await wait_until(lambda: bridge.state.active_calls == 0)
     [session] = fake.sessions
     tool = next(t for t in session.received[0]["session"]["tools"] if t["name"] == "transfer_call")
     assert tool["parameters"]["properties"]["destination"]["enum"] == ["help", "sales"]
@@ -225,7 +211,7 @@ async def test_transfer_refuses_an_unconfigured_destination(
             report = await signed_call(
                 bridge, packaged_call("books_a_table"), speed=3.0, tail_ms=2000, timeout=30
             )
-            wait_until(lambda: bridge.state.active_calls == 0)
+            await wait_until(lambda: bridge.state.active_calls == 0)
     [session] = fake.sessions
     output = json.loads(session.function_outputs[0]["output"])
     assert output["ok"] is False and output["destinations"] == ["sales"]
@@ -242,7 +228,7 @@ async def test_dtmf_reaches_the_model_and_triggers_one_response(
     digits = [m["dtmf"]["digit"] for m in recording.messages if m.get("event") == "dtmf"]
     with running_bridge(settings) as bridge:
         await place_call(bridge.webhook, recording, speed=2.0, tail_ms=2500, timeout=30)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     [session] = fake.sessions
     keypad = [
         i["content"][0]["text"]
@@ -264,7 +250,7 @@ async def test_transcript_file_marks_barge_ins(
         report = await place_call(
             bridge.webhook, packaged_call("interrupts"), network=net, hangup_at_ms=8500
         )
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     [path] = list(tmp_path.glob("*/*.transcript.jsonl"))
     assert report.call_sid in path.name
     turns = [json.loads(line) for line in path.read_text().splitlines()]
@@ -284,7 +270,7 @@ async def test_azure_api_key_header(fake: FakeRealtimeServer, settings: Settings
         openai_api_key=Secret("azure-key-123"),
     ) as bridge:
         report = await place_call(bridge.webhook, packaged_call("books_a_table"), speed=8.0)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     [session] = fake.sessions
     assert session.headers.get("api-key") == "azure-key-123"
     assert "authorization" not in session.headers
@@ -297,7 +283,7 @@ async def test_bearer_header_by_default(fake: FakeRealtimeServer, settings: Sett
     fake.options = dataclasses.replace(fake.options, api_key="sk-right")
     with running_bridge(settings, openai_api_key=Secret("sk-right")) as bridge:
         report = await place_call(bridge.webhook, packaged_call("books_a_table"), speed=8.0)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     assert fake.sessions[0].headers.get("authorization") == "Bearer sk-right"
     assert report.closed_by == "caller"
 
@@ -321,7 +307,7 @@ async def test_json_logs_carry_call_fields(fake: FakeRealtimeServer, settings: S
             report = await place_call(
                 bridge.webhook, packaged_call("books_a_table"), speed=8.0, from_="+14155550123"
             )
-            wait_until(lambda: bridge.state.active_calls == 0)
+            await wait_until(lambda: bridge.state.active_calls == 0)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

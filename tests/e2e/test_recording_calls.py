@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_calls import wait_until
-from tests.e2e.test_operate import scrape
+from tests.support.metrics import scrape
 from tests.support.servers import running_bridge
+from tests.support.waiting import wait_until
 from voicebridge.config import Settings
 from voicebridge.core.audio import audioop
 from voicebridge.fake_realtime.server import FakeRealtimeServer
@@ -32,7 +32,7 @@ async def test_recorded_call_replays_to_the_same_media(
             hangup_at_ms=7000,
             from_="+14155550123",
         )
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     [recorded] = list(first_dir.glob(f"*/{report.call_sid}.jsonl"))  # named by CallSid
     assert "+1415" not in " ".join(p.name for p in first_dir.glob("*/*"))
     text = recorded.read_text()
@@ -55,7 +55,7 @@ async def test_recorded_call_replays_to_the_same_media(
     # Replayed through the bridge and recorded again: the same media.
     with running_bridge(settings, record_dir=str(second_dir)) as bridge:
         await place_call(bridge.webhook, first, speed=4.0)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
     [again] = [p for p in second_dir.glob("*/*.jsonl") if not p.name.endswith("transcript.jsonl")]
     assert load_recording(again).payloads == first.payloads
 
@@ -73,7 +73,7 @@ async def test_unwritable_record_dir_does_not_stop_the_calls(
                 for _ in range(2)
             )
         )
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
         metrics = scrape(bridge)
     assert [r.failed for r in bridge.state.last_results] == [False, False]
     assert all(report.player.heard_ms() > 500 for report in reports)

@@ -6,16 +6,18 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.commands.test_cli import clean_env, free_port, healthy
+import pytest
+
+from tests.support.processes import clean_env, free_port, serve, wait_healthy
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import place_call
 from voicebridge.twilio_sim.recordings import Recording, packaged_call
+
+pytestmark = pytest.mark.slow  # every test here runs voicebridge as its own process
 
 
 def short_call(frames: int = 5) -> Recording:
@@ -84,21 +86,11 @@ async def test_soak_thousand_short_calls(fake: FakeRealtimeServer, tmp_path: Pat
         LOG_LEVEL="WARNING",
         STREAM_TOKEN_TTL_S="2",
     )
-    popen = subprocess.Popen(  # noqa: ASYNC220 (started once)
-        [sys.executable, "-m", "voicebridge", "serve"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
+    popen = serve(env, tmp_path, quiet=True)
     base = f"http://127.0.0.1:{port}"
     proc = Process(popen.pid, base)
     try:
-        deadline = time.monotonic() + 15
-        while not await asyncio.to_thread(healthy, base + "/healthz"):
-            assert time.monotonic() < deadline and popen.poll() is None
-            await asyncio.sleep(0.1)
+        await wait_healthy(popen, base)
         await run_calls(base + "/twilio/stream", 300, 10)  # warm-up: imports, caches, arenas
         before = await settle(proc, fake)
         fds, rss = proc.fds(), proc.rss_kib()

@@ -19,63 +19,29 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import openai.types.realtime as ort
-import pydantic
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.support.audio import LOUD, SILENT
+from tests.support.conformance import assert_events_valid
+from tests.support.realtime_client import GA_PCMU, Client, open_client
+from tests.support.recordings import silence_frames, silent_call
 from tests.support.servers import Bridge, running_bridge
-from tests.unit.test_fake_realtime import GA_PCMU, LOUD, SILENT, Client, open_client
+from tests.support.waiting import wait_until
 from voicebridge.config import Secret, Settings
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
 from voicebridge.server.call import CallResult
 from voicebridge.twilio_sim.emulator import CallReport, place_call
 from voicebridge.twilio_sim.recordings import Recording, packaged_call
 
-SERVER_EVENT = pydantic.TypeAdapter(ort.RealtimeServerEvent)
-CLIENT_EVENT = pydantic.TypeAdapter(ort.RealtimeClientEvent)
 APOLOGY = Settings().failure_say
 FAILURE_PATH = (("Say", APOLOGY), ("Hangup", ""))
 GREETING = "Greet the caller in one sentence."
 GREETING_MS = 2538.75  # clip 01, the first answer of every session
-SILENCE_FRAME = base64.b64encode(b"\xff" * 160).decode()
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def silent_call(seconds: float) -> Recording:
-    """connected, start, ``seconds`` of μ-law silence, stop."""
-    base = packaged_call("interrupts").messages
-    frames = [
-        {
-            "event": "media",
-            "sequenceNumber": str(i + 2),
-            "streamSid": "MZ0",
-            "media": {
-                "track": "inbound",
-                "chunk": str(i + 1),
-                "timestamp": str(i * 20),
-                "payload": SILENCE_FRAME,
-            },
-        }
-        for i in range(int(seconds * 50))
-    ]
-    return Recording("silence", (base[0], base[1], *frames, base[-1]))
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 async def staggered(
@@ -91,7 +57,7 @@ async def staggered(
         for n, (options, start) in enumerate(calls, start=first + 1):
             fake.options = options  # read by the fake at the next handshake
             tasks.append(tg.create_task(start()))
-            await until(lambda: fake.connections_total >= n)  # noqa: B023 (awaited here)
+            await wait_until(lambda: fake.connections_total >= n)  # noqa: B023 (awaited here)
     return [t.result() for t in tasks]
 
 
@@ -121,15 +87,6 @@ def longest_silence(report: CallReport, start_ms: float, end_ms: float) -> float
 def call_ms(report: CallReport, monotonic: float) -> float:
     """A time.monotonic() instant on the emulated call's clock."""
     return (monotonic - report.t0) * 1000.0
-
-
-def assert_events_valid(sessions: list[FakeSession]) -> None:
-    """Every event the fake sent (injected raw frames excepted) and received is GA-valid."""
-    for session in sessions:
-        for event in session.sent:
-            SERVER_EVENT.validate_python(event)
-        for event in session.received:
-            CLIENT_EVENT.validate_python(event)
 
 
 def control_events(session: FakeSession) -> list[dict[str, Any]]:
@@ -236,7 +193,7 @@ async def test_close_fault_picks_sessions_code_and_reason() -> None:
             assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "server_error")
             await asyncio.sleep(0.2)
             await second.sync()  # still open and answering, well past 100 ms
-        await until(lambda: fake.active == 0)
+        await wait_until(lambda: fake.active == 0)
     zero, one = fake.sessions
     assert (zero.index, one.index) == (0, 1)
     assert zero.close_code == 4000 and zero.fault_closed_at is not None
@@ -251,7 +208,7 @@ async def test_stall_stops_reading_answering_pings_and_sending() -> None:
             client = Client(ws)
             assert (await client.recv())["type"] == "session.created"
             await client.update(GA_PCMU)
-            await until(lambda: fake.sessions[0].stalled_at is not None)
+            await wait_until(lambda: fake.sessions[0].stalled_at is not None)
             received = len(fake.sessions[0].received)
             # Loud audio would start VAD and a response: nothing comes back.
             await client.append([LOUD] * 40 + [SILENT] * 40)
@@ -412,10 +369,10 @@ async def test_bad_upstream_input_is_counted_and_survived(
             fake,
             [(at_setup, call), (mid_answer, call), (after_answer, call), (healthy, call)],
         )
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
         fake.options = healthy
         afterwards = await call()
-        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         results = [result_of(bridge, r) for r in [*reports, afterwards]]
 
     setup, mid, after, ok, new = results
@@ -496,7 +453,7 @@ async def test_undecodable_audio_deltas_are_counted_not_played(
 
     with running_bridge(settings, greeting_instructions=GREETING) as bridge:
         report, other = await staggered(fake, [(faulty, call), (healthy, call)])
-        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         result, other_result = result_of(bridge, report), result_of(bridge, other)
     assert (result.failed, result.reason) == (False, "caller_hangup"), result.reason
     stats = result.stats
@@ -519,20 +476,7 @@ def one_turn_then_silence(seconds: float) -> Recording:
     base = packaged_call("interrupts")
     t0 = int(base.media[0]["media"]["timestamp"])
     first = [m for m in base.media if int(m["media"]["timestamp"]) - t0 < 3400]
-    quiet = [
-        {
-            "event": "media",
-            "sequenceNumber": str(len(first) + i + 2),
-            "streamSid": "MZ0",
-            "media": {
-                "track": "inbound",
-                "chunk": str(len(first) + i + 1),
-                "timestamp": str(t0 + (len(first) + i) * 20),
-                "payload": SILENCE_FRAME,
-            },
-        }
-        for i in range(int(seconds * 50) - len(first))
-    ]
+    quiet = silence_frames(int(seconds * 50) - len(first), after=len(first), t0=t0)
     msgs = base.messages
     return Recording("one-turn", (msgs[0], msgs[1], *first, *quiet, msgs[-1]))
 
@@ -603,7 +547,7 @@ async def test_lost_upstream_is_replaced_and_the_caller_is_told(
 
     with running_bridge(settings, **loss.bridge) as bridge:
         report, other = await staggered(fake, [(faulty, call), (healthy, call)])
-        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         result, other_result = result_of(bridge, report), result_of(bridge, other)
 
     assert fake.connections_total == 3  # the lost one, the concurrent call, the fresh one
@@ -674,7 +618,7 @@ async def test_lost_before_the_session_is_confirmed_starts_afresh(
         report = await place_call(
             bridge.webhook, silent_call(5), hangup_at_ms=hangup_ms, timeout=15
         )
-        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         [result] = bridge.state.last_results
     lost, fresh = fake.sessions
     assert lost.fault_closed_at is not None and lost.close_code == 1011
@@ -698,7 +642,7 @@ async def test_fresh_session_lost_too_plays_the_failure_path(
     fake.options = dataclasses.replace(fake.options, close_after_ms=600, close_code=4000)
     with running_bridge(settings, greeting_instructions=GREETING) as bridge:
         report = await place_call(bridge.webhook, silent_call(6), timeout=15)
-        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         [result] = bridge.state.last_results
     assert fake.connections_total == 2
     assert [s.close_code for s in fake.sessions] == [4000, 4000]
@@ -722,7 +666,7 @@ async def test_fresh_session_refused_plays_the_failure_path(
     )
     with running_bridge(settings, greeting_instructions=GREETING) as bridge:
         report = await place_call(bridge.webhook, silent_call(6), timeout=15)
-        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         [result] = bridge.state.last_results
     assert fake.connections_total == 1 and fake.handshakes_refused >= 3
     assert result.stats.reconnects == 1
@@ -743,7 +687,7 @@ async def test_rate_limited_then_overloaded_handshakes_are_retried(
     fake.options = dataclasses.replace(fake.options, refuse_handshakes=(429, 503))
     with running_bridge(settings, greeting_instructions=GREETING) as bridge:
         report = await place_call(bridge.webhook, silent_call(5), hangup_at_ms=1800, timeout=15)
-        wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0 and fake.active == 0)
         [result] = bridge.state.last_results
     assert fake.handshake_attempts == 3 and fake.handshakes_refused == 2
     assert [status for _, status in fake.handshake_log] == [429, 503, None]
@@ -818,7 +762,7 @@ async def test_slow_handshake_within_the_deadline_connects(
         settings, upstream_connect_timeout_s=2.0, greeting_instructions=GREETING
     ) as bridge:
         report = await place_call(bridge.webhook, silent_call(6), hangup_at_ms=2600, timeout=15)
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
         [result] = bridge.state.last_results
     assert (result.failed, result.reason) == (False, "caller_hangup"), result.reason
     assert report.after_stream == ()
@@ -863,7 +807,7 @@ async def test_stalled_upstream_is_detected_and_replaced_with_a_bounded_queue(
             report, other = await staggered(
                 fake, [(stalls, stalled_call), (reopen_slowly, talking_call)]
             )
-        wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: bridge.state.active_calls == 0)
         result, other_result = result_of(bridge, report), result_of(bridge, other)
 
     stalled, concurrent, fresh = fake.sessions

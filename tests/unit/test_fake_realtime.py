@@ -5,52 +5,27 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
-import json
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import openai.types.realtime as rt
 import pydantic
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from voicebridge.core.audio import audioop
+from tests.support.audio import LOUD, SILENT, b64
+from tests.support.conformance import SERVER_EVENT
+from tests.support.realtime_client import GA_PCMU, Client, open_client
 from voicebridge.fake_realtime.clips import clip_chunks, load_clips, reprompt_clip
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
 
 MS = 0.001  # seconds
-SERVER_EVENT = pydantic.TypeAdapter(rt.RealtimeServerEvent)
-CLIENT_EVENT = pydantic.TypeAdapter(rt.RealtimeClientEvent)
 
 # Fields the real server sends that the SDK's RealtimeSessionCreateRequest does not declare
 # (they are declared on RealtimeSessionCreateResponse).
 ALLOWED_EXTRAS = {"session.id", "session.object", "session.expires_at"}
-
-
-def _tone_frame() -> bytes:
-    """20 ms of a loud 440 Hz tone, μ-law 8 kHz."""
-    samples = array.array(
-        "h", (int(12000 * math.sin(2 * math.pi * 440 * i / 8000)) for i in range(160))
-    )
-    return audioop.lin2ulaw(samples.tobytes(), 2)
-
-
-LOUD = _tone_frame()
-SILENT = b"\xff" * 160  # μ-law zero
-GA_PCMU: dict[str, Any] = {
-    "type": "realtime",
-    "audio": {
-        "input": {"format": {"type": "audio/pcmu"}},
-        "output": {"format": {"type": "audio/pcmu"}, "voice": "marin"},
-    },
-}
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def unknown_fields(value: Any, path: str = "") -> list[str]:
@@ -79,57 +54,6 @@ def assert_conforms(sessions: list[FakeSession]) -> int:
     return count
 
 
-class Client:
-    """A Realtime client on a real socket, with a bounded wait for each expected event."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.events: list[dict[str, Any]] = []
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.ws.close()
-
-    async def send(self, event: dict[str, Any], *, check: bool = True) -> None:
-        if check:  # the tests themselves must speak GA
-            CLIENT_EVENT.validate_python(event)
-        await self.ws.send(json.dumps(event))
-
-    async def append(self, frames: list[bytes]) -> None:
-        for frame in frames:
-            await self.send({"type": "input_audio_buffer.append", "audio": b64(frame)})
-
-    async def recv(self) -> dict[str, Any]:
-        async with asyncio.timeout(3):
-            event: dict[str, Any] = json.loads(await self.ws.recv())
-        self.events.append(event)
-        return event
-
-    async def until(self, kind: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The next event of type ``kind`` and the events received before it."""
-        before: list[dict[str, Any]] = []
-        while (event := await self.recv())["type"] != kind:
-            before.append(event)
-        return event, before
-
-    async def sync(self) -> list[dict[str, Any]]:
-        """Everything the server sent before it processed a marker event sent now."""
-        await self.send({"type": "response.cancel", "event_id": "sync"})
-        before: list[dict[str, Any]] = []
-        while (event := await self.recv())["type"] != "error" or event["error"][
-            "event_id"
-        ] != "sync":
-            before.append(event)
-        return before
-
-    async def update(self, session: dict[str, Any]) -> dict[str, Any]:
-        await self.send({"type": "session.update", "session": session})
-        updated, _ = await self.until("session.updated")
-        return updated
-
-
 MakeFake = Callable[..., Awaitable[FakeRealtimeServer]]
 
 
@@ -150,15 +74,6 @@ async def make_fake() -> AsyncIterator[MakeFake]:
     for server in servers:
         await server.close()
     assert_conforms([s for server in servers for s in server.sessions])
-
-
-async def open_client(
-    fake: FakeRealtimeServer, query: str = "?model=gpt-realtime-2.1", **kw: Any
-) -> Client:
-    client = Client(await connect(fake.url + query, **kw))
-    created = await client.recv()
-    assert created["type"] == "session.created"
-    return client
 
 
 async def run_response(client: Client) -> tuple[list[dict[str, Any]], dict[str, Any]]:
