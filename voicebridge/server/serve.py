@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Generator
 from types import FrameType
@@ -14,9 +16,10 @@ import uvicorn
 from starlette.applications import Starlette
 
 from voicebridge.config import Settings
+from voicebridge.errors import ConfigError
 from voicebridge.server.app import AppState, create_app
 
-__all__ = ["BridgeServer", "event_loop_factory", "serve", "uvicorn_config"]
+__all__ = ["BridgeServer", "event_loop_factory", "listen", "serve", "uvicorn_config"]
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +100,63 @@ class BridgeServer(uvicorn.Server):
             self.should_exit = True
 
 
+def listen(settings: Settings) -> socket.socket:
+    """The listening socket on HOST:PORT, bound before the server starts.
+
+    uvicorn would log its own bind error and exit 1; binding here first lets the message name
+    the setting to change.
+
+    Raises:
+        ConfigError: HOST is not an address of this machine, or PORT is taken or privileged.
+    """
+    host, port = settings.host, settings.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn picks it
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart binds at once
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"PORT={port}: {host}:{port} is already in use by another process; "
+                "stop it or choose another PORT"
+            ) from exc
+        if exc.errno == errno.EACCES:
+            raise ConfigError(
+                f"PORT={port}: this user may not listen on ports below 1024; choose another PORT"
+            ) from exc
+        raise ConfigError(
+            f"HOST={host!r}: cannot listen there ({exc.strerror or exc}); give an address of "
+            "this machine, or 0.0.0.0 for all of them"
+        ) from exc
+    return sock
+
+
 async def serve(settings: Settings) -> None:
     """Serve until stopped (a signal drains first: :class:`BridgeServer`).
 
     Raises:
-        ConfigError: the settings cannot serve real calls (no key for OpenAI).
+        ConfigError: the settings cannot serve real calls (no key for OpenAI), or HOST:PORT
+            cannot be listened on.
     """
     settings.check_can_serve()
-    log.info("settings: %s", settings.describe())
-    app = create_app(settings)
-    state: AppState = app.state.voicebridge
-    state.guard.warn_at_startup()
-    server = BridgeServer(uvicorn_config(settings, app), state)
-    server.drain_timeout_s = settings.drain_timeout_s
-    server.closing_timeout_s = settings.closing_timeout_s
-    await server.serve()
+    with listen(settings) as sock:
+        log.info("settings: %s", settings.describe())
+        app = create_app(settings)
+        state: AppState = app.state.voicebridge
+        state.guard.warn_at_startup()
+        server = BridgeServer(uvicorn_config(settings, app), state)
+        server.drain_timeout_s = settings.drain_timeout_s
+        server.closing_timeout_s = settings.closing_timeout_s
+        # uvicorn names the address only when it binds the socket itself.
+        log.info("listening on http://%s", _address(sock))
+        await server.serve(sockets=[sock])
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
