@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.support.processes import clean_env, free_port, serve, wait_healthy
+from tests.support.processes import free_port, serve, serve_env, wait_healthy
 from tests.support.servers import running_bridge
 from tests.support.waiting import wait_until
 from voicebridge.config import DEFAULT_CLOSING, Settings
@@ -39,14 +39,7 @@ async def test_sigterm_drains_calls_then_exits_zero(
 ) -> None:
     """SIGTERM: busy at once, calls go on, then a closing line each, then exit 0."""
     port = free_port()
-    env = clean_env(
-        PORT=str(port),
-        HOST="127.0.0.1",
-        REALTIME_URL=fake.url,
-        OPENAI_API_KEY="sk-unused",
-        DRAIN_TIMEOUT_S="3",
-        CLOSING_TIMEOUT_S="8",
-    )
+    env = serve_env(port, fake.url, DRAIN_TIMEOUT_S="3", CLOSING_TIMEOUT_S="8")
     proc = serve(env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:

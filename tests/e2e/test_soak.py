@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import clean_env, free_port, serve, wait_healthy
+from tests.support.processes import free_port, serve, serve_env, wait_healthy
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import place_call
 from voicebridge.twilio_sim.recordings import Recording, packaged_call
@@ -77,15 +77,7 @@ async def settle(proc: Process, fake: FakeRealtimeServer) -> dict[str, int]:
 async def test_soak_thousand_short_calls(fake: FakeRealtimeServer, tmp_path: Path) -> None:
     """1,000 calls of 100 ms, 10 at a time, leave no task, socket or memory behind."""
     port = free_port()
-    env = clean_env(
-        PORT=str(port),
-        HOST="127.0.0.1",
-        REALTIME_URL=fake.url,
-        OPENAI_API_KEY="sk-unused",
-        MAX_CALLS="20",
-        LOG_LEVEL="WARNING",
-        STREAM_TOKEN_TTL_S="2",
-    )
+    env = serve_env(port, fake.url, MAX_CALLS="20", LOG_LEVEL="WARNING", STREAM_TOKEN_TTL_S="2")
     popen = serve(env, tmp_path, quiet=True)
     base = f"http://127.0.0.1:{port}"
     proc = Process(popen.pid, base)

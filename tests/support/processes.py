@@ -11,7 +11,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["clean_env", "free_port", "healthy", "run_voicebridge", "serve", "wait_healthy"]
+__all__ = [
+    "clean_env",
+    "free_port",
+    "healthy",
+    "run_voicebridge",
+    "serve",
+    "serve_env",
+    "wait_healthy",
+]
 
 # Settings a developer's shell may hold that would change what the process under test does.
 ENV_KEYS = ("OPENAI_API_KEY", "REALTIME_URL", "PUBLIC_URL", "PORT", "HOST")
@@ -21,6 +29,17 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
     env.update(extra)
     return env
+
+
+def serve_env(port: int, realtime_url: str, **extra: str) -> dict[str, str]:
+    """A clean environment for ``voicebridge serve`` on 127.0.0.1:``port``, upstream at
+    ``realtime_url`` (the fake: any key will do)."""
+    return (
+        clean_env(
+            PORT=str(port), HOST="127.0.0.1", REALTIME_URL=realtime_url, OPENAI_API_KEY="sk-unused"
+        )
+        | extra
+    )
 
 
 def healthy(url: str) -> bool:
