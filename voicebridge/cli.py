@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from voicebridge import demo, serve
+from voicebridge import __version__, demo, serve
 from voicebridge.doctor import command as doctor
 from voicebridge.errors import ConfigError
 from voicebridge.fake_realtime import command as fake_realtime
@@ -34,6 +34,7 @@ COMMANDS: tuple[Command, ...] = (serve, fake_realtime, demo, replay, doctor)
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--env-file",
         default=None,  # .env when present; a file named here must exist
