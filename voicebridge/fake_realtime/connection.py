@@ -4,13 +4,12 @@ Protocol decisions are synchronous methods that append events to an outbox; only
 (``asyncio.sleep``) and socket writes await. A state change and the events it implies are
 therefore never split by another task, and ``FakeSession.sent`` is in wire order.
 Event shapes follow ``openai.types.realtime`` (PROTOCOLS.md B.3/B.4). Responses are run by
-``fake_responder``; idle timeout, semantic-VAD timing and input transcription by ``fake_turns``.
+``responder.py``; the input audio buffer and its turns by ``input_buffer.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import collections
 import copy
 import logging
@@ -22,17 +21,12 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from voicebridge.core.audio import b64_decoded_len
-
 from .bench import KEY_CHARS, Arrivals
-from .clips import BYTES_PER_MS
 from .config import apply_session_update, default_session
 from .conversation import Conversation
+from .input_buffer import InputAudioBuffer
 from .responder import Responder
-from .response import FakeResponse
 from .session import JSON, FakeRealtimeOptions, FakeSession, InvalidRequest, new_id
-from .turns import SEMANTIC_SILENCE_MS, IdleTimer, transcription_events
-from .vad import EnergyVad, VadEvent
 
 __all__ = ["BETA_MESSAGE", "FakeConnection"]
 
@@ -42,7 +36,6 @@ BETA_MESSAGE = (
     "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."
 )
 DEFAULT_MODEL = "gpt-realtime"
-MIN_COMMIT_MS = 100
 
 
 class FakeConnection:
@@ -70,14 +63,7 @@ class FakeConnection:
         self._outbox: collections.deque[str] = collections.deque()
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._vad = EnergyVad(options.vad_threshold, options.vad_start_ms)
-        self._configure_vad()
         self._conv = Conversation(self._emit)
-        self._user_item_id: str | None = None  # between speech_started and speech_stopped
-        self._user_start_ms = 0  # audio_start_ms of that speech
-        self._buffer_ms = 0.0  # uncommitted input audio
-        self._input_ms_total = 0.0
-        self._idle = IdleTimer()
         self._responder = Responder(
             emit=self._emit,
             flush=self._flush,
@@ -86,8 +72,11 @@ class FakeConnection:
             record=record,
             options=options,
             config=lambda: self._config,
-            input_ms=lambda: self._input_ms_total,
-            on_done=self._response_done,
+            input_ms=lambda: self._input.input_ms_total,
+            on_done=lambda response: self._input.response_done(response),
+        )
+        self._input = InputAudioBuffer(
+            self._emit, self._conv, self._responder, lambda: self._config, options
         )
         self._close_timer: asyncio.Task[None] | None = None
         self._stall_timer: asyncio.Task[None] | None = None
@@ -266,20 +255,6 @@ class FakeConnection:
         except InvalidRequest as exc:
             self._error(exc.code, exc.message, exc.param, event.get("event_id"))
 
-    def _turn_detection(self) -> JSON | None:
-        td: JSON | None = self._config["audio"]["input"]["turn_detection"]
-        return td
-
-    def _configure_vad(self) -> None:
-        td = self._turn_detection()
-        fmt = self._config["audio"]["input"]["format"]["type"]
-        if td is None or td["type"] == "server_vad":
-            prefix = td["prefix_padding_ms"] if td else 300
-            silence = td["silence_duration_ms"] if td else 500
-        else:  # semantic_vad: trailing silence by eagerness stands in for the model's judgement
-            prefix, silence = 300, SEMANTIC_SILENCE_MS[td["eagerness"]]
-        self._vad.configure(fmt, prefix, silence)
-
     def _on_session_update(self, event: JSON) -> None:
         if self._opts.close_before_updated and self._opts.closes(self._record.index):
             if self._close_timer is None:
@@ -292,11 +267,10 @@ class FakeConnection:
                 fmt["rate"] = 24000
             config["audio"]["output"]["format"] = fmt
         self._config = self._record.config = config
-        self._configure_vad()
+        self._input.configure()
         # The client event_id is not echoed in session.updated (B.2).
         self._emit({"type": "session.updated", "session": copy.deepcopy(config)})
-        if not self._idle.responded and not self._vad.speaking and self._responder.active is None:
-            self._idle.arm(self._input_ms_total)  # before the first response: from here
+        self._input.session_updated()
         if self._opts.close_after_ms is not None and self._close_timer is None:
             if self._opts.closes(self._record.index) and not self._opts.close_before_updated:
                 self._close_timer = self._spawn(
@@ -317,122 +291,13 @@ class FakeConnection:
             self._record.appended.append(audio)
         if self._arrivals is not None and len(audio) >= KEY_CHARS:
             self._arrivals.add(audio[:KEY_CHARS], self._arrived_at, "b")
-        fmt = self._config["audio"]["input"]["format"]["type"]
-        if self._turn_detection() is None:
-            nbytes = b64_decoded_len(audio)
-            self._vad.skip(nbytes)
-            vad_events: list[VadEvent] = []
-        else:
-            try:
-                raw = binascii.a2b_base64(audio)
-            except binascii.Error:
-                raise InvalidRequest(
-                    "invalid_value", "Invalid 'audio'. Expected base64-encoded audio.", "audio"
-                ) from None
-            nbytes = len(raw)
-            vad_events = self._vad.feed(raw)
-        ms = nbytes / BYTES_PER_MS[fmt]
-        self._buffer_ms += ms
-        self._input_ms_total += ms
-        for vad_event in vad_events:
-            if vad_event.kind == "started":
-                self._speech_started(vad_event.ms)
-            else:
-                self._speech_stopped(vad_event.ms)
-        self._check_idle()
-
-    def _check_idle(self) -> None:
-        """server_vad's ``idle_timeout_ms``: no speech for that long after the last reply."""
-        td = self._turn_detection()
-        if td is None or td["type"] != "server_vad" or td.get("idle_timeout_ms") is None:
-            return
-        if self._vad.speaking or self._responder.active is not None:
-            return
-        start = self._idle.due(self._input_ms_total, td["idle_timeout_ms"])
-        if start is None:
-            return
-        self._idle.disarm()  # until the next response or speech
-        item_id = new_id("item")
-        self._emit(
-            {
-                "type": "input_audio_buffer.timeout_triggered",
-                "audio_start_ms": int(start),
-                "audio_end_ms": int(self._input_ms_total),
-                "item_id": item_id,
-            }
-        )
-        self._commit_audio(item_id, None)  # "the empty audio will be committed"
-        if td.get("create_response", True):
-            self._responder.start(None, reprompt=True)
-
-    def _response_done(self, response: FakeResponse) -> None:
-        played = response.item if response.kind == "audio" else None
-        self._idle.arm_after_response(self._input_ms_total, played)
-
-    def _speech_started(self, audio_start_ms: int) -> None:
-        self._user_item_id = new_id("item")
-        self._user_start_ms = audio_start_ms
-        self._emit(
-            {
-                "type": "input_audio_buffer.speech_started",
-                "audio_start_ms": audio_start_ms,
-                "item_id": self._user_item_id,
-            }
-        )
-        td = self._turn_detection()
-        if td is not None and td.get("interrupt_response", True):
-            self._responder.cancel("turn_detected")
-        self._idle.disarm()  # after the cancel: its response.done would rearm the timer
-
-    def _speech_stopped(self, audio_end_ms: int) -> None:
-        item_id = self._user_item_id or new_id("item")
-        self._user_item_id = None
-        self._emit(
-            {
-                "type": "input_audio_buffer.speech_stopped",
-                "audio_end_ms": audio_end_ms,
-                "item_id": item_id,
-            }
-        )
-        self._idle.arm(audio_end_ms)
-        self._commit_audio(item_id, audio_end_ms - self._user_start_ms)
-        td = self._turn_detection()
-        # A response already in progress is left alone (interrupt_response false).
-        if td is not None and td.get("create_response", True) and self._responder.active is None:
-            self._responder.start(None)
-
-    def _commit_audio(self, item_id: str, speech_ms: float | None) -> None:
-        """Commit the buffer as a user item; ``speech_ms`` is None when it held no speech."""
-        self._conv.commit_audio(item_id)
-        self._buffer_ms = 0.0
-        transcription = self._config["audio"]["input"]["transcription"]
-        if speech_ms is None:
-            return
-        self._responder.caller_spoke = True
-        if transcription is not None:
-            # Transcription "runs asynchronously… may come before or after the Response
-            # events" (B.3); the fake sends it at once, before any response it triggers.
-            events, transcript = transcription_events(transcription["model"], item_id, speech_ms)
-            for event in events:
-                self._emit(event)
-            self._conv.set_transcript(item_id, transcript)
+        self._input.append(audio)
 
     def _on_commit(self, event: JSON) -> None:
-        if self._buffer_ms < MIN_COMMIT_MS:
-            raise InvalidRequest(
-                "input_audio_buffer_commit_empty",
-                "Error committing input audio buffer: buffer too small. Expected at least "
-                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {self._buffer_ms:.2f}ms "
-                "of audio.",
-            )
-        item_id = self._user_item_id or new_id("item")
-        self._user_item_id = None
-        # A manual commit is taken to hold caller speech (the fake cannot tell).
-        self._commit_audio(item_id, self._buffer_ms)
+        self._input.commit()
 
     def _on_clear(self, event: JSON) -> None:
-        self._buffer_ms = 0.0
-        self._emit({"type": "input_audio_buffer.cleared"})
+        self._input.clear()
 
     def _on_item_truncate(self, event: JSON) -> None:
         self._record.truncations.append(event)
