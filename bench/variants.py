@@ -59,24 +59,26 @@ def patch_stdjson() -> None:
 
 
 def patch_sendtimeout() -> None:
-    from websockets.asyncio.client import ClientConnection
-    from websockets.exceptions import ConnectionClosed
+    from voicebridge.server.lifetime import UpstreamLost
+    from voicebridge.server.upstream import UpstreamClosed, UpstreamConnection
+    from voicebridge.server.upstream_side import UpstreamSide
 
-    from voicebridge.server import call
-
-    async def upstream_out(self: Any, conn: ClientConnection) -> None:
+    async def upstream_out(self: Any, conn: UpstreamConnection) -> None:
         stall = self.settings.upstream_stall_timeout_s
+        self.conn = conn
         try:
             while True:
                 text = await self.upstream_q.get()
                 async with asyncio.timeout(stall):
                     await conn.send(text)
         except TimeoutError:
-            raise call._UpstreamLost(f"stalled: a send blocked for {stall:g} s") from None
-        except ConnectionClosed as exc:
-            raise call._UpstreamLost(str(exc)) from None
+            raise UpstreamLost(f"stalled: a send blocked for {stall:g} s") from None
+        except UpstreamClosed as exc:
+            raise UpstreamLost(str(exc)) from None
+        finally:
+            self.conn = None
 
-    call.Call.upstream_out = upstream_out  # type: ignore[method-assign]
+    UpstreamSide.upstream_out = upstream_out  # type: ignore[method-assign]
 
 
 def patch_nomarks() -> None:
@@ -95,39 +97,38 @@ def patch_nomarks() -> None:
 
 
 def patch_nomediawatch() -> None:
-    from voicebridge.server import call
+    from voicebridge.server.twilio_side import TwilioSide
 
     async def media_watch(self: Any) -> None:
         await asyncio.sleep(3600)
 
-    call.Call.media_watch = media_watch  # type: ignore[method-assign]
+    TwilioSide.media_watch = media_watch  # type: ignore[method-assign]
 
 
 def patch_queued() -> None:
-    from voicebridge.server import call
+    from voicebridge.server.twilio_side import TwilioSide
 
     async def send_now(self: Any, action: Any) -> bool:
         return False
 
-    call.Call._send_now = send_now  # type: ignore[method-assign]
+    TwilioSide._send_now = send_now  # type: ignore[method-assign]
 
 
 def patch_taskwatch() -> None:
-    import time
-
-    from voicebridge.server import call
+    from voicebridge.server.twilio_side import TwilioSide
 
     async def media_watch(self: Any) -> None:
         gap = self.settings.media_gap_ms / 1000.0
+        loop = asyncio.get_running_loop()
         while True:
-            quiet = time.monotonic() - self.last_media
+            quiet = loop.time() - self.last_media
             if quiet < gap:
                 await asyncio.sleep(gap - quiet)
                 continue
             self.apply(self.core.media_gap())
             await asyncio.sleep(0.02)
 
-    call.Call.media_watch = media_watch  # type: ignore[method-assign]
+    TwilioSide.media_watch = media_watch  # type: ignore[method-assign]
 
 
 def patch_gcstats() -> None:

@@ -26,6 +26,7 @@ from voicebridge.server.metrics import Metrics
 from voicebridge.server.recorder import RecordingHealth
 from voicebridge.server.stream_url import InsecureStreamUrls, usable_stream_url
 from voicebridge.server.tools import Toolbox, load_custom_tools
+from voicebridge.server.twilio_socket import StarletteTwilioSocket
 
 __all__ = ["AppState", "create_app"]
 
@@ -208,7 +209,7 @@ def create_app(settings: Settings) -> Starlette:
             return
         await websocket.accept()
         call = Call(
-            websocket,
+            StarletteTwilioSocket(websocket),
             settings,
             guard.admit,
             observe=metrics.observe,

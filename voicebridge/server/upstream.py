@@ -1,19 +1,40 @@
-"""Opening the Realtime API connection (GA: no ``OpenAI-Beta`` header)."""
+"""The Realtime API connection: opening it (GA: no ``OpenAI-Beta`` header), and what a call
+sees of it.
+
+A call talks to an :class:`UpstreamConnection` obtained from an injected
+:data:`ConnectUpstream` callable (httpcore's ``network_backend`` shape), so the shell runs on
+in-memory connections in tests. :func:`connect_upstream` is the production one:
+:func:`open_upstream`'s retries, then :class:`WebsocketsUpstream`, the one place where
+websockets' exceptions become :class:`UpstreamClosed`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.protocol import State
 
 from voicebridge import __version__
 from voicebridge.config import Settings
 from voicebridge.errors import UpstreamError
 
-__all__ = ["close_upstream", "open_upstream", "upstream_headers"]
+__all__ = [
+    "DIRECT_SEND_MAX",
+    "ConnectUpstream",
+    "UpstreamClosed",
+    "UpstreamConnection",
+    "WebsocketsUpstream",
+    "close_upstream",
+    "connect_upstream",
+    "open_upstream",
+    "upstream_headers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +45,43 @@ CLOSE_TIMEOUT = 0.5
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 1.0
+# A message written at once (``can_send_now``) is at most this long: far below the write
+# limit (32 KiB) past which websockets' send waits to drain. A μ-law frame's append is ~250
+# bytes, a 24 kHz PCM one ~1.3 KB.
+DIRECT_SEND_MAX = 4096
+
+
+class UpstreamClosed(UpstreamError):
+    """The connection closed, cleanly or not; ``code`` and ``reason`` as received."""
+
+    def __init__(self, message: str, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class UpstreamConnection(Protocol):
+    """An open Realtime connection, as a call uses it."""
+
+    async def send(self, text: str) -> None:
+        """Raises ``UpstreamClosed`` once the connection is closing or closed."""
+        ...
+
+    async def recv(self) -> str | bytes:
+        """The next server event; raises ``UpstreamClosed`` when the connection ends."""
+        ...
+
+    def can_send_now(self, size: int) -> bool:
+        """Whether ``send`` of a ``size``-character message would return without waiting."""
+        ...
+
+    async def close(self) -> None:
+        """Close within about a second whatever the peer does; never raises."""
+        ...
+
+
+# Opens a connection within a deadline in seconds; raises UpstreamError.
+ConnectUpstream = Callable[[Settings, float], Awaitable[UpstreamConnection]]
 
 
 def upstream_headers(settings: Settings) -> dict[str, str]:
@@ -112,3 +170,47 @@ async def close_upstream(conn: ClientConnection) -> None:
             await conn.close()
     except (TimeoutError, OSError, WebSocketException):
         conn.transport.abort()
+
+
+def _closed(exc: ConnectionClosed) -> UpstreamClosed:
+    """The one mapping of websockets' close exceptions."""
+    frame = exc.rcvd
+    return UpstreamClosed(str(exc), frame.code if frame else None, frame.reason if frame else "")
+
+
+class WebsocketsUpstream:
+    """:class:`UpstreamConnection` over a websockets ``ClientConnection``."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self._conn = conn
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._conn.send(text)
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def recv(self) -> str | bytes:
+        try:
+            return await self._conn.recv()
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    def can_send_now(self, size: int) -> bool:
+        # Open (a closing socket makes send wait for the close), not paused by flow control
+        # (e.g. TLS's own buffer full), an empty send buffer, and far under the write limit.
+        conn = self._conn
+        return (
+            size <= DIRECT_SEND_MAX
+            and conn.state is State.OPEN
+            and not conn.transport.get_write_buffer_size()
+            and not getattr(conn, "paused", True)
+        )
+
+    async def close(self) -> None:
+        await close_upstream(self._conn)
+
+
+async def connect_upstream(settings: Settings, deadline: float) -> UpstreamConnection:
+    """The production :data:`ConnectUpstream`: :func:`open_upstream` over websockets."""
+    return WebsocketsUpstream(await open_upstream(settings, deadline))

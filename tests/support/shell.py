@@ -1,0 +1,84 @@
+"""The real ``Call`` between in-memory fakes: ``MemoryTwilio`` and the fake Realtime server.
+
+``bridged`` runs one call in a task and hands the test both sides; on the virtual clock
+(``VirtualClockLoop``) the loop's clock jumps to the next timer whenever every task waits,
+so a call's timers run at their production values in milliseconds of wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from tests.support.memory_realtime import MemoryRealtime
+from tests.support.memory_twilio import MemoryTwilio
+from voicebridge.config import Settings
+from voicebridge.fake_realtime.session import FakeRealtimeOptions
+from voicebridge.server.call import Call, CallResult
+from voicebridge.server.upstream import UpstreamConnection
+
+__all__ = ["Bridged", "bridged", "connected_call", "until"]
+
+# Production settings, less what needs a network or a disk.
+SETTINGS = Settings(realtime_url="ws://memory/v1/realtime")
+
+
+@dataclass
+class Bridged:
+    call: Call
+    twilio: MemoryTwilio
+    realtime: MemoryRealtime
+    task: asyncio.Task[CallResult]
+
+    async def result(self) -> CallResult:
+        return await self.task
+
+    def now(self) -> float:
+        """The loop's clock, in seconds."""
+        return asyncio.get_running_loop().time()
+
+
+@asynccontextmanager
+async def bridged(
+    options: FakeRealtimeOptions | None = None,
+    *,
+    start: bool = True,
+    refuse: int = 0,
+    echo_marks: bool = True,
+    **overrides: Any,
+) -> AsyncIterator[Bridged]:
+    """A call running between the fakes, with ``overrides`` applied to the settings.
+
+    ``start``: Twilio's ``connected`` and ``start`` are already on the wire.
+    """
+    settings = dataclasses.replace(SETTINGS, **overrides)
+    twilio = MemoryTwilio(echo_marks=echo_marks)
+    realtime = MemoryRealtime(options or FakeRealtimeOptions(), refuse=refuse)
+    call = Call(twilio, settings, lambda start: None, connect_upstream=realtime.connect)
+    if start:
+        twilio.start()
+    task = asyncio.create_task(call.run(), name="call")
+    try:
+        yield Bridged(call, twilio, realtime, task)
+    finally:
+        if not task.done():
+            twilio.hang_up()
+            await task
+        await realtime.aclose()
+
+
+def connected_call(upstream: UpstreamConnection | Any | None) -> Call:
+    """A call (not run) whose upstream-out is taken to be running on ``upstream``."""
+    call = Call(MemoryTwilio(), SETTINGS, lambda start: None)
+    call.upstream.conn = upstream
+    return call
+
+
+async def until(condition: Callable[[], bool], step: float = 0.01) -> None:
+    """Wait, on the loop's clock, until ``condition`` holds (under the test's own timeout)."""
+    while not condition():
+        await asyncio.sleep(step)

@@ -1,0 +1,130 @@
+"""Ending a call well, and the model's function calls (one of which may end it).
+
+``closer`` waits for a close request (the session limit, a drain, the end-call or transfer
+tool), has the model say a closing line, waits for the caller to hear it (at most
+``closing_timeout_s``), replaces the call's TwiML through Twilio's REST API so no apology
+follows, and ends the call. ``tools`` runs the model's function calls one at a time, off
+the audio path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from voicebridge.config import Settings
+from voicebridge.core.actions import Action, RunTool
+from voicebridge.core.call import CallCore
+from voicebridge.server.call_log import CallLog
+from voicebridge.server.clock import now_ms, now_s
+from voicebridge.server.lifetime import CallEnded
+from voicebridge.server.tools import Ending, Toolbox
+from voicebridge.server.twilio_rest import TwilioRestError, rest_configured, update_call
+
+__all__ = ["Closer"]
+
+# Tool calls wait for the tools task in a queue of this size; a model calling more than
+# this many at once gets an error output for the excess (counted).
+TOOL_QUEUE = 8
+CLOSING_POLL_S = 0.05
+# After our REST update Twilio stops the stream: its `stop` ends the call within this.
+REST_STOP_WAIT_S = 2.0
+
+
+class Closer:
+    """A call's deliberate ending and its tool calls."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        core: CallCore,
+        log: CallLog,
+        apply: Callable[[list[Action]], None],
+        toolbox: Toolbox,
+    ) -> None:
+        self.settings = settings
+        self.core = core
+        self.log = log
+        self.apply = apply
+        self.toolbox = toolbox
+        self.tool_q: asyncio.Queue[RunTool] = asyncio.Queue(maxsize=TOOL_QUEUE)
+        self.ending: Ending | None = None
+        self.requested = asyncio.Event()
+        self.reason = ""
+        self.instructions: str | None = settings.closing_instructions
+        # Set once Twilio's REST API took our ending: the `stop` that follows is ours.
+        self.ended_through_twilio: str | None = None
+
+    def request_close(self, reason: str, instructions: str | None = "") -> None:
+        """End the call well: the model says a closing line, the caller hears it, the end.
+
+        ``instructions`` is the closing line ("" for CLOSING_INSTRUCTIONS; None when the
+        model has already said its last words).
+        """
+        if not self.requested.is_set():
+            self.reason = reason
+            self.instructions = (
+                self.settings.closing_instructions if instructions == "" else instructions
+            )
+            self.requested.set()
+
+    async def closer(self) -> None:
+        await self.requested.wait()
+        reason = self.reason
+        self.log.info("closing the call (%s)", reason)
+        self.apply(self.core.close(reason, self.instructions))
+        deadline = now_s() + self.settings.closing_timeout_s
+        # Polled: the last echo is an event, but "nothing left to play" is a projection.
+        while not self.core.closing_finished(now_ms()) and now_s() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(CLOSING_POLL_S)
+        if not self.core.closing_finished(now_ms()):
+            self.log.warning("closing line not heard within %g s", self.settings.closing_timeout_s)
+        await self._end_through_twilio(reason)
+        raise CallEnded(reason, failed=False, deliberate=True)
+
+    async def _end_through_twilio(self, reason: str) -> None:
+        """Replace the call's TwiML (hang up, or transfer) so no apology follows."""
+        start = self.core.start
+        if start is None:
+            return
+        params = self.ending.rest_params if self.ending else {"Status": "completed"}
+        if not rest_configured(self.settings):
+            self.log.once(
+                "no_rest",
+                "no TWILIO_ACCOUNT_SID: closing the stream instead (the "
+                "caller also hears FAILURE_SAY)",
+            )
+            return
+        try:
+            await update_call(self.settings, start.call_sid, params)
+        except TwilioRestError as exc:
+            self.log.warning("could not end the call through Twilio (%s): %s", reason, exc)
+            return
+        self.log.info("call %s through Twilio's REST API (%s)", reason, ", ".join(params))
+        self.ended_through_twilio = reason
+        await asyncio.sleep(REST_STOP_WAIT_S)  # twilio-in ends the call on Twilio's `stop`
+
+    # -- tools --------------------------------------------------------------------------
+
+    def submit(self, job: RunTool) -> None:
+        """Queue a function call for the tools task, or answer it with an error when full."""
+        try:
+            self.tool_q.put_nowait(job)
+        except asyncio.QueueFull:
+            self.core.stats.upstream_ignored["tool_calls_over_limit"] += 1
+            error = json.dumps({"ok": False, "error": "too many tool calls at once"})
+            self.apply(self.core.tool_result(job.call.call_id, error))
+
+    async def tools(self) -> None:
+        """Run the model's function calls one at a time, off the audio path."""
+        while True:
+            job = await self.tool_q.get()
+            outcome = await self.toolbox.run(job.call)
+            ending = outcome.ending
+            self.apply(
+                self.core.tool_result(job.call.call_id, outcome.output, respond=ending is None)
+            )
+            if ending is not None and not self.requested.is_set():
+                self.ending = ending
+                self.request_close(ending.reason, None if job.spoke else ending.instructions)
