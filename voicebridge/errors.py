@@ -7,8 +7,13 @@ VoiceBridgeError
 │   ├── TwilioProtocolError  from the Media Streams WebSocket
 │   └── RealtimeProtocolError from the Realtime API WebSocket
 ├── UpstreamError            the Realtime connection failed or ended
+│   └── UpstreamClosed       it closed (code, reason as received): a call's upstream side
+├── TwilioClosed             the Media Streams socket is gone: a call's Twilio side
 ├── QueueOverflow            control messages backed up: a peer stopped reading
 └── TwilioRestError          Twilio's REST API refused or could not be reached
+
+The two ``*Closed`` errors are what a call's socket adapters (``server/twilio_socket.py``,
+``server/upstream.py``) turn Starlette's and websockets' exceptions into.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ __all__ = [
     "QueueOverflow",
     "RealtimeProtocolError",
     "TokenError",
+    "TwilioClosed",
     "TwilioProtocolError",
     "TwilioRestError",
+    "UpstreamClosed",
     "UpstreamError",
     "VoiceBridgeError",
 ]
@@ -72,6 +79,23 @@ class UpstreamError(VoiceBridgeError):
         super().__init__(message)
         self.status = status
         self.config_error = config_error
+
+
+class UpstreamClosed(UpstreamError):
+    """The Realtime connection closed, cleanly or not; ``code`` and ``reason`` as received."""
+
+    def __init__(self, message: str, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class TwilioClosed(VoiceBridgeError):
+    """Twilio's Media Streams socket is gone; ``code`` is its close code when one came."""
+
+    def __init__(self, code: int | None = None, detail: str = "") -> None:
+        super().__init__(detail or f"closed ({code})")
+        self.code = code
 
 
 class QueueOverflow(VoiceBridgeError):

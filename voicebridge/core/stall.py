@@ -6,8 +6,8 @@ __all__ = ["StallWatch"]
 
 
 class StallWatch:
-    """A consumer is stalled when items have been waiting for ``limit`` seconds and it has
-    taken none of them in that time.
+    """A consumer is stalled when items have been waiting for ``limit`` and it has taken none
+    of them in that time (``limit`` and ``now`` in ms, as every time in the core).
 
     ``check`` is fed, at any interval, the consumer's running count of items taken and the
     number waiting; an empty queue is idle, never stalled.

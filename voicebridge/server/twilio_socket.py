@@ -12,17 +12,9 @@ from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from voicebridge.errors import VoiceBridgeError
+from voicebridge.errors import TwilioClosed
 
 __all__ = ["StarletteTwilioSocket", "TwilioClosed", "TwilioSocket"]
-
-
-class TwilioClosed(VoiceBridgeError):
-    """Twilio's socket is gone; ``code`` is its close code when one was received."""
-
-    def __init__(self, code: int | None = None, detail: str = "") -> None:
-        super().__init__(detail or f"closed ({code})")
-        self.code = code
 
 
 class TwilioSocket(Protocol):

@@ -22,7 +22,7 @@ from websockets.protocol import State
 
 from voicebridge import __version__
 from voicebridge.config import Settings
-from voicebridge.errors import UpstreamError
+from voicebridge.errors import UpstreamClosed, UpstreamError
 
 __all__ = [
     "DIRECT_SEND_MAX",
@@ -49,15 +49,6 @@ MAX_BACKOFF = 1.0
 # limit (32 KiB) past which websockets' send waits to drain. A μ-law frame's append is ~250
 # bytes, a 24 kHz PCM one ~1.3 KB.
 DIRECT_SEND_MAX = 4096
-
-
-class UpstreamClosed(UpstreamError):
-    """The connection closed, cleanly or not; ``code`` and ``reason`` as received."""
-
-    def __init__(self, message: str, code: int | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
 
 
 class UpstreamConnection(Protocol):
