@@ -6,16 +6,13 @@ import asyncio
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
-
 from voicebridge.config import Settings
 from voicebridge.core import realtime as rt
 from voicebridge.doctor.report import Report
-from voicebridge.errors import ConfigError, RealtimeProtocolError, UpstreamError
-from voicebridge.server.call import session_config
+from voicebridge.errors import ConfigError, RealtimeProtocolError, UpstreamClosed, UpstreamError
+from voicebridge.server.session import session_config
 from voicebridge.server.tools import Toolbox, load_custom_tools
-from voicebridge.server.upstream import close_upstream, open_upstream
+from voicebridge.server.upstream import UpstreamConnection, connect_upstream
 
 __all__ = ["check_upstream", "display_upstream"]
 
@@ -76,7 +73,7 @@ async def check_upstream(report: Report, settings: Settings, timeout: float) -> 
     config = session_config(settings, toolbox.declarations())
     t0 = time.monotonic()
     try:
-        conn = await open_upstream(settings, deadline=timeout)
+        conn = await connect_upstream(settings, timeout)
     except UpstreamError as exc:
         _connect_failed(report, where, exc)
         return
@@ -84,7 +81,7 @@ async def check_upstream(report: Report, settings: Settings, timeout: float) -> 
         got = await _session_updated(report, conn, where, config, timeout)
         ms = (time.monotonic() - t0) * 1000
     finally:
-        await close_upstream(conn)
+        await conn.close()
     if got is None:
         return
     asked = (config.input_format, config.output_format)
@@ -102,7 +99,7 @@ async def check_upstream(report: Report, settings: Settings, timeout: float) -> 
 
 async def _session_updated(
     report: Report,
-    conn: ClientConnection,
+    conn: UpstreamConnection,
     where: str,
     config: rt.SessionConfig,
     timeout: float,  # noqa: ASYNC109 (the wait for session.updated)
@@ -113,7 +110,7 @@ async def _session_updated(
         await conn.send(rt.session_update(config, "doctor_session_update"))
         async with asyncio.timeout(timeout):
             while True:
-                event = rt.parse_realtime(await conn.recv(decode=True))
+                event = rt.parse_realtime(await conn.recv())
                 if isinstance(event, rt.ErrorEvent):
                     param = f" ({event.param})" if event.param else ""
                     report.fail(
@@ -129,15 +126,13 @@ async def _session_updated(
             f"upstream {where}: no session.updated within {timeout:g} s",
             "the upstream is not a Realtime API (GA), or is overloaded: check REALTIME_URL",
         )
-    except ConnectionClosed as exc:
-        code = exc.rcvd.code if exc.rcvd else None
-        reason = exc.rcvd.reason if exc.rcvd else ""
+    except UpstreamClosed as exc:
         fix = "check REALTIME_URL and REALTIME_MODEL"
-        if code == 4000 or "beta" in reason:
+        if exc.code == 4000 or "beta" in exc.reason:
             fix = _error_fix("beta_api_shape_disabled", None)
         report.fail(
             f"upstream {where} closed the connection before session.updated: "
-            f"{code} {reason}".rstrip(),
+            f"{exc.code} {exc.reason}".rstrip(),
             fix,
         )
     except RealtimeProtocolError as exc:
