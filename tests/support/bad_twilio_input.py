@@ -67,7 +67,7 @@ BAD_INPUTS = (
     BadInput("not_json", "not_json", lambda w: "{this is not json", "parser"),
     BadInput(
         "unknown_event",
-        "unknown_event:bogus",
+        "unknown_event",
         lambda w: json.dumps({"event": "bogus", "streamSid": w.stream_sid}),
     ),
     BadInput("invalid_base64", "invalid_base64", lambda w: _next_media(w, "!!!not base64!!!")),

@@ -69,8 +69,12 @@ def test_repeated_bad_input_is_logged_once_and_counted_each_time() -> None:
     assert core.stats.ignored == {"unknown_mark": 2}
 
 
-def test_unknown_event_reasons_are_capped_in_length() -> None:
-    """An unknown event type becomes a reason of at most 48 characters (a counter label)."""
+def test_unknown_event_names_are_one_reason_and_a_few_names() -> None:
+    """Any number of unknown event names count under one reason; the end line keeps 8, cut short."""
     core = CallCore(rt.SessionConfig(instructions="hi", voice="marin"))
-    [ignored] = core.receive_twilio(tw.Unknown("x" * 500), 0.0)
-    assert isinstance(ignored, Ignored) and ignored.reason == ("unknown_event:" + "x" * 500)[:48]
+    actions = [core.receive_twilio(tw.Unknown(f"{n:04d}" + "x" * 500), 0.0) for n in range(2000)]
+    assert actions[0] == [Ignored("unknown_event")] and not any(actions[1:])
+    assert core.stats.ignored == {"unknown_event": 2000}
+    names = core.stats.unknown_events
+    assert len(names) == 9 and names["other"] == 2000 - 8
+    assert all(len(name) <= 32 for name in names)

@@ -44,8 +44,12 @@ def verify_token(secret: bytes, token: str | None, call_sid: str, now: float) ->
     """
     if not token:
         raise TokenError("missing_token")
+    # ASCII only: "²".isdigit() is true but int("²") raises, and a lone surrogate cannot be
+    # encoded for the MAC. A minted token is ASCII, its expiry ten digits.
+    if len(token) > 200 or not token.isascii() or not call_sid.isascii():
+        raise TokenError("malformed_token")
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or len(token) > 200:
+    if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 12:
         raise TokenError("malformed_token")
     expires, nonce, mac = int(parts[0]), parts[1], parts[2]
     if not hmac.compare_digest(_mac(secret, call_sid, expires, nonce), mac):
@@ -112,6 +116,17 @@ class Admission:
                 raise TokenError("busy")
         self._used[nonce] = now + self.token_ttl
         self._active.add(call_sid)
+
+    def adopt(self, call_sid: str, nonce: str, now: float) -> None:
+        """Count a call a shared store admitted (it checked the limits): should the store
+        become unreachable, this instance's own limit and used tokens still hold."""
+        self._expire(now)
+        self._reserved.pop(call_sid, None)
+        self._used[nonce] = now + self.token_ttl
+        self._active.add(call_sid)
+
+    def active(self) -> frozenset[str]:
+        return frozenset(self._active)
 
     def release(self, call_sid: str) -> None:
         self._active.discard(call_sid)

@@ -12,6 +12,10 @@ __all__ = ["CallStats", "Latency"]
 
 _MAX_COUNTER_KEYS = 32  # distinct upstream error codes kept per call
 _MAX_CODE = 48  # characters of a peer's error code kept
+# Unknown Twilio event names, for the call's end line only (never a metric label): a client
+# picks them, so only a few short ones are kept.
+_MAX_UNKNOWN_NAMES = 8
+_MAX_UNKNOWN_NAME = 32
 
 
 @dataclass(slots=True)
@@ -25,6 +29,7 @@ class CallStats:
     truncated_sent_ms: float = 0.0
     late_deltas_dropped: int = 0
     caller_queue_dropped: int = 0  # oldest caller audio dropped: the upstream was slow
+    caller_paced_dropped: int = 0  # caller frames beyond real time plus CALLER_BURST_MS
     playback_queue_dropped: int = 0  # oldest model audio dropped: Twilio was slow
     silence_frames: int = 0  # fed upstream while Twilio sent no media
     idle_reprompts: int = 0
@@ -33,6 +38,7 @@ class CallStats:
     responses: int = 0
     dtmf: int = 0
     ignored: Counter[str] = field(default_factory=Counter)  # Twilio input ignored, by reason
+    unknown_events: Counter[str] = field(default_factory=Counter)  # by name, capped: end line
     upstream_ignored: Counter[str] = field(default_factory=Counter)  # upstream events dropped
     upstream_errors: Counter[str] = field(default_factory=Counter)  # by error code
     reconnects: int = 0
@@ -43,6 +49,16 @@ class CallStats:
         first = reason not in self.ignored
         self.ignored[reason] += 1
         return first
+
+    def count_unknown_event(self, name: str) -> bool:
+        """Count an unknown Twilio event: one ``unknown_event`` reason, the name kept apart
+        (a few, cut short) for the end line; True the first time (worth a log line)."""
+        name = name[:_MAX_UNKNOWN_NAME]
+        names = self.unknown_events
+        if name not in names and len(names) >= _MAX_UNKNOWN_NAMES:
+            name = "other"
+        names[name] += 1
+        return self.count_ignored("unknown_event")
 
     def count_upstream_ignored(self, reason: str) -> bool:
         """Count an upstream event dropped for ``reason``; True the first time."""

@@ -3,12 +3,17 @@
 Inbound (Twilio → voicebridge): ``connected``, ``start``, ``media``, ``dtmf``, ``mark``,
 ``stop``. Outbound: only ``media``, ``mark`` and ``clear`` are accepted, each with exactly
 the documented fields — an extra or missing field is Twilio error 31951.
+
+The socket is open to anyone until ``start`` is admitted, so nothing here may raise anything
+but :class:`TwilioProtocolError`, and every value kept is bounded: no container from a frame
+is ever stringified (``str()`` of a 1000-deep object is a RecursionError).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -87,6 +92,61 @@ TwilioEvent = Connected | Start | Media | Dtmf | Mark | Stop | Unknown
 # Twilio sends numbers as strings ("timestamp": "5"); accept both.
 _f = Fields(TwilioProtocolError, numeric_strings=True)
 
+# Bounds on what `start` may carry (Twilio's SIDs are 34 characters; "the combined length of
+# each <Parameter> name and value attributes must be under 500"), with room to spare.
+MAX_SID = 64
+MAX_TRACKS = 4
+MAX_SHORT_TEXT = 64  # a track, the encoding, the protocol, an unknown event's name
+MAX_PARAMETERS = 64
+MAX_PARAMETER_CHARS = 1000  # name and value together
+
+
+def _sid(obj: dict[str, Any], key: str, event: str) -> str:
+    sid = _f.string(obj, key, event)
+    if len(sid) > MAX_SID:
+        raise TwilioProtocolError("oversized_field", f"{event!r} {key} is over {MAX_SID} chars")
+    return sid
+
+
+def _short(value: object, default: str) -> str:
+    """A short text field: a string cut to length, anything else the default (never str())."""
+    return value[:MAX_SHORT_TEXT] if isinstance(value, str) else default
+
+
+def _parameters(start: dict[str, Any]) -> dict[str, str]:
+    params = start.get("customParameters") or {}
+    if not isinstance(params, dict):
+        raise TwilioProtocolError("bad_shape", "'start' customParameters is not an object")
+    if len(params) > MAX_PARAMETERS:
+        raise TwilioProtocolError("oversized_field", "'start' has too many customParameters")
+    for name, value in params.items():
+        if not isinstance(value, str):  # Twilio's are strings: a nested value is not Twilio
+            raise TwilioProtocolError("bad_shape", "a 'start' customParameter is not a string")
+        if len(name) + len(value) > MAX_PARAMETER_CHARS:
+            raise TwilioProtocolError("oversized_field", "a 'start' customParameter is too long")
+    return params
+
+
+def _start(msg: dict[str, Any]) -> Start:
+    event = "start"
+    start = _f.mapping(msg, "start", event)
+    fmt = start.get("mediaFormat") or {}
+    if not isinstance(fmt, dict):
+        raise TwilioProtocolError("bad_shape", "'start' mediaFormat is not an object")
+    tracks = start.get("tracks") or []
+    if not isinstance(tracks, list) or len(tracks) > MAX_TRACKS:
+        raise TwilioProtocolError("bad_shape", "'start' tracks is not a short list")
+    return Start(
+        stream_sid=_sid(start, "streamSid", event),
+        call_sid=_sid(start, "callSid", event),
+        account_sid=_sid(start, "accountSid", event) if "accountSid" in start else "",
+        tracks=tuple(_short(t, "") for t in tracks),
+        encoding=_short(fmt.get("encoding"), "audio/x-mulaw"),
+        sample_rate=_f.integer(fmt, "sampleRate", event) if "sampleRate" in fmt else 8000,
+        channels=_f.integer(fmt, "channels", event) if "channels" in fmt else 1,
+        custom_parameters=_parameters(start),
+    )
+
 
 def parse_twilio(text: str | bytes) -> TwilioEvent:
     """Parse one text frame from Twilio.
@@ -135,26 +195,9 @@ def parse_twilio(text: str | bytes) -> TwilioEvent:
             _f.string(_f.mapping(msg, "mark", event), "name", event),
         )
     if event == "start":
-        start = _f.mapping(msg, "start", event)
-        fmt = start.get("mediaFormat") or {}
-        if not isinstance(fmt, dict):
-            raise TwilioProtocolError("bad_shape", "'start' mediaFormat is not an object")
-        params = start.get("customParameters") or {}
-        if not isinstance(params, dict):
-            raise TwilioProtocolError("bad_shape", "'start' customParameters is not an object")
-        tracks = start.get("tracks") or []
-        return Start(
-            stream_sid=_f.string(start, "streamSid", event),
-            call_sid=_f.string(start, "callSid", event),
-            account_sid=str(start.get("accountSid", "")),
-            tracks=tuple(str(t) for t in tracks) if isinstance(tracks, list) else (),
-            encoding=str(fmt.get("encoding", "audio/x-mulaw")),
-            sample_rate=_f.integer(fmt, "sampleRate", event) if "sampleRate" in fmt else 8000,
-            channels=_f.integer(fmt, "channels", event) if "channels" in fmt else 1,
-            custom_parameters={str(k): str(v) for k, v in params.items()},
-        )
+        return _start(msg)
     if event == "connected":
-        return Connected(str(msg.get("protocol", "")))
+        return Connected(_short(msg.get("protocol"), ""))
     if event == "stop":
         return Stop(_f.string(msg, "streamSid", event))
     if event == "dtmf":
@@ -164,7 +207,7 @@ def parse_twilio(text: str | bytes) -> TwilioEvent:
         )
     if not isinstance(event, str):
         raise TwilioProtocolError("bad_shape", "frame has no 'event' string")
-    return Unknown(event)
+    return Unknown(event[:MAX_SHORT_TEXT])
 
 
 # Outbound messages are formatted by hand: they are on the hot path and their shape is
