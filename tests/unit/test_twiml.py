@@ -144,14 +144,21 @@ def test_stream_twiml_length_limit_counts_characters_before_escaping() -> None:
 # -- parse_twiml ----------------------------------------------------------------------
 
 
+ACTION = "https://voice.example.com/twilio/after-stream"
+
+
 def test_parse_twiml_reads_every_part() -> None:
     """parse_twiml reports the Says before Connect, the stream URL, the parameters and the verbs after."""
-    xml = stream_twiml(URL, ODD_VALUES, welcome_say="Welcome & hi", failure_say="Sorry <x>")
+    xml = stream_twiml(
+        URL, ODD_VALUES, welcome_say="Welcome & hi", failure_say="Sorry <x>", action=ACTION
+    )
     assert parse_twiml(xml) == TwiML(
         says_before=("Welcome & hi",),
         stream_url=URL,
         parameters=ODD_VALUES,
         after_connect=(("Say", "Sorry <x>"), ("Hangup", "")),
+        connect_action=ACTION,
+        verbs=(("Say", "Welcome & hi"), ("Connect", ""), ("Say", "Sorry <x>"), ("Hangup", "")),
     )
 
 
