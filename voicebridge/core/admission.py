@@ -117,5 +117,16 @@ class Admission:
         self._used[nonce] = now + self.token_ttl
         self._active.add(call_sid)
 
+    def adopt(self, call_sid: str, nonce: str, now: float) -> None:
+        """Count a call a shared store admitted (it checked the limits): should the store
+        become unreachable, this instance's own limit and used tokens still hold."""
+        self._expire(now)
+        self._reserved.pop(call_sid, None)
+        self._used[nonce] = now + self.token_ttl
+        self._active.add(call_sid)
+
+    def active(self) -> frozenset[str]:
+        return frozenset(self._active)
+
     def release(self, call_sid: str) -> None:
         self._active.discard(call_sid)
