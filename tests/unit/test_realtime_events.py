@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter
 from voicebridge.core.realtime import (
     AudioDelta,
     AudioDone,
+    Committed,
     ErrorEvent,
     ItemTruncated,
     Other,
@@ -170,6 +171,13 @@ def test_response_create_without_instructions() -> None:
     assert event == {"type": "response.create", "event_id": "evt_8"}
 
 
+def test_response_create_with_metadata() -> None:
+    """response.create may carry metadata (string pairs) beside its instructions."""
+    text = response_create("evt_10", "Bye.", {"voicebridge": "evt_10"})
+    event = valid_client_event(text, ResponseCreateEvent)
+    assert event["response"] == {"instructions": "Bye.", "metadata": {"voicebridge": "evt_10"}}
+
+
 def test_response_create_with_instructions() -> None:
     """response.create with instructions validates and puts them under response.instructions."""
     event = valid_client_event(response_create("evt_9", "Greet the caller."), ResponseCreateEvent)
@@ -285,6 +293,30 @@ SERVER_EVENTS: list[tuple[str, dict[str, Any], object]] = [
             "item_id": "item_2",
         },
         SpeechStopped(item_id="item_2", audio_end_ms=2345),
+    ),
+    (
+        "committed",
+        {
+            "type": "input_audio_buffer.committed",
+            "event_id": "event_5b",
+            "item_id": "item_2",
+            "previous_item_id": None,
+        },
+        Committed(item_id="item_2"),
+    ),
+    (
+        "response.created-metadata",
+        {
+            "type": "response.created",
+            "event_id": "event_6b",
+            "response": {
+                "id": "resp_3",
+                "object": "realtime.response",
+                "status": "in_progress",
+                "metadata": {"voicebridge": "vb_7"},
+            },
+        },
+        ResponseCreated(response_id="resp_3", metadata={"voicebridge": "vb_7"}),
     ),
     (
         "response.created",

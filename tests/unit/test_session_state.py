@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from voicebridge.core.session_state import OnConfirm, SessionPhase, SessionState
+from voicebridge.core.session_state import (
+    OnConfirm,
+    SessionPhase,
+    SessionState,
+    session_creates_response,
+)
 
 
 def phase(s: SessionState) -> SessionPhase:
@@ -44,11 +49,33 @@ def test_a_confirmed_session_lost_is_resumed_when_announced() -> None:
     assert s.confirmed(True) is OnConfirm.NOTHING
 
 
-def test_a_replacement_lost_before_confirmation_is_not_resumed() -> None:
-    """RESUMING lost again goes back to OPENING: the resume is not carried over."""
+def test_a_replacement_lost_before_confirmation_still_resumes() -> None:
+    """RESUMING lost again stays RESUMING: the caller is still owed the resume."""
     s = SessionState(greets=False)
     s.confirmed(True)
     s.replaced(announce=True)
     s.replaced(announce=True)
+    assert phase(s) is SessionPhase.RESUMING
+    assert s.confirmed(True) is OnConfirm.RESUME
+    s.replaced(announce=True)
+    s.replaced(announce=False)  # a replacement not to be announced: started afresh
     assert phase(s) is SessionPhase.OPENING
-    assert s.confirmed(True) is OnConfirm.NOTHING
+
+
+def test_the_confirmed_session_says_who_answers_turns() -> None:
+    """interrupt_response and create_response are read from each session.updated."""
+    s = SessionState(greets=False)
+    assert s.create_response and s.interrupt_response
+    s.confirmed(interrupt_response=False, create_response=False)
+    assert not s.create_response and not s.interrupt_response
+
+
+def test_create_response_is_read_from_the_session() -> None:
+    """The API's default is on; off only when the session says so; no VAD, no turns."""
+
+    def td(turn: object) -> dict[str, object]:
+        return {"audio": {"input": {"turn_detection": turn}}}
+
+    assert session_creates_response(td({"type": "server_vad"}))
+    assert not session_creates_response(td({"type": "server_vad", "create_response": False}))
+    assert session_creates_response(td(None))  # nobody commits a turn to answer

@@ -14,6 +14,11 @@ from typing import Any, Literal
 import orjson
 
 from voicebridge.core.fields import Fields
+from voicebridge.core.session_state import (  # readers of session.updated, kept importable here
+    session_audio_formats,
+    session_creates_response,
+    session_interrupts_response,
+)
 from voicebridge.errors import RealtimeProtocolError
 
 __all__ = [
@@ -23,6 +28,7 @@ __all__ = [
     "VAD_EAGERNESS",
     "AudioDelta",
     "AudioDone",
+    "Committed",
     "ErrorEvent",
     "ItemTruncated",
     "Other",
@@ -42,6 +48,7 @@ __all__ = [
     "response_cancel",
     "response_create",
     "session_audio_formats",
+    "session_creates_response",
     "session_interrupts_response",
     "session_update",
     "truncate_item",
@@ -151,10 +158,14 @@ def response_cancel(event_id: str, response_id: str | None = None) -> str:
     return _dumps(event)
 
 
-def response_create(event_id: str, instructions: str | None = None) -> str:
+def response_create(
+    event_id: str, instructions: str | None = None, metadata: dict[str, str] | None = None
+) -> str:
+    """``response.create``; ``metadata`` comes back on the response (``response.created``)."""
     event: dict[str, Any] = {"type": "response.create", "event_id": event_id}
-    if instructions:
-        event["response"] = {"instructions": instructions}
+    response = {k: v for k, v in (("instructions", instructions), ("metadata", metadata)) if v}
+    if response:
+        event["response"] = response
     return _dumps(event)
 
 
@@ -200,8 +211,16 @@ class Transcribed:
 
 
 @dataclass(frozen=True, slots=True)
+class Committed:
+    """``input_audio_buffer.committed``: a caller turn (or an idle timeout's silence) ended."""
+
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseCreated:
     response_id: str
+    metadata: dict[str, str] | None = None  # as given to response.create; None: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +243,7 @@ class ResponseDone:
     status_details: dict[str, Any] | None
     usage: dict[str, Any] | None
     output: list[Any]
+    metadata: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +275,7 @@ RealtimeEvent = (
     | SpeechStopped
     | TimeoutTriggered
     | Transcribed
+    | Committed
     | ResponseCreated
     | AudioDelta
     | AudioDone
@@ -274,6 +295,19 @@ def _audio_delta(ev: dict[str, Any]) -> RealtimeEvent:
     )
 
 
+def _metadata(resp: dict[str, Any]) -> dict[str, str] | None:
+    """A response's ``metadata`` (string pairs); anything else reads as none."""
+    value = resp.get("metadata")
+    if not isinstance(value, dict):
+        return None
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _response_created(ev: dict[str, Any]) -> RealtimeEvent:
+    resp = _f.mapping(ev, "response")
+    return ResponseCreated(_f.string(resp, "id"), _metadata(resp))
+
+
 def _response_done(ev: dict[str, Any]) -> RealtimeEvent:
     resp = _f.mapping(ev, "response")
     details = resp.get("status_details")
@@ -285,6 +319,7 @@ def _response_done(ev: dict[str, Any]) -> RealtimeEvent:
         status_details=details if isinstance(details, dict) else None,
         usage=usage if isinstance(usage, dict) else None,
         output=output if isinstance(output, list) else [],
+        metadata=_metadata(resp),
     )
 
 
@@ -315,7 +350,8 @@ _PARSERS: dict[str, Any] = {
     "input_audio_buffer.speech_stopped": lambda ev: SpeechStopped(
         _f.string(ev, "item_id"), _f.integer(ev, "audio_end_ms")
     ),
-    "response.created": lambda ev: ResponseCreated(_f.string(_f.mapping(ev, "response"), "id")),
+    "response.created": _response_created,
+    "input_audio_buffer.committed": lambda ev: Committed(_f.string(ev, "item_id")),
     "input_audio_buffer.timeout_triggered": lambda ev: TimeoutTriggered(_f.string(ev, "item_id")),
     "response.output_audio_transcript.done": lambda ev: Transcribed(
         "assistant", _f.string(ev, "item_id"), _f.string(ev, "transcript")
@@ -354,32 +390,3 @@ def parse_realtime(text: str | bytes) -> RealtimeEvent:
         return Other(kind)
     event: RealtimeEvent = parser(ev)
     return event
-
-
-def session_audio_formats(session: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The (input, output) audio format types a session reports."""
-
-    def fmt(direction: str) -> str | None:
-        audio = session.get("audio")
-        if not isinstance(audio, dict):
-            return None
-        side = audio.get(direction)
-        if not isinstance(side, dict) or not isinstance(side.get("format"), dict):
-            return None
-        value = side["format"].get("type")
-        return value if isinstance(value, str) else None
-
-    return fmt("input"), fmt("output")
-
-
-def session_interrupts_response(session: dict[str, Any]) -> bool:
-    """Whether the server cancels a response itself when the caller starts speaking."""
-    audio = session.get("audio")
-    if not isinstance(audio, dict):
-        return False
-    side = audio.get("input")
-    td = side.get("turn_detection") if isinstance(side, dict) else None
-    if not isinstance(td, dict):
-        return False
-    # The API's default for both server_vad and semantic_vad is true.
-    return bool(td.get("interrupt_response", True))
