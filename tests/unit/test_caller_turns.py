@@ -39,3 +39,17 @@ def test_the_keypad_pause_fires_once_a_second_after_the_last_digit() -> None:
     assert pad.paused(1900.0)
     assert not pad.waiting
     assert not pad.paused(3000.0)
+
+
+def test_digits_are_held_bounded_and_released_in_order() -> None:
+    """Before a session, digits are kept (at most MAX_HELD), then handed over once."""
+    pad = KeypadPause()
+    assert pad.hold("1", 0.0) and pad.hold("2", 10.0)
+    assert pad.waiting  # their pause runs from the last one
+    assert pad.release() == ["1", "2"]
+    assert pad.release() == []
+    for _ in range(KeypadPause.MAX_HELD):
+        assert pad.hold("9", 20.0)
+    assert not pad.hold("9", 30.0)
+    pad.answered()
+    assert not pad.waiting and not pad.paused(10_000.0)

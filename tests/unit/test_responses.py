@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from voicebridge.core.responses import RECENT, AfterFailure, FailureLadder, Responses, ToolCalls
+from voicebridge.core.responses import (
+    RECENT,
+    AfterFailure,
+    FailureLadder,
+    Requests,
+    Responses,
+    ToolCalls,
+)
 
 
 def test_a_create_is_sent_when_idle_and_queued_while_active() -> None:
@@ -70,3 +77,27 @@ def test_the_model_answers_after_the_last_tool() -> None:
     assert tools.finished()
     assert tools.finished()  # a stray result never makes the count negative
     assert tools.running == 0
+
+
+def test_our_requests_are_known_by_their_metadata_and_keep_their_instructions() -> None:
+    """A response carrying our tag answers that request, with its instructions, once."""
+    r = Requests()
+    assert r.asked("vb_1", "Greet.") == {Requests.KEY: "vb_1"}
+    r.asked("vb_2", None)
+    assert r.created("resp_vad", None) is None  # the server's own
+    assert r.created("resp_x", {Requests.KEY: "vb_9"}) is None  # never asked for
+    assert r.created("resp_1", {Requests.KEY: "vb_1"}) == "vb_1"
+    assert r.created("resp_1b", {Requests.KEY: "vb_1"}) is None  # answered already
+    assert r.instructions("resp_1") == "Greet."
+    assert r.instructions("resp_1") is None  # forgotten once read
+    assert r.created("resp_2", {Requests.KEY: "vb_2"}) == "vb_2"
+    assert r.instructions("resp_2") is None
+
+
+def test_unanswered_requests_are_bounded() -> None:
+    """Requests whose response never came (a lost session) do not pile up."""
+    r = Requests()
+    for n in range(RECENT + 1):
+        r.asked(f"vb_{n}", "x")
+    assert r.created("resp_0", {Requests.KEY: "vb_0"}) is None
+    assert r.created("resp_1", {Requests.KEY: "vb_1"}) == "vb_1"

@@ -85,17 +85,19 @@ class AssistantAudio:
         return not self.items.pending(now) and self.playback.all_echoed()
 
     def barge_in(self, now: float, stream_sid: str, *, server_cancels: bool) -> list[Action]:
-        """The caller spoke over pending audio: clear Twilio, truncate, maybe cancel."""
+        """The caller spoke over the model: clear Twilio, truncate, maybe cancel (C.3)."""
         self._stats.barge_ins += 1
         cut = self.items.barge_in(now, server_cancels=server_cancels)
-        actions: list[Action] = [FlushPlayback(), SendTwilio(tw.clear_message(stream_sid))]
-        if cut.truncate is not None:
-            self._transcript.mark_interrupted(cut.truncate)
-            event = rt.truncate_item(cut.truncate, cut.audio_end_ms, self._next_event_id())
+        actions: list[Action] = []
+        if cut.clear:
+            actions += [FlushPlayback(), SendTwilio(tw.clear_message(stream_sid))]
+        for t in cut.truncations:
+            self._transcript.mark_interrupted(t.item_id)
+            event = rt.truncate_item(t.item_id, t.audio_end_ms, self._next_event_id())
             actions.append(SendUpstream(event))
             self._stats.truncations += 1
-            self._stats.truncated_heard_ms += cut.audio_end_ms
-            self._stats.truncated_sent_ms += cut.sent_ms
+            self._stats.truncated_heard_ms += t.audio_end_ms
+            self._stats.truncated_sent_ms += t.sent_ms
         if cut.cancel is not None:
             cancel = rt.response_cancel(self._next_event_id(), cut.cancel)
             actions.append(SendUpstream(cancel))

@@ -1,27 +1,31 @@
 """Barge-in: where to cut the model's audio when the caller speaks over it (PROTOCOLS.md C.3).
 
-On ``input_audio_buffer.speech_started`` while assistant audio is playing or queued:
+On ``input_audio_buffer.speech_started`` while assistant audio is playing or queued, or while
+a response is still in progress (even if all received so far has played: more may be on its
+way), the response is interrupted whatever has played:
 
 1. snapshot what the caller heard of the item being played (``PlaybackTracker``, C.6);
-2. drop queued audio and send Twilio ``clear``; ignore the echoes it causes;
-3. ``conversation.item.truncate`` at the heard position, capped at what was sent,
-   unless everything received was heard;
-4. ``response.cancel`` only if a response is active and the server does not cancel
-   it itself (``interrupt_response`` off);
-5. drop late deltas of the interrupted response.
+2. if anything may be buffered, drop queued audio and send Twilio ``clear``; ignore the
+   echoes it causes;
+3. ``conversation.item.truncate`` each item the server may hold more of than the caller
+   heard (heard < received, or its response still in progress), at the heard position,
+   capped at what was sent;
+4. ``response.cancel`` only if a response is active and the server does not cancel it
+   itself (``interrupt_response`` off);
+5. drop late deltas of the interrupted responses.
 
-:class:`ReceivedItems` decides 1, 3, 4 and 5 and returns a :class:`Cut`; ``CallCore`` sends.
+:class:`ReceivedItems` decides and returns a :class:`Cut`; ``AssistantAudio`` sends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from voicebridge.core.playback import PlaybackTracker
 from voicebridge.core.responses import RECENT, Responses
 
-__all__ = ["Cut", "ReceivedItems"]
+__all__ = ["Cut", "ReceivedItems", "Truncation"]
 
 _EPSILON_MS = 0.5  # received and written ms are float sums of the same chunks
 
@@ -34,19 +38,26 @@ class _Item:
 
 
 @dataclass(frozen=True, slots=True)
-class Cut:
-    """What a barge-in asks of the model (the Twilio ``clear`` always goes)."""
+class Truncation:
+    item_id: str
+    audio_end_ms: int  # what the caller heard of it
+    sent_ms: float  # what had been written of it
 
-    truncate: str | None = None  # item to truncate
-    audio_end_ms: int = 0  # where: what the caller heard of it
-    sent_ms: float = 0.0  # what had been written of it
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """What a barge-in asks for."""
+
+    clear: bool = False  # Twilio ``clear``: audio may be buffered there or queued here
+    truncations: tuple[Truncation, ...] = ()
     cancel: str | None = None  # response to cancel
 
 
 class ReceivedItems:
     """Model audio received per item (the most recent ones), and the cut over it.
 
-    Per item: ``RECEIVING`` (each delta adds ms) ``--barge-in, heard < received--> TRUNCATED``.
+    Per item: ``RECEIVING`` (each delta adds ms) ``--barge-in, server may hold more than
+    heard--> TRUNCATED``.
     """
 
     def __init__(self, playback: PlaybackTracker, responses: Responses) -> None:
@@ -70,52 +81,77 @@ class ReceivedItems:
         """The session was replaced: its items mean nothing to the next one."""
         self._items.clear()
 
-    def _unwritten(self) -> Iterator[tuple[str, _Item]]:
+    def _queued(self) -> Iterator[str]:
+        """Items with audio received but not yet written, of responses not interrupted."""
         written = self._playback.written_ms
-        return (
-            (item_id, item)
-            for item_id, item in self._items.items()
-            if item.received_ms > written(item_id) + _EPSILON_MS
-        )
+        for item_id, item in self._items.items():
+            if item.received_ms > written(item_id) + _EPSILON_MS and not (
+                self._responses.is_interrupted(item.response_id)
+            ):
+                yield item_id
 
     def pending(self, now: float) -> bool:
         """Assistant audio is playing at Twilio or waiting to be written."""
-        if self._playback.playing(now):
-            return True
-        return any(
-            not self._responses.is_interrupted(item.response_id) for _, item in self._unwritten()
-        )
+        return self._playback.playing(now) or next(self._queued(), None) is not None
+
+    def _generating(self) -> str | None:
+        """The response in progress, unless it was already cut."""
+        active = self._responses.active
+        return None if active is None or self._responses.is_interrupted(active) else active
+
+    def interrupts(self, now: float) -> bool:
+        """Caller speech now is a barge-in: audio is pending, or a response is generating."""
+        return self.pending(now) or self._generating() is not None
+
+    def _first_cut(self, now: float) -> str | None:
+        """The first item the caller will not hear to its end: the one a clear cuts now,
+        else the first still queued, else the first of the response in progress."""
+        playing = self._playback.item_at(now)
+        if playing is not None:
+            # Audio of a replaced session still playing: every item of this one comes after.
+            return playing if playing in self._items else next(iter(self._items), None)
+        queued = next(self._queued(), None)
+        if queued is not None:
+            return queued
+        active = self._responses.active
+        return next((i for i, it in self._items.items() if it.response_id == active), None)
 
     def barge_in(self, now: float, *, server_cancels: bool) -> Cut:
-        """The caller spoke over pending audio; the playback tracker is told of the ``clear``.
+        """The caller spoke over the model; the playback tracker is told of any ``clear``.
 
         Args:
             server_cancels: the session's ``interrupt_response``: the server cancels by itself.
         """
-        playback = self._playback
+        playback, responses = self._playback, self._responses
         # 1. Snapshot before anything changes: what the clear will leave the caller with.
-        target = playback.item_at(now)
-        if target is None:
-            # Nothing written is still playing: the cut falls on audio still queued here.
-            unwritten = [item_id for item_id, _ in self._unwritten()]
-            target = unwritten[-1] if unwritten else None
-        heard = playback.heard_ms(target, now) if target else 0.0
-        # 2. Echoes of marks written so far are now meaningless.
-        playback.cleared()
-        # 3. Tell the model how much was heard.
-        cut = Cut()
-        item = self._items.get(target) if target is not None else None
-        if target is not None and item is not None:  # else audio of a replaced session
-            self._responses.interrupt(item.response_id)
-            sent = playback.written_ms(target)
-            if heard < item.received_ms:
-                item.truncated = True
-                cut = Cut(target, int(min(heard, sent)), sent)
-        # 4. Cancel only what the server will not cancel itself; 5. drop its late audio.
-        active = self._responses.active
-        if active is not None:
-            if not self._responses.is_interrupted(active):
-                self._responses.interrupt(active)
-            if not server_cancels:
-                cut = replace(cut, cancel=active)
-        return cut
+        first = self._first_cut(now)
+        later = False
+        heard: dict[str, float] = {}
+        for item_id in self._items:
+            later = later or item_id == first
+            if later:
+                heard[item_id] = playback.heard_ms(item_id, now)
+        # 2. Clear only what may still be buffered; echoes of marks so far are meaningless.
+        clear = self.pending(now) or not playback.all_echoed()
+        if clear:
+            playback.cleared()
+        # 3. Tell the model how much was heard, wherever it may hold more; 5. drop the rest.
+        active = responses.active
+        generating = self._generating()
+        truncations: list[Truncation] = []
+        for item_id, heard_ms in heard.items():
+            item = self._items[item_id]
+            in_progress = item.response_id == active
+            if item.truncated or not (in_progress or heard_ms < item.received_ms - _EPSILON_MS):
+                continue
+            if not responses.is_interrupted(item.response_id):
+                responses.interrupt(item.response_id)
+            item.truncated = True
+            sent = playback.written_ms(item_id)
+            truncations.append(Truncation(item_id, int(min(heard_ms, sent)), sent))
+        # 4. Cancel only what the server will not cancel itself, and only once.
+        cancel = None
+        if generating is not None:
+            responses.interrupt(generating)
+            cancel = None if server_cancels else generating
+        return Cut(clear, tuple(truncations), cancel)

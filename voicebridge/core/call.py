@@ -16,14 +16,16 @@ sub-machine                 states                                    moved by
 ==========================  ========================================  ============================
 call.Phase                  WAITING_START → STREAMING → ENDED         Twilio start, stop
 session_state.SessionState  OPENING → READY → RESUMING → READY;       session.updated,
-                            back to OPENING if lost unconfirmed       new_session()
+                            OPENING again if lost unconfirmed         new_session()
 responses.Responses         IDLE ⇄ ACTIVE; a create queued if ACTIVE  response.created/.done
+responses.Requests          ours asked → answered (metadata tag)      response.create/.created
 responses.FailureLadder     0 → RETRY → APOLOGISE → GIVE_UP; reset    response.done status
 responses.ToolCalls         n running; the model answers at 0         response.done, tool_result()
 closing.Closing             OPEN → ASKED → SAYING → SPOKEN, via       close(),
-                            CANCELLING if busy; OPEN → UNSAID         response.created/.done
+                            CANCELLING if busy; OPEN → UNSAID;        response.created/.done,
+                            back to OPEN if it yields to the caller   speech_started
 caller_turns.IdleCaller     0 … limit unanswered, then the end        timeout_triggered, speech
-caller_turns.KeypadPause    IDLE → WAITING → IDLE                     dtmf, dtmf_pause()
+caller_turns.KeypadPause    IDLE → WAITING → IDLE; held unconfirmed   dtmf, dtmf_pause()
 barge_in.ReceivedItems      per item: RECEIVING → TRUNCATED           audio deltas, barge-in
 playback.PlaybackTracker    idle ⇄ a run playing; marks echoing       render(), mark echoes
 stats.Latency               speech end noted → sampled at next audio  speech_stopped, render()
@@ -188,18 +190,28 @@ class CallCore:
         return []
 
     def _dtmf(self, event: tw.Dtmf, now: float) -> list[Action]:
-        if self.phase is not Phase.STREAMING or not self.session_ready:
-            return self._ignore("dtmf_before_session")
+        if self.phase is not Phase.STREAMING:
+            return self._ignore("dtmf_before_start")
         if event.digit not in "0123456789*#ABCD" or len(event.digit) != 1:
             return self._ignore("bad_dtmf_digit")
+        self._idle.answered()  # a caller answering by keypad is not idle
+        if not self.session_ready:
+            # Held for the session to come: it is the one that will answer them.
+            if not self._keypad.hold(event.digit, now):
+                return self._ignore("dtmf_held_too_many")
+            self.stats.dtmf += 1
+            return []
         self.stats.dtmf += 1
         self._keypad.digit(now)
+        return [self._digit_item(event.digit)]
+
+    def _digit_item(self, digit: str) -> SendUpstream:
         item = {
             "type": "message",
             "role": "user",
-            "content": [{"type": "input_text", "text": f"[keypad] {event.digit}"}],
+            "content": [{"type": "input_text", "text": f"[keypad] {digit}"}],
         }
-        return [SendUpstream(rt.create_item(item, self.next_event_id()))]
+        return SendUpstream(rt.create_item(item, self.next_event_id()))
 
     def _append(self, payload: str) -> SendUpstream:
         audio = self._up.convert(payload) if self._up else payload
@@ -218,6 +230,8 @@ class CallCore:
 
     def dtmf_pause(self, now: float) -> list[Action]:
         """Call a second after a digit: if no other digit came, the model answers."""
+        if not self.session_ready:
+            return []  # the digits are held: the session's confirmation answers them
         return self.request_response() if self._keypad.paused(now) else []
 
     def _ignore(self, reason: str) -> list[Action]:
@@ -232,23 +246,22 @@ class CallCore:
         if isinstance(event, rt.AudioDelta):
             return self._audio.delta(event)
         if isinstance(event, rt.SpeechStarted):
-            self._idle.answered()
-            if not self._audio.items.pending(now):
-                return []
-            return self._audio.barge_in(
-                now, self.stream_sid, server_cancels=self._session.interrupt_response
-            )
+            return self._caller_speaks(now)
         if isinstance(event, rt.TimeoutTriggered):
-            if self._idle.timed_out():
+            # Silence while keypad digits await their answer is the caller at work, not idle.
+            if not self._keypad.waiting and self._idle.timed_out():
                 return [EndCall("idle_caller", failed=True)]
             self.stats.idle_reprompts += 1
             return []
+        if isinstance(event, rt.Committed):
+            # create_response off: the server detects turns and the bridge answers them, one
+            # at a time (a turn ending while the model speaks is answered after it).
+            return [] if self._session.create_response else self.request_response()
         if isinstance(event, rt.SpeechStopped):
             self._audio.latency.speech_stopped(now)
             return []
         if isinstance(event, rt.ResponseCreated):
-            self._talk.response_created(event.response_id)
-            return []
+            return self._talk.response_created(event)
         if isinstance(event, rt.ResponseDone):
             return self._talk.response_done(event)
         if isinstance(event, rt.Transcribed):
@@ -261,8 +274,18 @@ class CallCore:
             self.count_upstream_error(event.code or event.type or "unknown")
             return []
         if isinstance(event, rt.SessionUpdated):
-            return self._session_updated(event.session)
+            return self._session_updated(event.session, now)
         return []
+
+    def _caller_speaks(self, now: float) -> list[Action]:
+        """Speech started: the caller is not idle, calls off a goodbye, may barge in (C.3)."""
+        self._idle.answered()
+        self._talk.caller_spoke()
+        if not self._audio.items.interrupts(now):
+            return []
+        return self._audio.barge_in(
+            now, self.stream_sid, server_cancels=self._session.interrupt_response
+        )
 
     def request_response(self) -> list[Action]:
         """``response.create`` now, or as soon as the active response is done."""
@@ -272,25 +295,34 @@ class CallCore:
         """The tool's output goes back to the model, which then answers (one at a time)."""
         return self._talk.tool_result(call_id, output, respond=respond)
 
-    def _session_updated(self, session: dict[str, Any]) -> list[Action]:
+    def _session_updated(self, session: dict[str, Any], now: float) -> list[Action]:
         want = (self.session_config.input_format, self.session_config.output_format)
         got = rt.session_audio_formats(session)
         if got != want:
             shown = tuple((g or "")[:32] for g in got)  # a peer's text: keep log lines short
             return [EndCall(f"session_format_mismatch: asked {want}, got {shown}", failed=True)]
-        step = self._session.confirmed(rt.session_interrupts_response(session))
+        step = self._session.confirmed(
+            rt.session_interrupts_response(session), rt.session_creates_response(session)
+        )
+        actions: list[Action] = []
         if step is OnConfirm.RESUME:
             # A fresh session after a lost one: the call so far as text, then a word to the
             # caller, so the line is never silent for long.
-            actions: list[Action] = [
+            actions += [
                 SendUpstream(rt.create_item(item, self.next_event_id()))
                 for item in self.transcript.as_items()
             ]
+        actions += [self._digit_item(digit) for digit in self._keypad.release()]
+        if self.closing is not None:
+            return actions  # closing: the last line is all the model is asked for
+        if step is OnConfirm.NOTHING:
+            return actions + self.dtmf_pause(now)  # held digits: answered after their pause
+        # The model speaks first (nothing is active yet, so a response may be created); held
+        # digits came before it, so it answers them too.
+        self._keypad.answered()
+        if step is OnConfirm.RESUME:
             return [*actions, self._talk.create(self.policy.resume_instructions)]
-        if step is OnConfirm.GREET:
-            # The model speaks first: nothing is active yet, so a response may be created.
-            return [self._talk.create(self.policy.greeting_instructions)]
-        return []
+        return [*actions, self._talk.create(self.policy.greeting_instructions)]
 
     def new_session(self, *, announce: bool) -> None:
         """Forget the lost session's state before a fresh one is opened.
@@ -305,13 +337,15 @@ class CallCore:
 
     # -- closing ---------------------------------------------------------------------
 
-    def close(self, reason: str, instructions: str | None) -> list[Action]:
+    def close(self, reason: str, instructions: str | None, *, yields: bool = False) -> list[Action]:
         """Start ending the call deliberately: the model says ``instructions``, then the end.
 
         With ``instructions=None`` the last line was already said (e.g. a goodbye before the
-        model called ``end_call``): only its playback is awaited.
+        model called ``end_call``): only its playback is awaited. ``yields``: the caller
+        speaking before the end calls the closing off (:attr:`closing` is None again), as
+        for the model's own goodbye; a drain or the session limit ends the call regardless.
         """
-        return self._talk.close(reason, instructions, can_speak=self.session_ready)
+        return self._talk.close(reason, instructions, can_speak=self.session_ready, yields=yields)
 
     def closing_finished(self, now: float) -> bool:
         """The closing line has been spoken and Twilio has confirmed playing all of it."""

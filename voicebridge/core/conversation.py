@@ -11,7 +11,13 @@ from collections.abc import Callable
 from voicebridge.core import realtime as rt
 from voicebridge.core.actions import Action, EndCall, RunTool, SendUpstream
 from voicebridge.core.closing import Closing, ClosingState
-from voicebridge.core.responses import AfterFailure, FailureLadder, Responses, ToolCalls
+from voicebridge.core.responses import (
+    AfterFailure,
+    FailureLadder,
+    Requests,
+    Responses,
+    ToolCalls,
+)
 from voicebridge.core.stats import CallStats
 from voicebridge.core.tools import function_calls, output_item
 
@@ -25,6 +31,7 @@ class Conversation:
         self, stats: CallStats, next_event_id: Callable[[], str], apology_instructions: str
     ) -> None:
         self.responses = Responses()
+        self.requests = Requests()
         self.failures = FailureLadder()
         self.tools = ToolCalls()
         self.closing = Closing()
@@ -34,25 +41,48 @@ class Conversation:
 
     def create(self, instructions: str | None = None) -> SendUpstream:
         """``response.create``, for a caller that knows no response is active."""
-        return SendUpstream(rt.response_create(self._next_event_id(), instructions))
+        return self._ask(instructions)[1]
+
+    def _ask(self, instructions: str | None) -> tuple[str, SendUpstream]:
+        event_id = self._next_event_id()
+        metadata = self.requests.asked(event_id, instructions)
+        return event_id, SendUpstream(rt.response_create(event_id, instructions, metadata))
+
+    def _ask_for_the_line(self) -> SendUpstream:
+        request, send = self._ask(self.closing.line)
+        self.closing.asked(request)
+        return send
 
     def request_response(self) -> list[Action]:
-        """``response.create`` now, or as soon as the active response is done."""
+        """``response.create`` now, or as soon as the active response is done.
+
+        Never while closing: the last line is the last thing asked for.
+        """
+        if self.closing.reason is not None:
+            return []
         return [self.create()] if self.responses.request() else []
 
-    def response_created(self, response_id: str) -> None:
-        self.responses.created(response_id)
+    def response_created(self, ev: rt.ResponseCreated) -> list[Action]:
+        self.responses.created(ev.response_id)
         self._stats.responses += 1
-        self.closing.response_created(response_id)
+        request = self.requests.created(ev.response_id, ev.metadata)
+        if self.closing.response_created(ev.response_id, request):
+            # The last line of a closing the caller has called off: never to be heard.
+            self.responses.interrupt(ev.response_id)
+            return [SendUpstream(rt.response_cancel(self._next_event_id(), ev.response_id))]
+        return []
 
     def response_done(self, ev: rt.ResponseDone) -> list[Action]:
         queued = self.responses.done(ev.response_id)
+        instructions = self.requests.instructions(ev.response_id)
         self._stats.add_usage(ev.usage)
         if self.closing.reason is not None:
             # Closing: nothing else is asked for, and tools are not run.
-            if self.closing.response_done(ev.response_id):
-                return [self.create(self.closing.line)]
-            return []
+            return [self._ask_for_the_line()] if self.closing.response_done(ev.response_id) else []
+        if ev.status == "failed":
+            if queued:
+                self.responses.request()  # the next create answers the queued request too
+            return self._failed(instructions)
         actions: list[Action] = self.request_response() if queued else []
         if ev.status == "completed":
             calls = function_calls(ev.output)
@@ -62,38 +92,45 @@ class Conversation:
             self.failures.completed()
         elif ev.status == "incomplete":
             self._stats.incomplete_responses += 1
-        elif ev.status == "failed":
-            self._stats.failed_responses += 1
-            after = self.failures.failed()
-            if after is AfterFailure.RETRY:
-                actions.append(self.create())
-            elif after is AfterFailure.APOLOGISE:
-                actions.append(self.create(self._apology))
-            else:
-                actions.append(EndCall("responses_failing", failed=True))
         return actions
+
+    def _failed(self, instructions: str | None) -> list[Action]:
+        """A failed response: asked again as it was asked (a greeting stays a greeting)."""
+        self._stats.failed_responses += 1
+        after = self.failures.failed()
+        if after is AfterFailure.RETRY:
+            return [self.create(instructions)]
+        if after is AfterFailure.APOLOGISE:
+            return [self.create(self._apology)]
+        return [EndCall("responses_failing", failed=True)]
 
     def tool_result(self, call_id: str, output: str, *, respond: bool) -> list[Action]:
         """The tool's output goes back to the model, which then answers (one at a time)."""
         none_left = self.tools.finished()
         item = rt.create_item(output_item(call_id, output), self._next_event_id())
         actions: list[Action] = [SendUpstream(item)]
-        if respond and none_left and self.closing.reason is None:
+        if respond and none_left:
             actions += self.request_response()
         return actions
 
-    def close(self, reason: str, instructions: str | None, *, can_speak: bool) -> list[Action]:
+    def close(
+        self, reason: str, instructions: str | None, *, can_speak: bool, yields: bool = False
+    ) -> list[Action]:
         """Start the closing (once); see :meth:`voicebridge.core.call.CallCore.close`."""
         if self.closing.reason is not None:
             return []
         active = self.responses.active
         state = self.closing.close(
-            reason, instructions, can_speak=can_speak, busy=active is not None
+            reason, instructions, can_speak=can_speak, busy=active is not None, yields=yields
         )
         if state is ClosingState.CANCELLING and active is not None:
             # Let the server finish (cancel) it first: one response at a time.
             self.responses.interrupt(active)
             return [SendUpstream(rt.response_cancel(self._next_event_id(), active))]
         if state is ClosingState.ASKED:
-            return [self.create(self.closing.line)]
+            return [self._ask_for_the_line()]
         return []  # nobody to speak it, or nothing to say: end once playback is done
+
+    def caller_spoke(self) -> bool:
+        """The caller started speaking: True if that called off a closing that yields."""
+        return self.closing.caller_spoke()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 
-__all__ = ["AfterFailure", "FailureLadder", "Responses", "ToolCalls"]
+__all__ = ["AfterFailure", "FailureLadder", "Requests", "Responses", "ToolCalls"]
 
 RECENT = 32  # response ids remembered per kind: enough to outlive any late delta
 
@@ -70,6 +70,45 @@ class Responses:
         if self.active is not None:
             self._interrupted.append(self.active)
         self.active = None
+
+
+class Requests:
+    """The bridge's own ``response.create`` requests, each tagged in its ``metadata``.
+
+    The response carries the metadata back (``response.created``), so a response is known
+    to answer a given request, and with which instructions: a failed one is asked for
+    again with the same. A response without our tag was created by the server (VAD).
+    """
+
+    KEY = "voicebridge"  # the metadata key; its value is the request's event id
+
+    def __init__(self) -> None:
+        self._asked: dict[str, str | None] = {}  # tag -> instructions, awaiting a response
+        self._made: dict[str, str | None] = {}  # response id -> instructions
+
+    def asked(self, tag: str, instructions: str | None) -> dict[str, str]:
+        """Remember a request; returns the metadata to send with it."""
+        _bounded_put(self._asked, tag, instructions)
+        return {self.KEY: tag}
+
+    def created(self, response_id: str, metadata: dict[str, str] | None) -> str | None:
+        """The tag of the request this response answers, or None if it is not ours."""
+        tag = (metadata or {}).get(self.KEY)
+        if tag is None or tag not in self._asked:
+            return None
+        _bounded_put(self._made, response_id, self._asked.pop(tag))
+        return tag
+
+    def instructions(self, response_id: str) -> str | None:
+        """The instructions the response was asked with (None: none, or not ours); forgets it."""
+        return self._made.pop(response_id, None)
+
+
+def _bounded_put(d: dict[str, str | None], key: str, value: str | None) -> None:
+    # Requests whose response never came (a lost session) must not pile up.
+    d[key] = value
+    while len(d) > RECENT:
+        del d[next(iter(d))]
 
 
 class AfterFailure(enum.Enum):
