@@ -70,18 +70,34 @@ class Closer:
             self.requested.set()
 
     async def closer(self) -> None:
-        await self.requested.wait()
-        reason = self.reason
-        self.log.info("closing the call (%s)", reason)
-        self.apply(self.core.close(reason, self.instructions))
-        deadline = now_s() + self.settings.closing_timeout_s
-        # Polled: the last echo is an event, but "nothing left to play" is a projection.
-        while not self.core.closing_finished(now_ms()) and now_s() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(CLOSING_POLL_S)
-        if not self.core.closing_finished(now_ms()):
-            self.log.warning("closing line not heard within %g s", self.settings.closing_timeout_s)
+        while True:
+            await self.requested.wait()
+            reason = self.reason
+            self.log.info("closing the call (%s)", reason)
+            # Only the model's own goodbye yields to the caller; a transfer, a drain or the
+            # session limit ends the call whatever the caller says over the last line.
+            yields = self.ending is not None and self.ending.reason == "end_call"
+            self.apply(self.core.close(reason, self.instructions, yields=yields))
+            if await self._line_heard():
+                break
+            self.log.info("closing called off: the caller spoke over the goodbye (%s)", reason)
+            self.ending = None
+            self.requested.clear()
         await self._end_through_twilio(reason)
         raise CallEnded(reason, failed=False, deliberate=True)
+
+    async def _line_heard(self) -> bool:
+        """Wait until the closing line is heard (or the deadline); False if called off."""
+        deadline = now_s() + self.settings.closing_timeout_s
+        # Polled: the last echo is an event, but "nothing left to play" is a projection.
+        while self.core.closing is not None and now_s() < deadline:
+            if self.core.closing_finished(now_ms()):
+                return True
+            await asyncio.sleep(CLOSING_POLL_S)
+        if self.core.closing is None:
+            return False
+        self.log.warning("closing line not heard within %g s", self.settings.closing_timeout_s)
+        return True
 
     async def _end_through_twilio(self, reason: str) -> None:
         """Replace the call's TwiML (hang up, or transfer) so no apology follows."""
