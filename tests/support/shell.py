@@ -17,14 +17,31 @@ from typing import Any
 from tests.support.memory_realtime import MemoryRealtime
 from tests.support.memory_twilio import MemoryTwilio
 from voicebridge.config import Settings
+from voicebridge.core.outcomes import MemoryOutcomes, Outcome
+from voicebridge.core.twiml import after_stream_twiml
 from voicebridge.fake_realtime.session import FakeRealtimeOptions
 from voicebridge.server.call import Call, CallResult
 from voicebridge.server.upstream import UpstreamConnection
+from voicebridge.twilio_sim.webhook_client import parse_twiml
 
 __all__ = ["Bridged", "bridged", "connected_call", "until"]
 
 # Production settings, less what needs a network or a disk.
 SETTINGS = Settings(realtime_url="ws://memory/v1/realtime")
+
+
+class Outcomes(MemoryOutcomes):
+    """The call's outcome store, on the loop's clock; notes whether Twilio's socket was
+    still open when each outcome was recorded (it must be: Twilio asks right after)."""
+
+    def __init__(self, twilio: MemoryTwilio) -> None:
+        super().__init__(600.0, 100, lambda: asyncio.get_running_loop().time())
+        self.twilio = twilio
+        self.put_while_open: list[bool] = []
+
+    async def put(self, call_sid: str, outcome: Outcome) -> None:
+        self.put_while_open.append(not self.twilio.closed)
+        await super().put(call_sid, outcome)
 
 
 @dataclass
@@ -33,9 +50,15 @@ class Bridged:
     twilio: MemoryTwilio
     realtime: MemoryRealtime
     task: asyncio.Task[CallResult]
+    outcomes: Outcomes
 
     async def result(self) -> CallResult:
         return await self.task
+
+    async def after_stream(self) -> tuple[tuple[str, str], ...]:
+        """The verbs Twilio's ``<Connect action>`` request gets for this call."""
+        outcome = await self.outcomes.take(self.twilio.call_sid)
+        return parse_twiml(after_stream_twiml(outcome, SETTINGS.failure_say)).verbs
 
     def now(self) -> float:
         """The loop's clock, in seconds."""
@@ -58,12 +81,15 @@ async def bridged(
     settings = dataclasses.replace(SETTINGS, **overrides)
     twilio = MemoryTwilio(echo_marks=echo_marks)
     realtime = MemoryRealtime(options or FakeRealtimeOptions(), refuse=refuse)
-    call = Call(twilio, settings, lambda start: None, connect_upstream=realtime.connect)
+    outcomes = Outcomes(twilio)
+    call = Call(
+        twilio, settings, lambda start: None, connect_upstream=realtime.connect, outcomes=outcomes
+    )
     if start:
         twilio.start()
     task = asyncio.create_task(call.run(), name="call")
     try:
-        yield Bridged(call, twilio, realtime, task)
+        yield Bridged(call, twilio, realtime, task, outcomes)
     finally:
         if not task.done():
             twilio.hang_up()

@@ -92,9 +92,11 @@ def hangup_twiml() -> str:
 
 def dial_twiml(destination: str) -> str:
     """Hand the caller to ``destination`` (a number or SIP URI the settings allow)."""
+    noun = twiml_escape(destination)
+    if destination.startswith("sip:"):
+        noun = f"<Sip>{noun}</Sip>"  # <Dial> takes a SIP URI only inside <Sip>
     return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n'
-        f"  <Dial>{twiml_escape(destination)}</Dial>\n</Response>\n"
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n  <Dial>{noun}</Dial>\n</Response>\n'
     )
 
 

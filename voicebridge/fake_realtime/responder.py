@@ -64,6 +64,7 @@ class Responder:
         self._next_clip = 0
         self._count = 0  # responses started in this session (the fault options count them)
         self.caller_spoke = False  # caller audio committed since the last response began
+        self._caller_turns = 0  # responses begun after caller audio (tool_call_turn counts them)
 
     def start(self, params: JSON | None, *, reprompt: bool = False) -> FakeResponse:
         """Begin a response; ``reprompt`` (idle timeout) speaks the "didn't catch that" clip."""
@@ -76,6 +77,8 @@ class Responder:
         )
         n, self._count = self._count, self._count + 1
         fail, cut = self._opts.fail_responses, self._opts.incomplete_responses
+        if self.caller_spoke and not reprompt:
+            self._caller_turns += 1
         kind: Kind = "audio"
         if n < fail:
             kind = "failed"
@@ -121,6 +124,8 @@ class Responder:
     def _wants_tool(self, params: JSON, config: JSON) -> bool:
         """The first response after caller speech calls ``tool_call`` if it is declared."""
         if self._opts.tool_call is None or not self.caller_spoke:
+            return False
+        if self._opts.tool_call_turn and self._caller_turns != self._opts.tool_call_turn:
             return False
         tools = params.get("tools", config.get("tools")) or []
         choice = params.get("tool_choice", config.get("tool_choice"))

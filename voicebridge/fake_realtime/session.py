@@ -52,6 +52,9 @@ class FakeRealtimeOptions:
     # (function name, JSON arguments): the first response after caller speech calls this
     # function instead of speaking, when the session (or response.create) declares it.
     tool_call: tuple[str, str] | None = None
+    # 0: every caller turn's first response calls tool_call; N: only the Nth turn's (the
+    # model answers the turns before it by speaking).
+    tool_call_turn: int = 0
     # -- upstream faults (all off by default) --------------------------------------------
     # "Sessions" are numbered in the order the server accepted them (FakeSession.index),
     # server-wide: the first session of the first call is 0.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
@@ -19,7 +20,8 @@ from starlette.websockets import WebSocket
 from voicebridge import __version__
 from voicebridge.config import Settings
 from voicebridge.core.admission import TOKEN_PARAMETER
-from voicebridge.core.twiml import say_twiml, stream_twiml, stream_url
+from voicebridge.core.outcomes import MemoryOutcomes, OutcomeStore
+from voicebridge.core.twiml import after_stream_twiml, say_twiml, stream_twiml, stream_url
 from voicebridge.server.call import Call, CallResult
 from voicebridge.server.guard import Guard
 from voicebridge.server.metrics import Metrics
@@ -33,6 +35,10 @@ __all__ = ["AppState", "create_app"]
 log = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BODY = 64 * 1024  # Twilio's voice webhook bodies are a few hundred bytes
+# Twilio requests <Connect action> within a second of the stream's end; an outcome older than
+# this is of a call whose action never came. The bound holds far more than that many calls.
+OUTCOME_TTL_S = 600.0
+OUTCOME_LIMIT = 100_000
 
 
 @dataclass(slots=True)
@@ -41,6 +47,7 @@ class AppState:
 
     guard: Guard
     metrics: Metrics
+    outcome_store: OutcomeStore  # each call's ending, for its after-stream answer
     accepting: bool = True
     calls: set[Call] = field(default_factory=set)  # running, for drain
     no_calls: asyncio.Event = field(default_factory=asyncio.Event)
@@ -90,7 +97,8 @@ async def _read_body(request: Request) -> bytes | None:
     return body
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Starlette:
+    """The app; ``outcomes`` is shared between instances when given (else one per app)."""
     guard = Guard(settings)
     toolbox = Toolbox(settings, load_custom_tools(settings.custom_tools))
     calls: set[Call] = set()
@@ -100,7 +108,9 @@ def create_app(settings: Settings) -> Starlette:
         rejected=lambda: guard.rejected,
         recording_failures=lambda: recording.failures,
     )
-    state = AppState(guard, metrics, calls=calls)
+    if outcomes is None:
+        outcomes = MemoryOutcomes(OUTCOME_TTL_S, OUTCOME_LIMIT, time.monotonic)
+    state = AppState(guard, metrics, outcomes, calls=calls)
     insecure_urls = InsecureStreamUrls()
 
     async def twilio_request(request: Request) -> tuple[Response | None, dict[str, str]]:
@@ -147,6 +157,7 @@ def create_app(settings: Settings) -> Starlette:
             welcome_say=settings.welcome_say,
             failure_say=settings.failure_say,
             status_callback=base + "/twilio/stream-status",
+            action=base + "/twilio/after-stream",  # absolute: Twilio refuses a relative one
         )
         return Response(twiml, media_type="text/xml")
 
@@ -154,6 +165,40 @@ def create_app(settings: Settings) -> Starlette:
         # "Primary handler fails": Twilio could not fetch or run our TwiML. Apologise.
         refusal, _ = await twilio_request(request)
         return refusal or Response(say_twiml(settings.failure_say), media_type="text/xml")
+
+    async def after_stream(request: Request) -> Response:
+        # <Connect action>: the stream is over and Twilio asks what to run next. A call is
+        # answered by its recorded outcome; an unknown one (its instance is gone, the record
+        # expired) gets the apology rather than silence.
+        refusal, params = await twilio_request(request)
+        if refusal:
+            return refusal
+        call_sid = params.get("CallSid", "")[:64]
+        outcome = None
+        try:
+            outcome = await state.outcome_store.take(call_sid) if call_sid else None
+        except Exception as exc:  # a shared store's outage: the caller still gets an answer
+            log.warning("outcome store failed for call_sid=%s: %r", call_sid, exc)
+        answer = outcome.kind.value if outcome else "unknown"
+        metrics.after_stream[answer] += 1
+        fields = {
+            "call_sid": call_sid,
+            "answer": answer,
+            "reason": outcome.reason if outcome else "",
+        }
+        if outcome is None:
+            log.warning(
+                "after-stream call_sid=%s: no outcome recorded here, answering the apology "
+                "(did another instance run the call?)",
+                call_sid,
+                extra={"fields": fields},
+            )
+        else:
+            log.info(
+                "after-stream call_sid=%s answer=%s", call_sid, answer, extra={"fields": fields}
+            )
+        twiml = after_stream_twiml(outcome, settings.failure_say)
+        return Response(twiml, media_type="text/xml")
 
     async def stream_status(request: Request) -> Response:
         # Twilio's <Stream statusCallback>: without it a proxy or TLS mistake shows up only
@@ -215,6 +260,7 @@ def create_app(settings: Settings) -> Starlette:
             observe=metrics.observe,
             toolbox=toolbox,
             recording=recording,
+            outcomes=state.outcome_store,
         )
         state.calls.add(call)
         state.no_calls.clear()
@@ -235,8 +281,7 @@ def create_app(settings: Settings) -> Starlette:
         elif result.refused:
             guard.reject(result.refused, "/realtime start", _peer(websocket))
         if not result.refused:
-            outcome = "failed" if result.failed else "deliberate" if result.deliberate else "ok"
-            metrics.call_ended(result.stats, outcome)
+            metrics.call_ended(result.stats, result.outcome)
         state.outcomes["failed" if result.failed else "ok"] += 1
         state.last_results.append(result)
         del state.last_results[:-50]
@@ -260,6 +305,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/twilio/stream", twilio_stream, methods=["GET", "POST"]),
             Route("/twilio/fallback", twilio_fallback, methods=["GET", "POST"]),
             Route("/twilio/stream-status", stream_status, methods=["POST"]),
+            Route("/twilio/after-stream", after_stream, methods=["POST"]),
             Route("/metrics", metrics_endpoint),
             WebSocketRoute("/realtime", realtime),
             Route("/healthz", healthz),

@@ -17,8 +17,9 @@ lost upstream can be replaced mid-call) and :class:`Closer` (``closer``, ``tools
 ``RECORD_DIR``, ``recorder`` runs beside them. ``Call.apply`` carries out the core's actions.
 
 Any task ends the call by raising ``CallEnded``; the TaskGroup then cancels the rest and
-``run`` closes both sockets. A failed call closes Twilio's socket so the TwiML after
-``</Connect>`` (the apology) plays.
+``run`` closes both sockets. Just before closing Twilio's, it records how the call ended
+(``OutcomeStore``): Twilio then requests ``<Connect action>``, answered by that outcome (a
+hang-up after a goodbye, a transfer's ``<Dial>``, the apology after a failure).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from voicebridge.core.actions import (
     SendUpstream,
 )
 from voicebridge.core.call import CallCore
+from voicebridge.core.outcomes import OutcomeStore
 from voicebridge.errors import QueueOverflow
 from voicebridge.server.call_log import CallLog
 from voicebridge.server.clock import now_s
@@ -56,6 +58,8 @@ from voicebridge.server.upstream_side import UpstreamSide
 
 __all__ = ["Admit", "Call", "CallResult"]
 
+# A shared outcome store (Redis) answers in milliseconds; a slower one loses the outcome.
+OUTCOME_PUT_TIMEOUT_S = 1.0
 Admit = Callable[[tw.Start], "str | None"]  # the refusal reason, or None to admit
 
 
@@ -71,9 +75,11 @@ class Call:
         toolbox: Toolbox | None = None,
         recording: RecordingHealth | None = None,
         connect_upstream: ConnectUpstream = connect_upstream,
+        outcomes: OutcomeStore | None = None,
     ) -> None:
         self.settings = settings
         self.admit = admit
+        self.outcomes = outcomes  # where the after-stream answer finds how the call ended
         self.admitted = False
         self.recording = recording or RecordingHealth()
         toolbox = toolbox or Toolbox(settings, [])
@@ -178,8 +184,24 @@ class Call:
                 # The `stop` that followed our REST update: still our deliberate ending.
                 result = CallResult(ours, failed=False, deliberate=True)
             result.close_code = result.close_code or (1011 if result.failed else 1000)
+            await self._record_outcome(result)
             await self.twilio.close(result.close_code)
         return await self._finish(result, now_s() - started)
+
+    async def _record_outcome(self, result: CallResult) -> None:
+        """Keep how the call ended for ``<Connect action>``, before Twilio's socket closes:
+        Twilio requests the action as soon as the stream is over."""
+        ending = self.closer.ending
+        if result.deliberate and ending is not None and ending.reason == result.reason:
+            result.destination = ending.destination
+        start, outcome = self.core.start, result.after_stream()
+        if self.outcomes is None or start is None or not self.admitted or outcome is None:
+            return
+        try:
+            async with asyncio.timeout(OUTCOME_PUT_TIMEOUT_S):
+                await self.outcomes.put(start.call_sid, outcome)
+        except Exception as exc:  # a shared store's outage must not hold the call's end
+            self.log.warning("outcome not recorded (%r): Twilio will hear the apology", exc)
 
     async def _admit(self) -> None:
         """Wait for `start` and let ``admit`` decide, before any upstream connection."""

@@ -50,7 +50,7 @@ class CallLog(logging.LoggerAdapter[logging.Logger]):
             "event": "call_ended",
             "call_sid": r.call_sid,
             "stream_sid": r.stream_sid,
-            "outcome": "failed" if r.failed else "deliberate" if r.deliberate else "ok",
+            "outcome": r.outcome,
             "reason": r.reason,
             "duration_s": round(r.duration_s, 1),
             "frames_in": s.frames_in,

@@ -2,9 +2,10 @@
 
 ``closer`` waits for a close request (the session limit, a drain, the end-call or transfer
 tool), has the model say a closing line, waits for the caller to hear it (at most
-``closing_timeout_s``), replaces the call's TwiML through Twilio's REST API so no apology
-follows, and ends the call. ``tools`` runs the model's function calls one at a time, off
-the audio path.
+``closing_timeout_s``) and ends the call: closing the stream makes Twilio request
+``<Connect action>``, whose answer (the call's recorded outcome) hangs up or dials, so no
+apology follows. With REST credentials the call's TwiML is replaced through Twilio's REST
+API instead. ``tools`` runs the model's function calls one at a time, off the audio path.
 """
 
 from __future__ import annotations
@@ -100,22 +101,24 @@ class Closer:
         return True
 
     async def _end_through_twilio(self, reason: str) -> None:
-        """Replace the call's TwiML (hang up, or transfer) so no apology follows."""
+        """With REST credentials, replace the call's TwiML (hang up, or transfer).
+
+        Without them (or when Twilio refuses), closing the stream is enough: the after-stream
+        answer carries the ending out.
+        """
         start = self.core.start
-        if start is None:
+        if start is None or not rest_configured(self.settings):
             return
         params = self.ending.rest_params if self.ending else {"Status": "completed"}
-        if not rest_configured(self.settings):
-            self.log.once(
-                "no_rest",
-                "no TWILIO_ACCOUNT_SID: closing the stream instead (the "
-                "caller also hears FAILURE_SAY)",
-            )
-            return
         try:
             await update_call(self.settings, start.call_sid, params)
         except TwilioRestError as exc:
-            self.log.warning("could not end the call through Twilio (%s): %s", reason, exc)
+            self.log.warning(
+                "could not end the call through Twilio's REST API (%s): %s; "
+                "the after-stream answer ends it",
+                reason,
+                exc,
+            )
             return
         self.log.info("call %s through Twilio's REST API (%s)", reason, ", ".join(params))
         self.ended_through_twilio = reason

@@ -1,5 +1,9 @@
 """How a call ends: the exceptions that end its TaskGroup (or its upstream's), and its result.
 
+The result's :attr:`CallResult.outcome` labels the ending (``failed``, ``deliberate``,
+``idle``, ``transfer``, ``caller_hangup``); :meth:`CallResult.after_stream` is what Twilio's
+``<Connect action>`` request is answered with.
+
 Any task ends the call by raising :class:`CallEnded`; the TaskGroup then cancels the rest
 (``except*``, the CPython recipe for ending a TaskGroup on 3.11+). The nested upstream group
 ends with :class:`UpstreamLost` (replace the connection once) or :class:`Renew` (a fresh
@@ -11,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from voicebridge.core.outcomes import Outcome, OutcomeKind
 from voicebridge.core.stats import CallStats
 
 __all__ = ["CallEnded", "CallResult", "Renew", "UpstreamLost", "first"]
@@ -30,6 +35,34 @@ class CallResult:
     admitted: bool = False  # holds a call slot until released
     refused: str | None = None  # why `start` was refused, if it was
     close_code: int | None = None
+    destination: str = ""  # a transfer's target
+
+    @property
+    def outcome(self) -> str:
+        """The ending's label, in the end line and on /metrics."""
+        if self.failed:
+            return "failed"
+        if self.deliberate:
+            return _DELIBERATE_LABELS.get(self.reason, "deliberate")
+        return "caller_hangup"  # the caller hung up, or Twilio's socket went away
+
+    def after_stream(self) -> Outcome | None:
+        """What Twilio's ``<Connect action>`` request for this call is answered with.
+
+        None when the caller hung up: Twilio has nobody to run TwiML for.
+        """
+        if self.failed:
+            # The reason's stable head only: the rest may quote a peer's text.
+            return Outcome(OutcomeKind.FAILED, self.reason.partition(":")[0][:64])
+        if not self.deliberate:
+            return None
+        if self.destination:
+            return Outcome(OutcomeKind.TRANSFER, self.reason, self.destination)
+        return Outcome(OutcomeKind.HANGUP, self.reason)
+
+
+# Deliberate endings with a label of their own (the closer's reasons).
+_DELIBERATE_LABELS = {"idle_caller": "idle", "transfer": "transfer"}
 
 
 class CallEnded(Exception):

@@ -115,7 +115,11 @@ def _families(totals: Counter[str], m: Metrics) -> Iterable[Metric]:
             if key.startswith(prefix + "|"):
                 family.add_metric([key.split("|", 1)[1]], value)
         yield family
-    calls = CounterMetricFamily("voicebridge_calls", "calls ended, by outcome", labels=["outcome"])
+    calls = CounterMetricFamily(
+        "voicebridge_calls",
+        "calls ended, by outcome (failed, deliberate, idle, transfer, caller_hangup)",
+        labels=["outcome"],
+    )
     for outcome, n in sorted(m.outcomes.items()):
         calls.add_metric([outcome], n)
     yield calls
@@ -131,6 +135,14 @@ def _families(totals: Counter[str], m: Metrics) -> Iterable[Metric]:
     for event, n in sorted(m.stream_events.items()):
         streams.add_metric([event], n)
     yield streams
+    after = CounterMetricFamily(
+        "voicebridge_after_stream",
+        "<Connect action> requests answered, by answer (hangup, transfer, failed, unknown)",
+        labels=["answer"],
+    )
+    for answer, n in sorted(m.after_stream.items()):
+        after.add_metric([answer], n)
+    yield after
     webhook = CounterMetricFamily(
         "voicebridge_webhook_errors",
         "webhooks answered with the failure TwiML, by reason",
@@ -164,6 +176,7 @@ class Metrics:
         self.outcomes: Counter[str] = Counter()
         self.stream_events: Counter[str] = Counter()
         self.webhook_errors: Counter[str] = Counter()
+        self.after_stream: Counter[str] = Counter()  # by answer: an OutcomeKind or "unknown"
         self.registry.register(_CallsCollector(self))
         # The process-wide collectors prometheus_client puts on its default registry (CPU, RSS,
         # open descriptors, python_info, GC): stateless readers, so one instance serves every

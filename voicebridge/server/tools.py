@@ -29,7 +29,6 @@ from voicebridge.core.tools import (
     transfer_twiml,
 )
 from voicebridge.errors import ConfigError
-from voicebridge.server.twilio_rest import rest_configured
 
 __all__ = ["Ending", "Tool", "Toolbox", "ToolOutcome", "load_custom_tools"]
 
@@ -54,11 +53,16 @@ class Tool:
 
 @dataclass(frozen=True)
 class Ending:
-    """How a deliberate ending replaces the call's TwiML (REST): hang up, or a transfer."""
+    """A tool's deliberate ending: hang up, or a transfer to ``destination``.
+
+    The after-stream answer carries it out (``<Hangup/>`` or ``<Dial>``); with REST
+    credentials ``rest_params`` replace the call's TwiML instead.
+    """
 
     reason: str  # end_call | transfer
     rest_params: Mapping[str, str]
     instructions: str  # what the model says first, unless it already spoke
+    destination: str = ""  # transfer: the number or SIP URI dialled
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,8 @@ class Toolbox:
             self.destinations = parse_destinations(settings.transfer_destinations)
         except ValueError as exc:
             raise ConfigError(f"TRANSFER_DESTINATIONS: {exc}") from None
-        # A transfer replaces the call's TwiML: it needs the REST API.
-        self.can_transfer = bool(self.destinations) and rest_configured(settings)
+        # The after-stream answer dials: no REST credentials needed.
+        self.can_transfer = bool(self.destinations)
 
     def declarations(self) -> tuple[dict[str, Any], ...]:
         tools = [end_call_tool()] if self.settings.end_call_tool else []
@@ -149,6 +153,7 @@ class Toolbox:
                     "transfer",
                     {"Twiml": transfer_twiml(target)},
                     self.settings.transfer_instructions,
+                    target,
                 ),
             )
         tool = self.custom.get(call.name)
