@@ -57,7 +57,7 @@ async def test_serve_with_fake_upstream_answers_a_call(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.to_thread(proc.communicate, timeout=15)
     assert proc.returncode == 0
-    assert "call ended" in out and "outcome=ok" in out
+    assert "call ended" in out and "outcome=caller_hangup" in out
     assert "sk-test-secret-value" not in out
     assert out.count("TWILIO_AUTH_TOKEN is not set") == 1
 

@@ -45,7 +45,7 @@ async def test_metrics_count_replayed_calls(fake: FakeRealtimeServer, settings: 
         await wait_until(lambda: bridge.state.active_calls == 0)
         m = scrape(bridge)
     frames = first.frames_sent + second.frames_sent
-    assert m["voicebridge_calls_total{outcome=ok}"] == 2
+    assert m["voicebridge_calls_total{outcome=caller_hangup}"] == 2
     assert m["voicebridge_caller_frames_total"] == frames
     assert m["voicebridge_model_chunks_total"] == len(first.player.chunks) + len(
         second.player.chunks
@@ -316,5 +316,5 @@ async def test_json_logs_carry_call_fields(fake: FakeRealtimeServer, settings: S
     ended = next(x for x in lines if x.get("event") == "call_ended")
     assert started["call_sid"] == report.call_sid and started["from"] == "+1415***0123"
     assert "+14155550123" not in stream.getvalue()
-    assert ended["outcome"] == "ok" and ended["frames_in"] == report.frames_sent
+    assert ended["outcome"] == "caller_hangup" and ended["frames_in"] == report.frames_sent
     assert {"duration_s", "barge_ins", "tokens", "caller_dropped", "stream_sid"} <= set(ended)
