@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
+import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -242,6 +243,40 @@ async def test_second_response_create_while_active_is_refused(make_fake: MakeFak
             "type": "cancelled",
             "reason": "client_cancelled",
         }
+
+
+async def test_response_metadata_is_echoed_and_checked(make_fake: MakeFake) -> None:
+    """response.create's metadata comes back on response.created and .done; a value that is
+    not string pairs is refused with invalid_value."""
+    fake = await make_fake(speed=20.0)
+    async with await open_client(fake) as client:
+        await client.update(GA_PCMU)
+        await client.send({"type": "response.create", "response": {"metadata": {"vb": "e1"}}})
+        created, _ = await client.until("response.created")
+        done, _ = await client.until("response.done")
+        assert created["response"]["metadata"] == done["response"]["metadata"] == {"vb": "e1"}
+        bad = {"type": "response.create", "event_id": "m2", "response": {"metadata": {"vb": 1}}}
+        await client.send(bad, check=False)
+        error, _ = await client.until("error")
+        assert (error["error"]["code"], error["error"]["param"]) == (
+            "invalid_value",
+            "response.metadata",
+        )
+
+
+async def test_a_response_can_pause_midway_still_in_progress(make_fake: MakeFake) -> None:
+    """pause_midway_ms: half the audio, then nothing for that long, then the rest."""
+    fake = await make_fake(speed=20.0, pause_midway_ms=400)
+    async with await open_client(fake) as client:
+        await client.update(GA_PCMU)
+        await client.send({"type": "response.create"})
+        times = []
+        while (event := await client.recv())["type"] != "response.done":
+            if event["type"] == "response.output_audio.delta":
+                times.append(time.monotonic())
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) >= 0.4 and gaps.index(max(gaps)) == len(times) // 2 - 1
+    assert sorted(gaps)[-2] < 0.2  # the pause is the only one
 
 
 async def test_truncate_past_the_audio_is_invalid_value(make_fake: MakeFake) -> None:

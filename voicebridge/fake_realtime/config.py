@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_INSTRUCTIONS",
     "apply_session_update",
     "check_max_output_tokens",
+    "check_metadata",
     "default_session",
 ]
 
@@ -254,6 +255,25 @@ def check_max_output_tokens(value: Any, param: str) -> int | str:
     raise InvalidRequest(
         "invalid_value", f"Invalid '{param}': expected an integer 1-4096 or 'inf'.", param
     )
+
+
+def check_metadata(value: Any, param: str) -> dict[str, str] | None:
+    """``metadata``: at most 16 pairs, string keys up to 64 and values up to 512 characters."""
+    if value is None:
+        return None
+    if not (
+        isinstance(value, dict)
+        and len(value) <= 16
+        and all(isinstance(k, str) and len(k) <= 64 for k in value)
+        and all(isinstance(v, str) and len(v) <= 512 for v in value.values())
+    ):
+        raise InvalidRequest(
+            "invalid_value",
+            f"Invalid '{param}': expected up to 16 string pairs (keys up to 64 characters, "
+            "values up to 512).",
+            param,
+        )
+    return dict(value)
 
 
 def apply_session_update(current: JSON, update: Any) -> JSON:

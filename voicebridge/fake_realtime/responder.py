@@ -16,7 +16,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from .clips import clip_chunks, load_clips, reprompt_clip
-from .config import check_max_output_tokens
+from .config import check_max_output_tokens, check_metadata
 from .conversation import Conversation
 from .response import Emit, FakeResponse, Kind
 from .session import JSON, FakeItem, FakeRealtimeOptions, FakeSession, new_id
@@ -75,6 +75,7 @@ class Responder:
             params.get("max_output_tokens", config["max_output_tokens"]),
             "response.max_output_tokens",
         )
+        metadata = check_metadata(params.get("metadata"), "response.metadata")
         n, self._count = self._count, self._count + 1
         fail, cut = self._opts.fail_responses, self._opts.incomplete_responses
         if self.caller_spoke and not reprompt:
@@ -107,7 +108,7 @@ class Responder:
             # RealtimeResponse.audio.output.voice takes a name only, not {"id": ...}.
             voice=voice["id"] if isinstance(voice, dict) else voice,
             max_output_tokens=max_tokens,
-            metadata=params.get("metadata"),
+            metadata=metadata,
             kind=kind,
             call=self._opts.tool_call or ("", ""),
             call_id=new_id("call") if kind == "function_call" else "",
@@ -149,7 +150,10 @@ class Responder:
                 response.send_arguments(piece)
                 await self._flush()
                 await asyncio.sleep(interval)
-            for chunk in response.chunks:
+            midway = len(response.chunks) // 2 if self._opts.pause_midway_ms else -1
+            for n, chunk in enumerate(response.chunks):
+                if n == midway:  # generation slower than real time: the caller hears all
+                    await asyncio.sleep(self._opts.pause_midway_ms / 1000)
                 # Cancelled, interrupted or truncated while this task slept.
                 if response.done or response.audio_stopped:
                     break

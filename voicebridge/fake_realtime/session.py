@@ -38,6 +38,8 @@ class FakeRealtimeOptions:
     speed: float = 5.0  # audio deltas go out this many times faster than real time
     delta_ms: int = 100  # audio per response.output_audio.delta
     response_delay_ms: int = 150  # "think time" before the first delta
+    # Each spoken response stops this long halfway through its audio, still in progress.
+    pause_midway_ms: int = 0
     api_key: str | None = None  # when set, `Authorization: Bearer <api_key>` is required (else 401)
     vad_threshold: int = 600  # RMS (16-bit scale) above which a 20 ms frame counts as voiced
     vad_start_ms: int = 60  # consecutive voiced audio needed for speech_started
