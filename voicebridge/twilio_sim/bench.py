@@ -18,13 +18,27 @@ in the same run and subtracted.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import secrets
+import time
 from array import array
+from collections import deque
 from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.protocol import State
 
 from voicebridge.fake_realtime.bench import KEY_CHARS
 
-__all__ = ["DITHER_BYTES", "FrameLog", "dither_payload", "frame_id_base", "run_tag"]
+__all__ = [
+    "DITHER_BYTES",
+    "BenchPath",
+    "FrameLog",
+    "dither_payload",
+    "frame_id_base",
+    "run_tag",
+    "write_now",
+]
 
 DITHER_BYTES = 48  # 48 bits of id in 48 lowest bits: 64 base64 characters
 _TAG_BITS, _CALL_BITS, _FRAME_BITS = 16, 14, 18
@@ -97,3 +111,90 @@ class FrameLog:
                 self.keys, self.due, self.sent, self.direct, strict=True
             ):
                 f.write(f"{key} {due:.6f} {sent:.6f} {direct}\n")
+
+
+class BenchPath:
+    """One emulated call's bench-only work: dithered frames, the frame log, the direct path."""
+
+    def __init__(
+        self, dither_base: int | None, frame_log: FrameLog | None, direct_url: str | None
+    ) -> None:
+        self.dither_base = dither_base
+        self.frame_log = frame_log
+        self.direct_url = direct_url
+        self.direct: ClientConnection | None = None
+        # (dithered payload, due on the call clock) of each media on the uplink.
+        self._queue: deque[tuple[str, float]] = deque()
+        self._frame_no = 0
+
+    async def open(self, stack: contextlib.AsyncExitStack, open_timeout: float) -> None:
+        if self.direct_url is not None:
+            self.direct = await stack.enter_async_context(
+                connect(
+                    self.direct_url,
+                    compression=None,
+                    open_timeout=open_timeout,
+                    close_timeout=1,
+                    proxy=None,
+                )
+            )
+
+    def dither(self, payload: str) -> str:
+        if self.dither_base is None:
+            return payload
+        payload = dither_payload(payload, self.dither_base + self._frame_no)
+        self._frame_no += 1
+        return payload
+
+    def queued(self, payload: str, due_ms: float) -> None:
+        self._queue.append((payload, due_ms))
+
+    async def send(self, ws: ClientConnection, text: str, t0: float) -> None:
+        """A media message, and its copy on the direct path, noted in the frame log.
+
+        Written straight to the socket, without waiting for the write buffer to drain:
+        Twilio does not slow down for a slow server either, and a server that stops
+        reading must show up as its own lag, not as the load generator's. It also halves
+        the load generator's cost per frame (one core runs the load and the fake).
+        """
+        payload, due = self._queue.popleft()
+        sent = time.monotonic()
+        direct = self.direct
+        if direct is None:
+            await write_now(ws, text)
+        else:
+            append = '{"type":"input_audio_buffer.append","audio":"' + payload + '"}'
+            # Alternate which leaves first: neither path is always a send late.
+            if self._frame_no & 1:
+                await write_now(direct, append)
+                await write_now(ws, text)
+            else:
+                await write_now(ws, text)
+                await write_now(direct, append)
+        if self.frame_log is not None:
+            self.frame_log.add(payload, t0 + due / 1000.0, sent, direct is not None)
+
+
+_ZERO_MASK = b"\x00\x00\x00\x00"
+
+
+async def write_now(ws: ClientConnection, text: str) -> None:
+    """``text`` as one text frame, handed to the transport at once (no drain).
+
+    The frame is built here with an all-zero masking key: legal framing (the server unmasks
+    whatever the key), and it spares the load generator ``websockets``' fresh random key per
+    frame, a ``getrandom`` system call that cost it an eighth of its CPU. The key exists to
+    defeat cache-poisoning proxies; there are none on loopback.
+    """
+    if ws.protocol.state is not State.OPEN:
+        await ws.send(text)  # raises ConnectionClosed as a normal send would
+        return
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        head = bytes((0x81, 0x80 | n))
+    elif n < 65536:
+        head = b"\x81\xfe" + n.to_bytes(2, "big")
+    else:
+        head = b"\x81\xff" + n.to_bytes(8, "big")
+    ws.transport.write(head + _ZERO_MASK + data)
