@@ -118,7 +118,7 @@ class Settings:
     vad_silence_ms: int = 500  # VAD_SILENCE_MS (server_vad): silence that ends a turn
     vad_eagerness: str = "auto"  # VAD_EAGERNESS (semantic_vad): low, medium, high, auto
     interrupt_response: bool = True  # INTERRUPT_RESPONSE: the server cancels on barge-in
-    create_response: bool = True  # CREATE_RESPONSE: the server answers each turn itself
+    create_response: bool = True  # CREATE_RESPONSE: false: voicebridge asks for each answer
     noise_reduction: str = "near_field"  # NOISE_REDUCTION: near_field, far_field or off
     transcription_model: str = ""  # TRANSCRIPTION_MODEL: input transcription, off if empty
     greeting_instructions: str = ""  # GREETING_INSTRUCTIONS: the model speaks first
