@@ -48,6 +48,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tls import throwaway_certs  # bench/tls.py, beside this script
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_BIN = Path(sys.executable).parent
@@ -192,6 +194,7 @@ class Config:
     profile: str | None = None  # "py-spy": sample the target during the window
     replay_nice: int = 10  # the fake (which notes arrival times) gets core 1 first
     bridge_env: dict[str, str] = field(default_factory=dict)
+    tls: bool = False  # the bridge's upstream over wss:// (bench/tls.py), as in production
 
 
 def base_env() -> dict[str, str]:
@@ -332,6 +335,12 @@ def run_step(target: str, n: int, cfg: Config, log: Any) -> dict[str, Any]:
     env = base_env()
     procs: list[Proc] = []
     result: dict[str, Any] = {"target": target, "calls": n}
+    tls_args: list[str] = []
+    tls_port = 0
+    if cfg.tls and target == "bridge":  # the relay stays plain: it is the floor of the path
+        ca_file, server_pem = throwaway_certs(step_dir)
+        tls_port = free_port()
+        tls_args = ["--tls-port", str(tls_port), "--tls-pem", str(server_pem)]
     try:
         fake = Proc(
             "fake",
@@ -348,6 +357,7 @@ def run_step(target: str, n: int, cfg: Config, log: Any) -> dict[str, Any]:
                 f"{lifetime - 5:.0f}",
                 "--loop",
                 cfg.fake_loop,
+                *tls_args,
             ],
             step_dir,
             env,
@@ -368,6 +378,10 @@ def run_step(target: str, n: int, cfg: Config, log: Any) -> dict[str, Any]:
         }
         if target == "bridge":
             tenv["REALTIME_URL"] = fake_url
+            if tls_port:
+                wait_tcp(tls_port, 15)
+                tenv["REALTIME_URL"] = f"wss://127.0.0.1:{tls_port}/v1/realtime"
+                tenv["REALTIME_CA_FILE"] = str(ca_file)
             tenv.update(cfg.bridge_env)
             cmd = list(cfg.bridge_launcher)
         else:
@@ -870,6 +884,9 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
+        "--tls", action="store_true", help="the bridge's upstream over wss:// (REALTIME_CA_FILE)"
+    )
+    parser.add_argument(
         "--pairs", type=int, default=3, help="paired bridge/relay rounds per --pairs-at load"
     )
     parser.add_argument(
@@ -909,6 +926,7 @@ def main() -> int:
         out=args.out,
         profile=args.profile,
         replay_nice=args.replay_nice,
+        tls=args.tls,
     )
     info = machine()
     info["settings"] = (
@@ -916,6 +934,11 @@ def main() -> int:
         f"{args.settle:g} s settling; calls alternate {' and '.join(CALLS)} (looped); bridge: "
         f"`{' '.join(Path(c).name for c in launcher)}`; relay loop {args.relay_loop}; fake loop "
         f"{args.fake_loop}; direct baseline on every {args.direct_every} call(s)"
+        + (
+            "; the bridge's upstream over wss:// (a throw-away CA, REALTIME_CA_FILE)"
+            if args.tls
+            else ""
+        )
     )
     command = " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]])
     started = time.monotonic()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from http import HTTPStatus
 from types import TracebackType
@@ -64,13 +65,17 @@ class FakeRealtimeServer:
         self.arrivals = Arrivals()
         self._server: Server | None = None
         self._host = "127.0.0.1"
+        self._scheme = "ws"
         self._closing = asyncio.Event()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Listen on ``host:port`` (0 picks a free port)."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Listen on ``host:port`` (0 picks a free port); ``tls``: wss:// as OpenAI serves."""
         if self._server is not None:
             raise RuntimeError("fake Realtime server already started")
         self._host = host
+        self._scheme = "wss" if tls is not None else "ws"
         self._server = await serve(
             self._handle,
             host,
@@ -79,6 +84,7 @@ class FakeRealtimeServer:
             max_size=MAX_MESSAGE_BYTES,
             compression=None,
             close_timeout=CLOSE_TIMEOUT_S,
+            ssl=tls,
         )
         log.debug("fake Realtime listening on %s", self.url)
 
@@ -92,7 +98,7 @@ class FakeRealtimeServer:
     @property
     def url(self) -> str:
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"ws://{host}:{self.port}{REALTIME_PATH}"
+        return f"{self._scheme}://{host}:{self.port}{REALTIME_PATH}"
 
     async def close(self) -> None:
         """Close every connection (1001) and the listener; stalled connections are released."""

@@ -15,6 +15,7 @@ calls admitted meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -76,6 +77,7 @@ class RedisState:
         self.errors: Counter[str] = Counter()  # failed operations, by operation
         self.fail_open: Counter[str] = Counter()  # decided on local limits, by step
         self.sids_meanwhile: set[str] = set()  # CallSids given a call while degraded
+        self._went_down = asyncio.Event()
         self.keys = _Keys(instance_id)
         self.scripts = {
             name: self.client.register_script(text)
@@ -98,6 +100,7 @@ class RedisState:
         if self.degraded:
             return
         self.degraded, self.since = True, time.monotonic()
+        self._went_down.set()
         self.episodes += 1
         log.warning(
             "Redis at %s cannot be reached (%s during %s): new calls are admitted on this "
@@ -131,7 +134,13 @@ class RedisState:
         """Renew this process's leases; while degraded, probe until Redis answers."""
         await self.renew(renew_only=False)  # at start: a log line now if Redis is away
         while True:
-            await asyncio.sleep(PROBE_S if self.degraded else RENEW_S)
+            if self.degraded:
+                await asyncio.sleep(PROBE_S)
+            else:  # renew every RENEW_S, or probe at once when an operation fails
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RENEW_S):
+                        await self._went_down.wait()
+            self._went_down.clear()
             await self.renew(renew_only=not self.degraded)
 
     async def renew(self, *, renew_only: bool) -> None:
