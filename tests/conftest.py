@@ -19,4 +19,11 @@ def fake() -> Iterator[FakeRealtimeServer]:
 
 @pytest.fixture
 def settings(fake: FakeRealtimeServer) -> Settings:
-    return Settings(realtime_url=fake.url, start_timeout_s=5.0, upstream_connect_timeout_s=3.0)
+    return Settings(
+        realtime_url=fake.url,
+        start_timeout_s=5.0,
+        upstream_connect_timeout_s=3.0,
+        # The emulator plays calls faster than real time (speed=8): no pacing of caller audio
+        # here; tests/e2e/test_hostile_clients.py checks it at the default.
+        caller_burst_ms=0,
+    )

@@ -22,11 +22,29 @@ from voicebridge.core.realtime import (
     VAD_EAGERNESS,
 )
 from voicebridge.errors import ConfigError
-from voicebridge.logs import mask_url
+from voicebridge.logs import MIN_SECRET, mask_url, url_secrets
 
-__all__ = ["DEFAULT_ENV_FILE", "LOOPBACK_HOSTS", "Secret", "Settings", "load_environ"]
+__all__ = [
+    "DEFAULT_ENV_FILE",
+    "LOOPBACK_HOSTS",
+    "STREAM_SIGNATURE_MODES",
+    "Secret",
+    "Settings",
+    "load_environ",
+]
 
 DEFAULT_ENV_FILE = ".env"  # read when present; --env-file names another that must exist
+
+# TWILIO_STREAM_SIGNATURE: whether the /realtime upgrade must carry X-Twilio-Signature (README
+# "Security": the per-call stream token binds each socket to a signed webhook either way),
+# each mode as the start-up line and `voicebridge doctor` explain it.
+STREAM_SIGNATURE_MODES = {
+    "require": "every /realtime upgrade must carry a valid X-Twilio-Signature",
+    "if-present": "a /realtime upgrade with a wrong X-Twilio-Signature is refused; one "
+    "without is left to the per-call stream token",
+    "off": "the /realtime upgrade's X-Twilio-Signature is not checked; the per-call stream "
+    "token is",
+}
 
 # Hosts whose http:// (and ws://) never crosses a network: local runs, tests, the demo.
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -133,10 +151,14 @@ class Settings:
     busy_say: str = DEFAULT_BUSY_SAY  # BUSY_SAY: heard when every call slot is taken
     # Security
     twilio_auth_token: Secret = Secret("")  # TWILIO_AUTH_TOKEN: checks X-Twilio-Signature
+    # TWILIO_STREAM_SIGNATURE: the /realtime upgrade's signature: require, if-present or off
+    twilio_stream_signature: str = "if-present"
     stream_token_secret: Secret = field(default_factory=_random_secret, compare=False)
     stream_token_secret_generated: bool = True  # no STREAM_TOKEN_SECRET: one per process
     stream_token_ttl_s: float = 60.0  # STREAM_TOKEN_TTL_S: webhook -> `start`, s (covers <Say>)
     max_calls: int = 50  # MAX_CALLS: concurrent calls (and reservations) per instance
+    call_sid_memory_s: float = 14400.0  # CALL_SID_MEMORY_S: a CallSid opens one call; 0 off
+    caller_burst_ms: int = 2000  # CALLER_BURST_MS: caller audio allowed beyond real time; 0 off
     max_message_bytes: int = 65536  # MAX_MESSAGE_BYTES: largest inbound WebSocket message
     # Server
     host: str = "0.0.0.0"  # HOST
@@ -221,6 +243,18 @@ class Settings:
                 raise ConfigError(f"{name}={raw!r} must be a whole number, 0 or more")
             return int(raw)
 
+        def seconds_or_off(name: str, default: float) -> float:
+            raw = environ.get(name, "").strip()
+            if raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                value = math.nan
+            if not 0.0 <= value < math.inf:
+                raise ConfigError(f"{name}={raw!r} must be a number of seconds, 0 (off) or more")
+            return value
+
         def fraction(name: str, default: float) -> float:
             raw = environ.get(name, "").strip()
             if raw == "":
@@ -265,10 +299,15 @@ class Settings:
             failure_say=text("FAILURE_SAY", defaults.failure_say),
             busy_say=text("BUSY_SAY", defaults.busy_say),
             twilio_auth_token=Secret(environ.get("TWILIO_AUTH_TOKEN", "").strip()),
+            twilio_stream_signature=text(
+                "TWILIO_STREAM_SIGNATURE", defaults.twilio_stream_signature
+            ).lower(),
             stream_token_secret=Secret(token_secret) if token_secret else _random_secret(),
             stream_token_secret_generated=not token_secret,
             stream_token_ttl_s=number("STREAM_TOKEN_TTL_S", defaults.stream_token_ttl_s, float),
             max_calls=int(number("MAX_CALLS", defaults.max_calls, int)),
+            call_sid_memory_s=seconds_or_off("CALL_SID_MEMORY_S", defaults.call_sid_memory_s),
+            caller_burst_ms=count("CALLER_BURST_MS", defaults.caller_burst_ms),
             max_message_bytes=int(number("MAX_MESSAGE_BYTES", defaults.max_message_bytes, int)),
             host=text("HOST", defaults.host),
             port=port,
@@ -316,8 +355,12 @@ class Settings:
         url = urlsplit(self.realtime_url)
         if url.scheme not in ("ws", "wss") or not url.hostname:
             raise ConfigError(
-                f"REALTIME_URL={self.realtime_url!r} must be a ws:// or wss:// URL, "
+                f"REALTIME_URL={mask_url(self.realtime_url)!r} must be a ws:// or wss:// URL, "
                 "e.g. wss://api.openai.com/v1/realtime"
+            )
+        if url.fragment or "#" in self.realtime_url:
+            raise ConfigError(
+                f"REALTIME_URL={mask_url(self.realtime_url)!r} must not have a #fragment"
             )
         if self.public_url is not None:
             pub = urlsplit(self.public_url)
@@ -339,6 +382,7 @@ class Settings:
             "UPSTREAM_AUDIO": (self.upstream_audio, ("pcmu", "pcm24k")),
             "REALTIME_AUTH": (self.realtime_auth, ("bearer", "api-key")),
             "SESSION_LIMIT_ACTION": (self.session_limit_action, ("end", "renew")),
+            "TWILIO_STREAM_SIGNATURE": (self.twilio_stream_signature, STREAM_SIGNATURE_MODES),
             "LOG_FORMAT": (self.log_format, ("text", "json")),
             "TURN_DETECTION": (self.turn_detection, TURN_DETECTION_TYPES),
             "VAD_EAGERNESS": (self.vad_eagerness, VAD_EAGERNESS),
@@ -397,6 +441,18 @@ class Settings:
                 "(in the environment or .env), or run `voicebridge serve --fake-upstream` to "
                 "use the built-in fake Realtime server"
             )
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret's text, those in REALTIME_URL's query too: what no log line may show
+        (longest first, so a secret holding another is masked whole)."""
+        secrets = (
+            self.openai_api_key,
+            self.twilio_auth_token,
+            self.stream_token_secret,
+            self.metrics_token,
+        )
+        found = {s.reveal() for s in secrets} | url_secrets(self.realtime_url)
+        return tuple(sorted((s for s in found if len(s) >= MIN_SECRET), key=len, reverse=True))
 
     def describe(self) -> dict[str, object]:
         """Settings for a start-up log line; secrets stay masked, in URLs too."""

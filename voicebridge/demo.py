@@ -20,6 +20,7 @@ from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeSe
 from voicebridge.server.serve import uvicorn_config
 from voicebridge.startup import configure
 from voicebridge.twilio_sim.emulator import CallReport, Network, place_call
+from voicebridge.twilio_sim.heard import heard_per_item
 from voicebridge.twilio_sim.recordings import (
     Recording,
     load_recording,
@@ -101,10 +102,14 @@ def summarize(report: CallReport, session: FakeSession | None) -> list[str]:
         lines.append(f"after the stream, Twilio ran: {report.after_stream}")
     if session is None:
         return lines
-    heard_items = [
-        it for it in session.items.values() if report.player.heard_ms(set(it.deltas)) > 0
-    ]
-    lines.append(f"assistant turns heard: {len(heard_items)}")
+    # Matched by sound, not bytes: with UPSTREAM_AUDIO=pcm24k the bridge converts each delta.
+    output_format = session.config.get("audio", {}).get("output", {}).get("format", {})
+    heard = heard_per_item(
+        report.player,
+        [(item_id, it.deltas) for item_id, it in session.items.items()],
+        output_format.get("type", "audio/pcmu"),
+    )
+    lines.append(f"assistant turns heard: {sum(ms > 0 for ms in heard.values())}")
     caller = speech_segments(p for _, p in report.caller_audio)
     played = [c for c in report.player.chunks if c.played > 0]
     for start, end in caller:
@@ -125,9 +130,8 @@ def summarize(report: CallReport, session: FakeSession | None) -> list[str]:
         item = session.items.get(t["item_id"])
         if item is None:
             continue
-        heard = report.player.heard_ms(set(item.deltas))
         lines.append(
-            f"truncation: model told {t['audio_end_ms']} ms heard of "
-            f"{item.audio_ms_sent:.0f} ms sent (caller actually heard {heard:.0f} ms)"
+            f"truncation: model told {t['audio_end_ms']} ms heard of {item.audio_ms_sent:.0f} "
+            f"ms sent (caller actually heard {heard[t['item_id']]:.0f} ms)"
         )
     return lines

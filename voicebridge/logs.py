@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit, urlunsplit
 
@@ -18,8 +19,15 @@ __all__ = [
     "mask_number",
     "mask_query_numbers",
     "mask_url",
+    "redact",
     "setup_logging",
+    "url_secrets",
 ]
+
+MASK = "****"
+# Secrets shorter than this are not searched for in log lines (they would mask common words);
+# every real key, token and secret is far longer.
+MIN_SECRET = 8
 
 # Query parameters known to carry no secret; every other value is masked when a URL is logged
 # (Azure and proxies take keys in the query: `api-key=`, `sig=`, `token=`, ...).
@@ -88,14 +96,44 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=""))
 
 
+def url_secrets(url: str) -> set[str]:
+    """The texts in ``url`` that :func:`mask_url` masks (a password, query values that may be
+    secrets), decoded and as written: a line that shows them some other way is redacted."""
+    try:
+        parts = urlsplit(url)
+        found = {parts.password or ""}
+        for item in parts.query.split("&"):
+            key, _, raw = item.partition("=")
+            if unquote_plus(key).lower() not in _PLAIN_QUERY_KEYS:
+                found |= {raw, unquote_plus(raw), quote(unquote_plus(raw), safe="")}
+    except ValueError:
+        return set()
+    return found
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every occurrence of each secret (none empty) replaced by ``****``."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "message", ...fields}``; call lines carry their totals.
 
     Structured fields come from ``extra={"fields": {...}}``; no audio and no secrets are
-    ever put there.
+    ever put there (and ``secrets`` are redacted from the line anyway).
     """
 
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.secrets = secrets
+
     def format(self, record: logging.LogRecord) -> str:
+        return redact(self._format(record), self.secrets)
+
+    def _format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
@@ -115,10 +153,15 @@ class TextFormatter(logging.Formatter):
 
     Values in messages often come from a client (a StreamSid, an event name, a parameter); an
     exception's text follows on indented lines, so nothing in it starts a line of its own.
+    ``secrets`` never show: a library's debug line with a header or a URL is redacted too.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.secrets)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = escape_controls(record.message)
@@ -151,14 +194,21 @@ class AccessLogFilter(logging.Filter):
 _WIRE_LOGGERS = {"uvicorn.error": logging.INFO, "websockets": logging.WARNING}
 
 
-def setup_logging(level: str, fmt: str = "text", *, wire: bool = False) -> None:
-    """Log to stderr at ``level``; frame-level output (LOG_WIRE) only when ``wire``."""
+def setup_logging(
+    level: str, fmt: str = "text", *, wire: bool = False, secrets: Iterable[str] = ()
+) -> None:
+    """Log to stderr at ``level``; frame-level output (LOG_WIRE) only when ``wire``.
+
+    ``secrets`` (``Settings.secret_values()``) are replaced by ``****`` in every line, at
+    every level and from every library.
+    """
+    hidden = tuple(sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True))
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
-        formatter: logging.Formatter = JsonFormatter()
+        formatter: logging.Formatter = JsonFormatter(hidden)
         formatter.converter = time.gmtime
     else:
-        formatter = TextFormatter()
+        formatter = TextFormatter(hidden)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -37,7 +37,12 @@ def configure(env_file: str | None) -> Settings:
         settings = Settings.from_env(environ)
     except ConfigError as exc:
         raise ConfigError(f"configuration error: {exc}") from exc
-    setup_logging(settings.log_level, settings.log_format, wire=settings.log_wire)
+    setup_logging(
+        settings.log_level,
+        settings.log_format,
+        wire=settings.log_wire,
+        secrets=settings.secret_values(),
+    )
     for old in settings.deprecated_names:
         log.warning(
             "%s is deprecated: rename it %s (the old name is read until the next release)",

@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 import urllib.request
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -185,22 +186,55 @@ async def ws_refused(bridge: Bridge, headers: dict[str, str]) -> int:
     return info.value.response.status_code
 
 
-@pytest.mark.parametrize("signature", [None, "bad", "https"])
-async def test_unsigned_handshake_is_refused_before_accept(
-    fake: FakeRealtimeServer, secure: Settings, signature: str | None
+@pytest.mark.parametrize(
+    ("mode", "signature", "refused"),
+    [
+        ("require", None, True),
+        ("require", "bad", True),
+        ("require", "https", True),
+        ("if-present", None, False),
+        ("if-present", "bad", True),
+        ("if-present", "https", True),
+        ("off", None, False),
+        ("off", "bad", False),
+    ],
+)
+async def test_handshake_signature_modes(
+    fake: FakeRealtimeServer, secure: Settings, mode: str, signature: str | None, refused: bool
 ) -> None:
-    """A /realtime upgrade without Twilio's signature over the wss:// URL never opens."""
-    headers = {"Host": "voice.example.com", "X-Forwarded-Proto": "https"}
+    """TWILIO_STREAM_SIGNATURE: `require` refuses an upgrade without Twilio's signature over the
+    wss:// URL before accept, `if-present` only a wrong one, `off` none; the stream token still
+    keeps a stray socket from the upstream."""
+    # PUBLIC_URL names the signed URL: no Host header needed.
+    headers = {"X-Forwarded-Proto": "https"}
     if signature == "bad":
         headers["X-Twilio-Signature"] = "AAAA"
     elif signature == "https":  # signed over https://, not the wss:// URL Twilio connects to
         headers["X-Twilio-Signature"] = RequestValidator(AUTH).compute_signature(
             PUBLIC + "/realtime", {}
         )
-    with running_bridge(secure) as bridge:
-        assert await ws_refused(bridge, headers) == 403
-        assert bridge.state.calls_total == 0
+    with running_bridge(replace(secure, twilio_stream_signature=mode)) as bridge:
+        if refused:
+            assert await ws_refused(bridge, headers) == 403
+            assert bridge.state.calls_total == 0
+        else:
+            async with connect(bridge.ws_url, additional_headers=headers, open_timeout=5) as ws:
+                await ws.send(CONNECTED)
+                await ws.send(START_WITHOUT_TOKEN)
+                await asyncio.wait_for(ws.wait_closed(), 5)
+            assert ws.close_code == 1008  # the stream token decides
+            assert bridge.state.guard.rejected == {"missing_token": 1}
     assert fake.connections_total == 0
+
+
+CONNECTED = json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+START_WITHOUT_TOKEN = json.dumps(
+    {
+        "event": "start",
+        "streamSid": "MZ1",
+        "start": {"streamSid": "MZ1", "callSid": "CA1", "accountSid": "AC1", "tracks": ["inbound"]},
+    }
+)
 
 
 async def test_handshake_signed_with_a_trailing_slash_is_accepted(secure: Settings) -> None:

@@ -33,10 +33,15 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def serve_env(port: int, realtime_url: str, **extra: str) -> dict[str, str]:
     """A clean environment for ``voicebridge serve`` on 127.0.0.1:``port``, upstream at
-    ``realtime_url`` (the fake: any key will do)."""
+    ``realtime_url`` (the fake: any key will do); caller audio unpaced, since the emulator
+    plays calls faster than real time."""
     return (
         clean_env(
-            PORT=str(port), HOST="127.0.0.1", REALTIME_URL=realtime_url, OPENAI_API_KEY="sk-unused"
+            PORT=str(port),
+            HOST="127.0.0.1",
+            REALTIME_URL=realtime_url,
+            OPENAI_API_KEY="sk-unused",
+            CALLER_BURST_MS="0",
         )
         | extra
     )

@@ -17,6 +17,7 @@ from typing import Any
 from tests.support.memory_realtime import MemoryRealtime
 from tests.support.memory_twilio import MemoryTwilio
 from voicebridge.config import Settings
+from voicebridge.core import twilio as tw
 from voicebridge.core.outcomes import MemoryOutcomes, Outcome
 from voicebridge.core.twiml import after_stream_twiml
 from voicebridge.fake_realtime.session import FakeRealtimeOptions
@@ -28,6 +29,11 @@ __all__ = ["Bridged", "bridged", "connected_call", "until"]
 
 # Production settings, less what needs a network or a disk.
 SETTINGS = Settings(realtime_url="ws://memory/v1/realtime")
+
+
+async def admit_all(start: tw.Start) -> str | None:
+    """Every `start` is admitted (the guard's checks are tested end to end)."""
+    return None
 
 
 class Outcomes(MemoryOutcomes):
@@ -83,7 +89,7 @@ async def bridged(
     realtime = MemoryRealtime(options or FakeRealtimeOptions(), refuse=refuse)
     outcomes = Outcomes(twilio)
     call = Call(
-        twilio, settings, lambda start: None, connect_upstream=realtime.connect, outcomes=outcomes
+        twilio, settings, admit_all, connect_upstream=realtime.connect, outcomes=outcomes
     )
     if start:
         twilio.start()
@@ -99,7 +105,7 @@ async def bridged(
 
 def connected_call(upstream: UpstreamConnection | Any | None) -> Call:
     """A call (not run) whose upstream-out is taken to be running on ``upstream``."""
-    call = Call(MemoryTwilio(), SETTINGS, lambda start: None)
+    call = Call(MemoryTwilio(), SETTINGS, admit_all)
     call.upstream.conn = upstream
     return call
 

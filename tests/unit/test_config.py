@@ -86,6 +86,9 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "TOOL_TIMEOUT_S": ("2", "tool_timeout_s", 2.0),
     "GOODBYE_INSTRUCTIONS": ("Bye!", "goodbye_instructions", "Bye!"),
     "TRANSFER_INSTRUCTIONS": ("Hold on.", "transfer_instructions", "Hold on."),
+    "TWILIO_STREAM_SIGNATURE": ("REQUIRE", "twilio_stream_signature", "require"),
+    "CALL_SID_MEMORY_S": ("0", "call_sid_memory_s", 0.0),
+    "CALLER_BURST_MS": ("500", "caller_burst_ms", 500),
 }
 # Variables that are only valid together with another one.
 # (IDLE_TIMEOUT_MS needs server_vad, the default.)
@@ -182,6 +185,12 @@ def test_each_variable_is_read(name: str) -> None:
         ("PUBLIC_URL", "https://voice.example.com/#frag"),
         ("PUBLIC_URL", "voice.example.com"),
         ("LOG_LEVEL", "verbose"),
+        ("TWILIO_STREAM_SIGNATURE", "sometimes"),
+        ("CALL_SID_MEMORY_S", "-1"),
+        ("CALL_SID_MEMORY_S", "inf"),
+        ("CALL_SID_MEMORY_S", "4h"),
+        ("CALLER_BURST_MS", "-1"),
+        ("CALLER_BURST_MS", "2.5"),
     ],
 )
 def test_invalid_value_raises_config_error_naming_the_variable(name: str, value: str) -> None:

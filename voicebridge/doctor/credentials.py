@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from voicebridge.config import STREAM_SIGNATURE_MODES
 from voicebridge.doctor.report import Report
 from voicebridge.doctor.settings import config_error
 
@@ -42,6 +43,7 @@ def check_credentials(report: Report, environ: Mapping[str, str]) -> None:
                 "TWILIO_AUTH_TOKEN does not look like an Auth Token (32 hex characters): "
                 "Twilio signs with the account's primary Auth Token, not an API key secret"
             )
+        _stream_signature(report, environ)
 
     sid = environ.get("TWILIO_ACCOUNT_SID", "").strip()
     error = config_error("TWILIO_ACCOUNT_SID", sid) if sid else None
@@ -55,3 +57,23 @@ def check_credentials(report: Report, environ: Mapping[str, str]) -> None:
         report.fail(error, "copy the Account SID from the Twilio console → Account Info")
     else:
         report.ok(f"TWILIO_ACCOUNT_SID={sid} is set")
+
+
+def _stream_signature(report: Report, environ: Mapping[str, str]) -> None:
+    """``TWILIO_STREAM_SIGNATURE``: which /realtime upgrades the signature check refuses."""
+    raw = environ.get("TWILIO_STREAM_SIGNATURE", "").strip()
+    mode = raw.lower() or "if-present"
+    if mode not in STREAM_SIGNATURE_MODES:
+        report.fail(
+            config_error("TWILIO_STREAM_SIGNATURE", raw) or f"TWILIO_STREAM_SIGNATURE={raw!r}",
+            "set require, if-present (the default) or off",
+        )
+        return
+    report.note(f"TWILIO_STREAM_SIGNATURE={mode}: {STREAM_SIGNATURE_MODES[mode]}")
+    if mode == "require":
+        report.note(
+            "  Twilio's docs say to validate the upgrade, but should your account's streams "
+            "arrive unsigned (or signed over another URL form), every call fails: if-present "
+            "refuses only a wrong signature, and the stream token binds each socket to a "
+            "signed webhook either way"
+        )

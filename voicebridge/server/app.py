@@ -21,7 +21,13 @@ from voicebridge import __version__
 from voicebridge.config import Settings
 from voicebridge.core.admission import TOKEN_PARAMETER
 from voicebridge.core.outcomes import MemoryOutcomes, OutcomeStore
-from voicebridge.core.twiml import after_stream_twiml, say_twiml, stream_twiml, stream_url
+from voicebridge.core.twiml import (
+    after_stream_twiml,
+    hangup_twiml,
+    say_twiml,
+    stream_twiml,
+    stream_url,
+)
 from voicebridge.server.call import Call, CallResult
 from voicebridge.server.guard import Guard
 from voicebridge.server.metrics import Metrics
@@ -39,6 +45,8 @@ MAX_WEBHOOK_BODY = 64 * 1024  # Twilio's voice webhook bodies are a few hundred 
 # this is of a call whose action never came. The bound holds far more than that many calls.
 OUTCOME_TTL_S = 600.0
 OUTCOME_LIMIT = 100_000
+# <Stream statusCallback>'s StreamEvent values; anything else is counted as "other".
+STREAM_EVENTS = frozenset({"stream-started", "stream-stopped", "stream-error"})
 
 
 @dataclass(slots=True)
@@ -104,7 +112,8 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
     calls: set[Call] = set()
     recording = RecordingHealth()
     metrics = Metrics(
-        live=lambda: [c.core.stats for c in calls],
+        # Admitted calls only: a socket before admission is no call, and never counted as one.
+        live=lambda: [c.core.stats for c in calls if c.admitted],
         rejected=lambda: guard.rejected,
         recording_failures=lambda: recording.failures,
     )
@@ -136,6 +145,10 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
         if not call_sid:
             guard.reject("no_call_sid", request.url.path, _peer(request))
             return PlainTextResponse("CallSid is required", status_code=400)
+        if await guard.had_call(call_sid):
+            # A replayed webhook (Twilio places a CallSid's stream once): no token, no stream.
+            guard.reject("call_sid_reused", request.url.path, _peer(request))
+            return Response(hangup_twiml(), media_type="text/xml")
         base = public_base(request, settings)
         url = stream_url(base)
         if not usable_stream_url(url):  # before a slot is reserved for a call that cannot stream
@@ -207,7 +220,8 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
         if refusal:
             return refusal
         event = params.get("StreamEvent", "unknown")[:32]
-        metrics.stream_events[event] += 1
+        # A label per documented event only: with TWILIO_AUTH_TOKEN unset anyone may post here.
+        metrics.stream_events[event if event in STREAM_EVENTS else "other"] += 1
         # JSON log keys are snake_case on every line (call_sid, as on the call's own lines).
         fields = {
             "call_sid": params.get("CallSid", ""),
@@ -278,11 +292,11 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
                 guard.release(call.core.start.call_sid)  # run() itself failed: free the slot
         if result.admitted:
             guard.release(result.call_sid)
-        elif result.refused:
+        if result.refused:  # a socket that ended before admission: a refusal, never a call
             guard.reject(result.refused, "/realtime start", _peer(websocket))
-        if not result.refused:
+        else:
             metrics.call_ended(result.stats, result.outcome)
-        state.outcomes["failed" if result.failed else "ok"] += 1
+            state.outcomes["failed" if result.failed else "ok"] += 1
         state.last_results.append(result)
         del state.last_results[:-50]
 

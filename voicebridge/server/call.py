@@ -25,7 +25,7 @@ hang-up after a goodbye, a transfer's ``<Dial>``, the apology after a failure).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from voicebridge.config import Settings
 from voicebridge.core import twilio as tw
@@ -60,7 +60,15 @@ __all__ = ["Admit", "Call", "CallResult"]
 
 # A shared outcome store (Redis) answers in milliseconds; a slower one loses the outcome.
 OUTCOME_PUT_TIMEOUT_S = 1.0
-Admit = Callable[[tw.Start], "str | None"]  # the refusal reason, or None to admit
+Admit = Callable[[tw.Start], Awaitable["str | None"]]  # the refusal reason, or None to admit
+
+# Endings before `start` was admitted: the socket never was a call, so each is a refusal
+# (counted by reason, never as a finished call), under these names.
+_BEFORE_ADMISSION = {
+    "caller_disconnected": "closed_before_start",
+    "caller_hangup": "stop_before_start",
+    "twilio_message_too_big": "message_too_big",
+}
 
 
 class Call:
@@ -183,6 +191,11 @@ class Call:
             if ours and result.reason in ("caller_hangup", "caller_disconnected"):
                 # The `stop` that followed our REST update: still our deliberate ending.
                 result = CallResult(ours, failed=False, deliberate=True)
+            if not self.admitted and not result.reason.startswith("refused: "):
+                why = result.reason.partition(":")[0]
+                result.reason = "refused: " + _BEFORE_ADMISSION.get(why, why)
+                if why != "internal_error":  # (a bug: logged above, and closed 1011)
+                    result.close_code = result.close_code or 1008
             result.close_code = result.close_code or (1011 if result.failed else 1000)
             await self._record_outcome(result)
             await self.twilio.close(result.close_code)
@@ -212,7 +225,7 @@ class Call:
             raise CallEnded("refused: no_start", failed=True, close_code=1008) from None
         start = self.core.start
         assert start is not None
-        refusal = self.admit(start)
+        refusal = await self.admit(start)
         if refusal:
             # Checked before any upstream connection: a stray client costs nothing.
             raise CallEnded(f"refused: {refusal}", failed=True, close_code=1008)

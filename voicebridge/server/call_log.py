@@ -27,8 +27,12 @@ class CallLog(logging.LoggerAdapter[logging.Logger]):
         self._logged: set[str] = set()
 
     def once(self, key: str, message: str) -> None:
-        """Log a recurring condition once per call; the counters carry the totals."""
-        if key not in self._logged:
+        """Log a recurring condition once per call; the counters carry the totals.
+
+        Not before ``start`` is admitted: until then the socket is no call, and a refusal
+        is logged for it instead (rationed by the guard).
+        """
+        if self.extra and key not in self._logged:
             self._logged.add(key)
             self.warning("%s", message)
 
@@ -56,6 +60,7 @@ class CallLog(logging.LoggerAdapter[logging.Logger]):
             "frames_in": s.frames_in,
             "chunks_out": s.chunks_out,
             "caller_dropped": s.caller_queue_dropped,
+            "caller_paced": s.caller_paced_dropped,
             "playback_dropped": s.playback_queue_dropped,
             "barge_ins": s.barge_ins,
             "truncations": s.truncations,
@@ -67,6 +72,7 @@ class CallLog(logging.LoggerAdapter[logging.Logger]):
             "reconnects": s.reconnects,
             "dtmf": s.dtmf,
             "ignored": dict(s.ignored),
+            "unknown_events": dict(s.unknown_events),  # a few names, cut short
             "upstream_ignored": dict(s.upstream_ignored),
             "upstream_errors": dict(s.upstream_errors),
             "tokens": dict(s.tokens),

@@ -1,8 +1,12 @@
 """The doors: Twilio signatures on every request and handshake, stream tokens, call slots.
 
 Nothing reaches the upstream (which costs money per minute) unless Twilio placed a call
-this service answered: the webhook must be signed by Twilio, the WebSocket handshake too,
-and the ``start`` message must carry the token the webhook minted for that CallSid.
+this service answered: the webhook must be signed by Twilio, the WebSocket handshake too
+(as ``TWILIO_STREAM_SIGNATURE`` says), the ``start`` message must carry the token the webhook
+minted for that CallSid, and a CallSid opens one call only (``CALL_SID_MEMORY_S``).
+
+Refusals are counted by reason; their log lines are rationed (a few per reason a minute,
+then one line with the rest), so a client cannot write the log at its own rate.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import HTTPConnection
 
-from voicebridge.config import Settings
+from voicebridge.config import STREAM_SIGNATURE_MODES, Settings
 from voicebridge.core import twilio as tw
 from voicebridge.core.admission import (
     TOKEN_PARAMETER,
@@ -23,20 +27,30 @@ from voicebridge.core.admission import (
     mint_token,
     verify_token,
 )
+from voicebridge.core.call_sids import CallSidStore, MemoryCallSids
 from voicebridge.core.signature import check_signature
 
 __all__ = ["Guard"]
 
 log = logging.getLogger(__name__)
 
+REJECT_LOG_WINDOW_S = 60.0
+REJECT_LOG_LINES = 5  # per reason and window; the rest are summed in one line afterwards
+
 
 class Guard:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, call_sids: CallSidStore | None = None) -> None:
         self.settings = settings
         self.admission = Admission(settings.max_calls, settings.stream_token_ttl_s)
+        self.call_sids: CallSidStore = call_sids or MemoryCallSids(
+            settings.call_sid_memory_s, time.monotonic
+        )
         self.rejected: Counter[str] = Counter()  # by reason
         self._secret = settings.stream_token_secret.reveal().encode()
         self._auth_token = settings.twilio_auth_token.reveal()
+        self._logged: Counter[str] = Counter()  # refusal lines in this window, by reason
+        self._unlogged: Counter[str] = Counter()
+        self._window_ends = 0.0
 
     def warn_at_startup(self) -> None:
         if not self._auth_token:
@@ -51,10 +65,26 @@ class Guard:
                 "more than one instance (or a restart between webhook and stream) calls will "
                 "be refused; set the same STREAM_TOKEN_SECRET on every instance."
             )
+        if self._auth_token:
+            mode = self.settings.twilio_stream_signature
+            log.info("TWILIO_STREAM_SIGNATURE=%s: %s", mode, STREAM_SIGNATURE_MODES[mode])
 
     def reject(self, reason: str, where: str, peer: str) -> None:
+        """Count a refusal; log it unless this reason already had its lines this minute."""
         self.rejected[reason] += 1
-        log.warning("rejected %s from %s: %s", where, peer, reason)
+        now = time.monotonic()
+        if now >= self._window_ends:
+            if self._unlogged:
+                summary = ", ".join(f"{r}: {n}" for r, n in sorted(self._unlogged.items()))
+                log.warning("also rejected, without a line each: %s", summary)
+            self._logged.clear()
+            self._unlogged.clear()
+            self._window_ends = now + REJECT_LOG_WINDOW_S
+        if self._logged[reason] < REJECT_LOG_LINES:
+            self._logged[reason] += 1
+            log.warning("rejected %s from %s: %s", where, peer, reason)
+        else:
+            self._unlogged[reason] += 1
 
     def _public_url(self, conn: HTTPConnection, *, websocket: bool) -> str:
         base = self.settings.public_url or ""
@@ -80,13 +110,22 @@ class Guard:
         )
 
     def check_handshake(self, conn: HTTPConnection) -> str | None:
-        """Why a /realtime upgrade is not Twilio's, or None (signed over wss://, no params)."""
-        if not self._auth_token:
+        """Why a /realtime upgrade is not Twilio's, or None (signed over wss://, no params).
+
+        ``TWILIO_STREAM_SIGNATURE``: ``require`` refuses an upgrade without a valid signature;
+        ``if-present`` (the default) only one whose signature is wrong, leaving an unsigned
+        one to the stream token; ``off`` checks nothing here.
+        """
+        mode = self.settings.twilio_stream_signature
+        if not self._auth_token or mode == "off":
+            return None
+        signature = conn.headers.get("x-twilio-signature")
+        if signature is None and mode == "if-present":
             return None
         return check_signature(
             self._auth_token,
             self._public_url(conn, websocket=True),
-            conn.headers.get("x-twilio-signature"),
+            signature,
             trailing_slash=True,
         )
 
@@ -99,7 +138,11 @@ class Guard:
     def has_room(self) -> bool:
         return self.admission.has_room(time.monotonic())
 
-    def admit(self, start: tw.Start) -> str | None:
+    async def had_call(self, call_sid: str) -> bool:
+        """Whether ``call_sid`` already opened a call: its webhook is a replay."""
+        return await self.call_sids.had_call(call_sid)
+
+    async def admit(self, start: tw.Start) -> str | None:
         """Check ``start``'s token and claim the call's slot; the refusal reason or None."""
         try:
             nonce = verify_token(
@@ -116,6 +159,10 @@ class Guard:
             )
         except TokenError as exc:
             return exc.reason
+        # Last, so only a genuine token that takes a slot marks the CallSid as used.
+        if not await self.call_sids.claim(start.call_sid):
+            self.admission.release(start.call_sid)
+            return "call_sid_reused"
         return None
 
     def release(self, call_sid: str) -> None:

@@ -49,6 +49,7 @@ def _totals(stats: CallStats) -> Counter[str]:
     c["dtmf"] = stats.dtmf
     c["drops|late_delta"] = stats.late_deltas_dropped
     c["drops|caller_queue"] = stats.caller_queue_dropped
+    c["drops|caller_pacing"] = stats.caller_paced_dropped  # beyond real time + CALLER_BURST_MS
     c["drops|playback_queue"] = stats.playback_queue_dropped
     for reason, n in stats.ignored.items():
         c[f"drops|twilio:{reason}"] = n

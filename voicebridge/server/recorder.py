@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from voicebridge.core.admission import TOKEN_PARAMETER
 from voicebridge.core.audio import audioop
 from voicebridge.logs import mask_number
@@ -78,10 +80,18 @@ def call_file(record_dir: str, call_sid: str, suffix: str) -> Path:
     return Path(record_dir) / day / (safe + suffix)
 
 
+# What is written for a `start` too deeply nested to rewrite: never the raw text (its token).
+_UNRECORDABLE_START = '{"event":"start","unrecorded":"nested too deeply to rewrite"}'
+
+
 def _redact_start(text: str) -> str:
-    """The `start` message with phone numbers masked and the stream token dropped."""
+    """The `start` message with phone numbers masked and the stream token dropped.
+
+    orjson, not json: it refuses nesting past 1024 (decoding) and 254 (encoding) levels with an
+    error instead of a RecursionError, so a client's nested fields cannot break the recording.
+    """
     try:
-        msg = json.loads(text)
+        msg = orjson.loads(text)
         params = msg["start"].get("customParameters")
     except (ValueError, KeyError, TypeError, AttributeError):
         return text
@@ -90,7 +100,10 @@ def _redact_start(text: str) -> str:
         for key in ("From", "To"):
             if isinstance(params.get(key), str):
                 params[key] = mask_number(params[key])
-    return json.dumps(msg, separators=(",", ":"))
+    try:
+        return orjson.dumps(msg).decode()
+    except TypeError:  # orjson.JSONEncodeError: too deep
+        return _UNRECORDABLE_START
 
 
 class CallRecorder:
@@ -244,7 +257,7 @@ class CallRecorder:
         with self.messages_path.open(encoding="utf-8") as f:
             for line in f:
                 try:
-                    msg: Any = json.loads(line)
+                    msg: Any = orjson.loads(line)  # never a RecursionError (see _redact_start)
                     media = msg["media"] if msg.get("event") == "media" else None
                     if media is None:
                         continue

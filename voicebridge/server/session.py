@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from voicebridge.config import Settings
 from voicebridge.core import realtime as rt
 from voicebridge.core.call import CallPolicy
@@ -42,9 +44,10 @@ def session_config(
 
 
 def call_policy(settings: Settings) -> CallPolicy:
-    """The core's choices for a call: greeting, idle re-prompts, the apology."""
+    """The core's choices for a call: greeting, idle re-prompts, the apology, pacing."""
     return CallPolicy(
         greeting_instructions=settings.greeting_instructions,
         idle_reprompts=settings.idle_reprompts,
         apology_instructions=settings.apology_instructions,
+        caller_burst_ms=settings.caller_burst_ms or math.inf,  # 0: no pacing
     )

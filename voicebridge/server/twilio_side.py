@@ -30,6 +30,9 @@ __all__ = ["DTMF_PAUSE_S", "TwilioSide"]
 DTMF_PAUSE_S = 1.0
 CLOSE_TIMEOUT_S = 1.0  # our close of Twilio's socket must not hold the call's end
 EARLY_MESSAGES = 16  # inbound messages kept for the recording until `start` names the call
+# Twilio sends `connected`, then `start`: a socket that sends this many messages without a
+# `start` is not Twilio, and is refused rather than read on until START_TIMEOUT_S.
+MESSAGES_BEFORE_START = 16
 
 
 class TwilioSide:
@@ -85,15 +88,20 @@ class TwilioSide:
         try:
             return tw.parse_twilio(frame)
         except ProtocolError as exc:
+            if self.core.phase is Phase.WAITING_START:  # Twilio's `connected`/`start` parse
+                raise CallEnded("refused: bad_message_before_start", True, 1008) from None
             self.core.stats.ignored[exc.reason] += 1
             self.log.once(f"twilio:{exc.reason}", f"bad message from Twilio ignored: {exc}")
             return None
 
     async def wait_start(self) -> None:
-        while self.core.phase is Phase.WAITING_START:
+        for _ in range(MESSAGES_BEFORE_START):
             event = await self.receive()
             if event is not None:
                 self.apply(self.core.receive_twilio(event, now_ms()))
+            if self.core.phase is not Phase.WAITING_START:
+                return
+        raise CallEnded("refused: messages_before_start", failed=True, close_code=1008)
 
     def start_recording(self, record_dir: str, call_sid: str, health: RecordingHealth) -> None:
         """Record from here on, with the messages that came before `start` named the call."""

@@ -23,6 +23,7 @@ from websockets.protocol import State
 from voicebridge import __version__
 from voicebridge.config import Settings
 from voicebridge.errors import UpstreamClosed, UpstreamError
+from voicebridge.logs import redact
 
 __all__ = [
     "DIRECT_SEND_MAX",
@@ -143,7 +144,9 @@ async def open_upstream(
                         ) from None
                     last = f"HTTP {status}"
                 except (OSError, WebSocketException, TimeoutError) as exc:
-                    last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    # InvalidURI quotes the URL, which may carry a key in its query.
+                    text = redact(str(exc), settings.secret_values())
+                    last = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
                 log.info("upstream connect attempt %d failed (%s); retrying", attempts, last)
                 await asyncio.sleep(backoff * (0.5 + rng.random()))
                 backoff = min(backoff * 2, MAX_BACKOFF)
