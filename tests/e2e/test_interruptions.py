@@ -46,3 +46,27 @@ async def test_speech_over_an_answer_still_generating_silences_the_rest(
     assert cancelled["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
     assert report.player.heard_ms() > heard  # the caller's second turn was answered
     assert report.violations == [] and not session.errors_sent
+
+
+async def test_talking_over_the_goodbye_keeps_the_call(settings: Settings) -> None:
+    """The model answers the first turn with end_call and says goodbye; the caller talks over
+    it: the goodbye is cut, the stream stays open, and the call ends only after the goodbye
+    that follows the caller's next turn has been heard in full."""
+    hangs_up = FakeRealtimeOptions(speed=10.0, response_delay_ms=50, tool_call=("end_call", "{}"))
+    net = Network(down_ms=30, up_ms=30, jitter_ms=5, playout_ms=60, seed=4)
+    with running_fake(hangs_up) as (fake, _):
+        wired = dataclasses.replace(settings, realtime_url=fake.url)
+        with running_bridge(wired) as bridge:
+            report = await place_call(bridge.webhook, packaged_call("interrupts"), network=net)
+            await wait_until(lambda: fake.active == 0)
+        [session] = fake.sessions
+        assert_protocol_clean(fake)
+    _, (spoke, stopped) = speech_segments(p for _, p in report.caller_audio)
+    [cleared] = report.player.clears  # the first goodbye, talked over
+    assert spoke < cleared < stopped
+    goodbyes = [e for e in session.response_creates if e.get("response", {}).get("instructions")]
+    assert len(goodbyes) == 2
+    second = [c for c in report.player.chunks if c.arrived > cleared]
+    assert second and all(c.played == c.duration for c in second)  # heard to the end
+    assert report.closed_by == "server" and report.ended_at > stopped
+    assert report.violations == [] and not session.errors_sent
