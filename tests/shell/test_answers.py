@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.shell import bridged, until
+from voicebridge.fake_realtime.session import FakeRealtimeOptions
 from voicebridge.twilio_sim.recordings import packaged_call
 
 # The first spoken turn of the packaged call (1.08-5.06 s), as Twilio's 20 ms frames.
@@ -62,3 +63,21 @@ async def test_digits_pressed_before_the_session_is_confirmed_reach_the_model() 
     assert asked >= items[-1][0]
     assert b.twilio.heard_ms() > 1000
     assert result.stats.dtmf == 2 and not result.stats.ignored
+
+
+async def test_a_failed_greeting_is_asked_for_again_as_the_greeting() -> None:
+    """The first response fails: the retry carries the greeting's instructions, and the
+    caller hears a greeting rather than a bare answer to nothing."""
+    fails_once = FakeRealtimeOptions(fail_responses=1)
+    async with (
+        asyncio.timeout(60),
+        bridged(fails_once, greeting_instructions="Greet the caller.") as b,
+    ):
+        await until(lambda: bool(b.twilio.events("media")))
+        b.twilio.stop()
+        await b.result()
+    [pipe] = b.realtime.pipes
+    asked = [e["response"].get("instructions") for _, e in pipe.events("client", "response.create")]
+    assert asked == ["Greet the caller.", "Greet the caller."]
+    statuses = [e["response"]["status"] for _, e in pipe.events("server", "response.done")]
+    assert statuses[0] == "failed"
