@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from voicebridge.core.realtime import (
+    DEFAULT_TRANSCRIPTION_MODEL,
     NOISE_REDUCTION_TYPES,
     TRANSCRIPTION_MODELS,
     TURN_DETECTION_TYPES,
@@ -62,6 +63,10 @@ DEFAULT_APOLOGY = (
 DEFAULT_CLOSING = (
     "You have to end the call now. Tell the caller so politely in one short sentence and "
     "say goodbye."
+)
+DEFAULT_IDLE_GOODBYE = (
+    "The caller has not answered for a while. Say in one short sentence that you will hang "
+    "up now, and say goodbye."
 )
 # Duration settings carry their unit in the name; the old names are read for one release.
 RENAMED = {
@@ -138,10 +143,12 @@ class Settings:
     interrupt_response: bool = True  # INTERRUPT_RESPONSE: the server cancels on barge-in
     create_response: bool = True  # CREATE_RESPONSE: false: voicebridge asks for each answer
     noise_reduction: str = "near_field"  # NOISE_REDUCTION: near_field, far_field or off
-    transcription_model: str = ""  # TRANSCRIPTION_MODEL: input transcription, off if empty
+    # TRANSCRIPTION_MODEL: the caller's words as text (transcripts, re-seeding); "" turns it off
+    transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL
     greeting_instructions: str = ""  # GREETING_INSTRUCTIONS: the model speaks first
     idle_timeout_ms: int = 0  # IDLE_TIMEOUT_MS (server_vad): re-prompt a silent caller; 0 off
     idle_reprompts: int = 2  # IDLE_REPROMPTS: unanswered re-prompts before hanging up
+    idle_goodbye_instructions: str = DEFAULT_IDLE_GOODBYE  # IDLE_GOODBYE_INSTRUCTIONS
     apology_instructions: str = DEFAULT_APOLOGY  # APOLOGY_INSTRUCTIONS: after failed replies
     media_gap_ms: int = 100  # MEDIA_GAP_MS: feed silence upstream after this media gap
     # Twilio side
@@ -288,10 +295,16 @@ class Settings:
             interrupt_response=flag("INTERRUPT_RESPONSE", defaults.interrupt_response),
             create_response=flag("CREATE_RESPONSE", defaults.create_response),
             noise_reduction=text("NOISE_REDUCTION", defaults.noise_reduction).lower(),
-            transcription_model=text("TRANSCRIPTION_MODEL", ""),
+            # Unset: the default; set but empty: off.
+            transcription_model=environ.get(
+                "TRANSCRIPTION_MODEL", defaults.transcription_model
+            ).strip(),
             greeting_instructions=text("GREETING_INSTRUCTIONS", ""),
             idle_timeout_ms=count("IDLE_TIMEOUT_MS", defaults.idle_timeout_ms),
             idle_reprompts=count("IDLE_REPROMPTS", defaults.idle_reprompts),
+            idle_goodbye_instructions=text(
+                "IDLE_GOODBYE_INSTRUCTIONS", defaults.idle_goodbye_instructions
+            ),
             apology_instructions=text("APOLOGY_INSTRUCTIONS", defaults.apology_instructions),
             media_gap_ms=int(number("MEDIA_GAP_MS", defaults.media_gap_ms, int)),
             public_url=public_url,
@@ -404,6 +417,13 @@ class Settings:
             raise ConfigError(
                 f"TWILIO_ACCOUNT_SID={self.twilio_account_sid!r} is not an account SID "
                 "(AC followed by 32 hex digits; see the Twilio console)"
+            )
+        if self.twilio_account_sid and not self.twilio_auth_token:
+            # REST calls authenticate with both; one alone would be dropped silently.
+            raise ConfigError(
+                "TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: the REST API needs "
+                "both. Unset TWILIO_ACCOUNT_SID (calls end through the after-stream answer "
+                "without it) or set TWILIO_AUTH_TOKEN"
             )
         api = urlsplit(self.twilio_api_base)
         if api.scheme not in ("https", "http") or not api.hostname:

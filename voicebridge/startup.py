@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from voicebridge.config import RENAMED, Settings, load_environ
+from voicebridge.core.realtime import DEFAULT_TRANSCRIPTION_MODEL, DEPRECATED_TRANSCRIPTION_MODELS
 from voicebridge.errors import ConfigError
 from voicebridge.logs import setup_logging
 
-__all__ = ["configure", "read_environ"]
+__all__ = ["configure", "read_environ", "setting_warnings"]
 
 log = logging.getLogger("voicebridge")
 
@@ -23,6 +24,17 @@ def read_environ(env_file: str | None) -> dict[str, str]:
         return load_environ(env_file)
     except ConfigError as exc:
         raise ConfigError(f"configuration error: {exc}") from exc
+
+
+def setting_warnings(settings: Settings) -> list[str]:
+    """Settings that work today but will not for long: said once, at start-up."""
+    model = settings.transcription_model
+    if model in DEPRECATED_TRANSCRIPTION_MODELS:
+        return [
+            f"TRANSCRIPTION_MODEL={model} is deprecated (shut down 2027-02-26): "
+            f"use {DEFAULT_TRANSCRIPTION_MODEL}"
+        ]
+    return []
 
 
 def configure(env_file: str | None) -> Settings:
@@ -43,6 +55,8 @@ def configure(env_file: str | None) -> Settings:
         wire=settings.log_wire,
         secrets=settings.secret_values(),
     )
+    for warning in setting_warnings(settings):
+        log.warning("%s", warning)
     for old in settings.deprecated_names:
         log.warning(
             "%s is deprecated: rename it %s (the old name is read until the next release)",

@@ -17,6 +17,7 @@ from tests.support.memory_twilio import SILENCE
 from tests.support.shell import bridged, until
 from voicebridge.config import DEFAULT_CLOSING, Settings
 from voicebridge.fake_realtime.session import FakeRealtimeOptions
+from voicebridge.server.upstream_side import RENEW_WINDOW_S
 from voicebridge.twilio_sim.recordings import packaged_call
 
 DEFAULTS = Settings()
@@ -54,7 +55,8 @@ async def test_session_limit_ends_the_call_with_a_closing_line_heard_in_full() -
 
 
 async def test_session_limit_renews_the_session_and_the_call_goes_on() -> None:
-    """With SESSION_LIMIT_ACTION=renew a fresh session takes over at the limit; the caller
+    """With SESSION_LIMIT_ACTION=renew a fresh session takes over at the first pause within
+    RENEW_WINDOW_S of the limit (a silent line: at once), counted as a renewal; the caller
     is answered by it."""
     async with (
         asyncio.timeout(4000),
@@ -67,12 +69,13 @@ async def test_session_limit_renews_the_session_and_the_call_goes_on() -> None:
         result = await b.result()
     first, second = b.realtime.pipes
     [(confirmed, _)] = first.events("server", "session.updated")
-    assert second.opened_at - confirmed == pytest.approx(3480.0, abs=0.001)
+    assert second.opened_at - confirmed == pytest.approx(3480.0 - RENEW_WINDOW_S, abs=0.001)
     assert first.closed_by == "client" and first.closed_at == second.opened_at
     assert second.events("client", "session.update")[0][0] == second.opened_at
     answer = {e["delta"] for _, e in second.events("server", "response.output_audio.delta")}
     assert b.twilio.player.heard_ms(answer) > 1000
-    assert (result.reason, result.failed, result.stats.reconnects) == ("caller_hangup", False, 1)
+    assert (result.reason, result.failed) == ("caller_hangup", False)
+    assert (result.stats.renewals, result.stats.reconnects) == (1, 0)
 
 
 async def test_a_stalled_upstream_is_replaced_after_the_stall_timeout() -> None:
@@ -146,7 +149,8 @@ async def test_the_model_answers_the_keypad_after_a_one_second_pause() -> None:
 
 async def test_a_silent_caller_is_reprompted_then_hung_up() -> None:
     """With IDLE_TIMEOUT_MS, each silence that long after the model's last words is a
-    re-prompt; after IDLE_REPROMPTS of them the call ends through the failure path."""
+    re-prompt; after IDLE_REPROMPTS of them the model says a short goodbye (its re-prompt
+    cancelled for it), heard in full, and the call ends deliberately: <Hangup/>."""
     idle_ms = 8000
     async with asyncio.timeout(120), bridged(idle_timeout_ms=idle_ms) as b:
         caller = asyncio.create_task(b.twilio.speak([], pause_after=100.0))
@@ -161,9 +165,19 @@ async def test_a_silent_caller_is_reprompted_then_hung_up() -> None:
         [at for at, _ in pipe.events("server", "response.done")], timeouts[1:], strict=False
     ):
         assert timeout - done >= idle_ms / 1000  # counted after the re-prompt, not before
-    assert (result.reason, result.failed) == ("idle_caller", True)
-    assert result.stats.idle_reprompts == DEFAULTS.idle_reprompts
-    assert b.twilio.heard_ms() > 1000 and b.twilio.close_code == 1011
+    assert (result.reason, result.failed, result.deliberate) == ("idle_caller", False, True)
+    assert result.outcome == "idle" and result.stats.idle_reprompts == DEFAULTS.idle_reprompts
+    [(_, goodbye)] = pipe.events("client", "response.create")
+    assert goodbye["response"]["instructions"] == DEFAULTS.idle_goodbye_instructions
+    last = pipe.events("server", "response.done")[-1][1]["response"]
+    said = {
+        e["delta"]
+        for _, e in pipe.events("server", "response.output_audio.delta")
+        if e["response_id"] == last["id"]
+    }
+    chunks = [c for c in b.twilio.player.chunks if c.payload in said]
+    assert chunks and all(c.played == c.duration for c in chunks)  # the goodbye, all of it
+    assert b.twilio.close_code == 1000 and await b.after_stream() == (("Hangup", ""),)
 
 
 async def test_a_closing_line_never_heard_ends_the_call_at_the_closing_timeout() -> None:

@@ -21,6 +21,7 @@ from tests.support.conformance import CLIENT_EVENT
 from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
 from voicebridge.core.actions import (
+    ClosingStarted,
     EndCall,
     FlushPlayback,
     Ignored,
@@ -234,14 +235,16 @@ def test_incomplete_responses_are_counted() -> None:
 
 
 def test_idle_caller_is_reprompted_then_hung_up() -> None:
-    """The server re-prompts on each idle timeout; past the limit the call ends."""
+    """The server re-prompts on each idle timeout; past the limit its next re-prompt is
+    replaced by a goodbye and the call is closed (tests/unit/test_call_continuity.py)."""
     core = policy_core(idle_reprompts=2)
     assert core.receive_realtime(rt.TimeoutTriggered("i1"), 0.0) == []
     core.receive_realtime(rt.SpeechStarted("u", 0), 1.0)  # the caller answered: reset
     assert core.receive_realtime(rt.TimeoutTriggered("i2"), 2.0) == []
     assert core.receive_realtime(rt.TimeoutTriggered("i3"), 3.0) == []
-    [end] = core.receive_realtime(rt.TimeoutTriggered("i4"), 4.0)
-    assert end == EndCall("idle_caller", failed=True)
+    assert core.receive_realtime(rt.TimeoutTriggered("i4"), 4.0) == []
+    [end] = core.receive_realtime(rt.ResponseCreated("r"), 5.0)
+    assert end == ClosingStarted("idle_caller") and core.closing == "idle_caller"
     assert core.stats.idle_reprompts == 3
 
 
@@ -334,9 +337,10 @@ def test_a_lost_session_is_resumed_with_the_call_so_far() -> None:
     assert not core.session_ready and core.stats.reconnects == 1
     assert core.receive_realtime(rt.AudioDelta("r1", "a2", DELTA), 40.0) == []  # cut
     events = upstream(core.receive_realtime(rt.SessionUpdated(session()), 50.0))
-    assert [e["type"] for e in events] == ["conversation.item.create"] * 2 + ["response.create"]
+    assert [e["type"] for e in events] == ["conversation.item.create"] * 3 + ["response.create"]
     assert events[0]["item"]["content"][0]["text"] == "Hello"
-    assert events[2]["response"]["instructions"] == "We are back."
+    assert events[2]["item"]["role"] == "system"  # carry on, no new greeting
+    assert events[3]["response"]["instructions"] == "We are back."
     assert core.session_ready
 
 

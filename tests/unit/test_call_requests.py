@@ -8,7 +8,7 @@ from typing import Any
 from tests.support.call_core import done, play_response, policy_core, ready_core, session, upstream
 from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
-from voicebridge.core.actions import EndCall, Ignored
+from voicebridge.core.actions import ClosingStarted, EndCall, Ignored
 from voicebridge.core.call import CallCore
 from voicebridge.core.caller_turns import KeypadPause
 from voicebridge.core.responses import Requests
@@ -150,9 +150,10 @@ def test_a_digit_is_caller_activity_for_the_idle_count() -> None:
     core.receive_twilio(tw.Dtmf(SID, "1"), 100.0)
     core.dtmf_pause(1100.0)
     assert core.receive_realtime(rt.TimeoutTriggered("t2"), 9000.0) == []
-    assert core.receive_realtime(rt.TimeoutTriggered("t3"), 18000.0) == [
-        EndCall("idle_caller", failed=True)
-    ]
+    assert core.receive_realtime(rt.TimeoutTriggered("t3"), 18000.0) == []
+    assert core.receive_realtime(rt.ResponseCreated("r"), 18000.0)[-1] == ClosingStarted(
+        "idle_caller"
+    )
 
 
 def test_a_timeout_while_digits_await_their_answer_is_not_counted() -> None:

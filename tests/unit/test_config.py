@@ -59,10 +59,11 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "INTERRUPT_RESPONSE": ("false", "interrupt_response", False),
     "CREATE_RESPONSE": ("no", "create_response", False),
     "NOISE_REDUCTION": ("far_field", "noise_reduction", "far_field"),
-    "TRANSCRIPTION_MODEL": ("gpt-transcribe", "transcription_model", "gpt-transcribe"),
+    "TRANSCRIPTION_MODEL": ("gpt-live-transcribe", "transcription_model", "gpt-live-transcribe"),
     "GREETING_INSTRUCTIONS": ("Say hello.", "greeting_instructions", "Say hello."),
     "IDLE_TIMEOUT_MS": ("8000", "idle_timeout_ms", 8000),
     "IDLE_REPROMPTS": ("1", "idle_reprompts", 1),
+    "IDLE_GOODBYE_INSTRUCTIONS": ("Bye now.", "idle_goodbye_instructions", "Bye now."),
     "APOLOGY_INSTRUCTIONS": ("Sorry!", "apology_instructions", "Sorry!"),
     "MEDIA_GAP_MS": ("250", "media_gap_ms", 250),
     "REALTIME_AUTH": ("API-KEY", "realtime_auth", "api-key"),
@@ -92,7 +93,10 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
 }
 # Variables that are only valid together with another one.
 # (IDLE_TIMEOUT_MS needs server_vad, the default.)
-REQUIRES = {"TWILIO_AUTH_TOKEN": {"PUBLIC_URL": "https://voice.example.com"}}
+REQUIRES = {
+    "TWILIO_AUTH_TOKEN": {"PUBLIC_URL": "https://voice.example.com"},
+    "TWILIO_ACCOUNT_SID": {"TWILIO_AUTH_TOKEN": "tw-token", "PUBLIC_URL": "https://x.example"},
+}
 
 
 def from_env(**environ: str) -> Settings:
@@ -122,8 +126,10 @@ def test_defaults() -> None:
 
 
 def test_blank_values_mean_default() -> None:
-    """Variables set to an empty or blank string fall back to their defaults."""
-    assert Settings.from_env({name: "  " for name in ENV_VARS}) == Settings()
+    """Variables set to an empty or blank string fall back to their defaults; but for
+    TRANSCRIPTION_MODEL, which is on by default: set empty, it is off."""
+    blank = Settings.from_env({name: "  " for name in ENV_VARS})
+    assert blank == Settings(transcription_model="")
 
 
 def test_auth_token_requires_public_url() -> None:

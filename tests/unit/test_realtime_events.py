@@ -32,6 +32,7 @@ from voicebridge.core.realtime import (
     SessionUpdated,
     SpeechStarted,
     SpeechStopped,
+    TranscriptDelta,
     append_audio,
     parse_realtime,
     response_cancel,
@@ -452,7 +453,7 @@ SERVER_EVENTS: list[tuple[str, dict[str, Any], object]] = [
             "content_index": 0,
             "delta": "Hel",
         },
-        Other(type="response.output_audio_transcript.delta"),
+        TranscriptDelta("item_1", "Hel"),  # the model's words so far: a cut answer keeps them
     ),
 ]
 

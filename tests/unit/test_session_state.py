@@ -44,9 +44,10 @@ def test_a_confirmed_session_lost_is_resumed_when_announced() -> None:
     s.replaced(announce=True)
     assert phase(s) is SessionPhase.RESUMING and not s.ready
     assert s.confirmed(True) is OnConfirm.RESUME
-    s.replaced(announce=False)
+    s.replaced(announce=False)  # a renewal at a pause: seeded, nothing said
     assert phase(s) is SessionPhase.OPENING
-    assert s.confirmed(True) is OnConfirm.NOTHING
+    assert s.confirmed(True) is OnConfirm.SEED
+    assert s.confirmed(True) is OnConfirm.NOTHING  # (a second echo of the same session)
 
 
 def test_a_replacement_lost_before_confirmation_still_resumes() -> None:

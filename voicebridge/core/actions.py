@@ -11,6 +11,7 @@ from voicebridge.core.tools import FunctionCall
 
 __all__ = [
     "Action",
+    "ClosingStarted",
     "EndCall",
     "FlushPlayback",
     "Ignored",
@@ -88,6 +89,14 @@ class EndCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ClosingStarted:
+    """The core began a deliberate ending itself (a caller silent past the re-prompts): the
+    shell ends the call once the closing line is heard, as for one it asked for."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunTool:
     """The model called a function; run it off the audio path and report its output."""
 
@@ -95,4 +104,14 @@ class RunTool:
     spoke: bool  # the response that called it also said something (e.g. the goodbye)
 
 
-Action = SendUpstream | SendTwilio | Playback | Probe | FlushPlayback | EndCall | RunTool | Ignored
+Action = (
+    SendUpstream
+    | SendTwilio
+    | Playback
+    | Probe
+    | FlushPlayback
+    | EndCall
+    | ClosingStarted
+    | RunTool
+    | Ignored
+)

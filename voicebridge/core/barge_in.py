@@ -77,6 +77,12 @@ class ReceivedItems:
         item = self._items.get(item_id)
         return item is not None and item.truncated
 
+    def of_response(self, response_id: str) -> list[tuple[str, float]]:
+        """(item id, ms received) of each item the response has sent audio for."""
+        return [
+            (i, it.received_ms) for i, it in self._items.items() if it.response_id == response_id
+        ]
+
     def forget(self) -> None:
         """The session was replaced: its items mean nothing to the next one."""
         self._items.clear()

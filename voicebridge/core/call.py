@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import binascii
 import enum
-from dataclasses import dataclass
 from typing import Any
 
 from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
 from voicebridge.core.actions import (
     Action,
+    ClosingStarted,
     EndCall,
     Ignored,
     Playback,
@@ -55,8 +55,10 @@ from voicebridge.core.actions import (
 )
 from voicebridge.core.assistant_audio import AssistantAudio
 from voicebridge.core.caller_turns import IdleCaller, KeypadPause
+from voicebridge.core.continuity import PauseWatch, cut_answer, seed_items
 from voicebridge.core.conversation import Conversation
 from voicebridge.core.pacing import AudioBudget
+from voicebridge.core.policy import CallPolicy
 from voicebridge.core.session_state import OnConfirm, SessionState
 from voicebridge.core.stats import CallStats
 from voicebridge.core.transcode import CallerToModel, ulaw_silence
@@ -68,21 +70,7 @@ _FRAME_MS = 20
 _SILENCE = ulaw_silence(_FRAME_MS)
 # Twilio sends 20 ms (216 base64 characters); anything past a second of audio is not Twilio.
 MAX_PAYLOAD_B64 = 11_000
-
-
-@dataclass(frozen=True, slots=True)
-class CallPolicy:
-    """How the conversation is steered beyond the session's own settings."""
-
-    greeting_instructions: str = ""  # non-empty: the model speaks first, like this
-    idle_reprompts: int = 2  # unanswered idle re-prompts before the call is ended
-    apology_instructions: str = "Apologise briefly for a technical problem."
-    # Caller audio forwarded beyond real time is dropped past this credit (ms; inf: never).
-    caller_burst_ms: float = 2000.0
-    resume_instructions: str = (
-        "The line dropped for a moment. Tell the caller in a few words that you are back, "
-        "then continue where you left off."
-    )
+_DEFAULT_POLICY = CallPolicy()
 
 
 class Phase(enum.Enum):
@@ -94,7 +82,7 @@ class Phase(enum.Enum):
 class CallCore:
     """Bridge decisions for one call. Times are ms on any monotonic clock."""
 
-    def __init__(self, session: rt.SessionConfig, policy: CallPolicy = CallPolicy()) -> None:
+    def __init__(self, session: rt.SessionConfig, policy: CallPolicy = _DEFAULT_POLICY) -> None:
         self.session_config = session
         self.policy = policy
         self.phase = Phase.WAITING_START
@@ -105,6 +93,9 @@ class CallCore:
         self._talk = Conversation(self.stats, self.next_event_id, policy.apology_instructions)
         self._idle = IdleCaller(policy.idle_reprompts)
         self._keypad = KeypadPause()
+        self._pause = PauseWatch(transcribes=bool(session.transcription_model))
+        self._idle_close_due = False  # past the re-prompts: close once the server's is created
+        self._resume_line = policy.resume_instructions
         self._audio = AssistantAudio(
             session.output_format,
             self._talk.responses,
@@ -245,12 +236,18 @@ class CallCore:
     def receive_realtime(self, event: rt.RealtimeEvent, now: float) -> list[Action]:
         if isinstance(event, rt.AudioDelta):
             return self._audio.delta(event)
+        if isinstance(event, rt.TranscriptDelta):
+            self.transcript.partial(event.item_id, event.delta, self._since(now))
+            return []
         if isinstance(event, rt.SpeechStarted):
             return self._caller_speaks(now)
         if isinstance(event, rt.TimeoutTriggered):
             # Silence while keypad digits await their answer is the caller at work, not idle.
             if not self._keypad.waiting and self._idle.timed_out():
-                return [EndCall("idle_caller", failed=True)]
+                # A server answering turns is starting one more re-prompt: the goodbye
+                # replaces it once it is created.
+                self._idle_close_due = self._session.create_response
+                return [] if self._idle_close_due else self._close_idle()
             self.stats.idle_reprompts += 1
             return []
         if isinstance(event, rt.Committed):
@@ -259,14 +256,21 @@ class CallCore:
             return [] if self._session.create_response else self.request_response()
         if isinstance(event, rt.SpeechStopped):
             self._audio.latency.speech_stopped(now)
+            self._pause.speech_stopped(event.item_id, now)
+            self.transcript.expect("caller", event.item_id, self._since(now))
             return []
         if isinstance(event, rt.ResponseCreated):
-            return self._talk.response_created(event)
+            self._pause.answered()
+            actions = self._talk.response_created(event)
+            if self._idle_close_due:  # the server's re-prompt: cut it for the goodbye
+                self._idle_close_due = False
+                actions += self._close_idle()
+            return actions
         if isinstance(event, rt.ResponseDone):
             return self._talk.response_done(event)
         if isinstance(event, rt.Transcribed):
-            since = now - self._started_at if self._started_at is not None else 0.0
-            self.transcript.add(event.role, event.text, event.item_id, since)
+            self._pause.transcribed(event.item_id)
+            self.transcript.add(event.role, event.text, event.item_id, self._since(now))
             if self._audio.items.truncated(event.item_id):
                 self.transcript.mark_interrupted(event.item_id)
             return []
@@ -280,6 +284,8 @@ class CallCore:
     def _caller_speaks(self, now: float) -> list[Action]:
         """Speech started: the caller is not idle, calls off a goodbye, may barge in (C.3)."""
         self._idle.answered()
+        self._idle_close_due = False
+        self._pause.speech_started()
         self._talk.caller_spoke()
         if not self._audio.items.interrupts(now):
             return []
@@ -305,35 +311,69 @@ class CallCore:
             rt.session_interrupts_response(session), rt.session_creates_response(session)
         )
         actions: list[Action] = []
-        if step is OnConfirm.RESUME:
-            # A fresh session after a lost one: the call so far as text, then a word to the
-            # caller, so the line is never silent for long.
-            actions += [
-                SendUpstream(rt.create_item(item, self.next_event_id()))
-                for item in self.transcript.as_items()
-            ]
+        if step in (OnConfirm.RESUME, OnConfirm.SEED):
+            # A fresh session taking over: the call so far as text (both sides), told to
+            # carry on; after a lost one, a word to the caller too (RESUME).
+            actions += self._seed()
         actions += [self._digit_item(digit) for digit in self._keypad.release()]
         if self.closing is not None:
             return actions  # closing: the last line is all the model is asked for
-        if step is OnConfirm.NOTHING:
+        if step in (OnConfirm.NOTHING, OnConfirm.SEED):
             return actions + self.dtmf_pause(now)  # held digits: answered after their pause
         # The model speaks first (nothing is active yet, so a response may be created); held
         # digits came before it, so it answers them too.
         self._keypad.answered()
         if step is OnConfirm.RESUME:
-            return [*actions, self._talk.create(self.policy.resume_instructions)]
+            return [*actions, self._talk.create(self._resume_line)]
         return [*actions, self._talk.create(self.policy.greeting_instructions)]
 
-    def new_session(self, *, announce: bool) -> None:
-        """Forget the lost session's state before a fresh one is opened.
+    def new_session(self, *, announce: bool, renewal: bool = False) -> None:
+        """Forget the replaced session's state before a fresh one is opened.
 
         Audio already at Twilio keeps playing; its items are unknown to the new session, so
-        a barge-in over it clears Twilio but truncates nothing.
+        a barge-in over it clears Twilio but truncates nothing. An answer in progress is cut
+        (``continuity.cut_answer``) and resumed. ``renewal``: the session reached its age
+        limit, counted apart from a reconnect.
         """
-        self.stats.reconnects += 1
-        self._session.replaced(announce=announce)
+        active = self._talk.responses.active
+        cut = active is not None and cut_answer(
+            self.transcript, self._audio.items.of_response(active), self._audio.playback
+        )
+        if renewal:
+            self.stats.renewals += 1
+        else:
+            self.stats.reconnects += 1
+        self._resume_line = (
+            self.policy.renew_resume_instructions if renewal else self.policy.resume_instructions
+        )
+        self._session.replaced(announce=announce or cut)
         self._talk.responses.forget_active()
         self._audio.items.forget()
+
+    def at_pause(self, now: float) -> bool:
+        """Nobody is speaking and nothing is owed: the model has finished and been heard,
+        the caller is silent with no turn unanswered. A session replaced now loses nothing."""
+        return (
+            self.session_ready
+            and self.closing is None
+            and self._talk.responses.active is None
+            and self._talk.tools.running == 0
+            and not self._keypad.waiting
+            and self._audio.played_out(now)
+            and self._pause.quiet(now)
+        )
+
+    def _seed(self) -> list[Action]:
+        items = seed_items(self.transcript, self.policy.continuation)
+        return [SendUpstream(rt.create_item(item, self.next_event_id())) for item in items]
+
+    def _since(self, now: float) -> float:
+        return now - self._started_at if self._started_at is not None else 0.0
+
+    def _close_idle(self) -> list[Action]:
+        """Past the re-prompts: a short goodbye, then a deliberate end (the shell waits)."""
+        line = self.policy.idle_goodbye_instructions
+        return [*self.close("idle_caller", line, yields=True), ClosingStarted("idle_caller")]
 
     # -- closing ---------------------------------------------------------------------
 

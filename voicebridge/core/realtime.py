@@ -22,6 +22,8 @@ from voicebridge.core.session_state import (  # readers of session.updated, kept
 from voicebridge.errors import RealtimeProtocolError
 
 __all__ = [
+    "DEFAULT_TRANSCRIPTION_MODEL",
+    "DEPRECATED_TRANSCRIPTION_MODELS",
     "NOISE_REDUCTION_TYPES",
     "TRANSCRIPTION_MODELS",
     "TURN_DETECTION_TYPES",
@@ -42,6 +44,7 @@ __all__ = [
     "SpeechStopped",
     "TimeoutTriggered",
     "Transcribed",
+    "TranscriptDelta",
     "create_item",
     "append_audio",
     "parse_realtime",
@@ -71,6 +74,11 @@ TRANSCRIPTION_MODELS = (  # audio.input.transcription.model (``AudioTranscriptio
     "gpt-4o-transcribe-diarize",
     "gpt-realtime-whisper",
 )
+# Shut down on 2027-02-26 (the SDK's docstrings, PROTOCOLS.md B.2): warned about at start-up.
+DEPRECATED_TRANSCRIPTION_MODELS = frozenset(
+    m for m in TRANSCRIPTION_MODELS if m == "whisper-1" or m.startswith("gpt-4o-")
+)
+DEFAULT_TRANSCRIPTION_MODEL = "gpt-transcribe"  # current, not deprecated
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +219,14 @@ class Transcribed:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptDelta:
+    """A piece of the model's transcript, as its audio is generated."""
+
+    item_id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
 class Committed:
     """``input_audio_buffer.committed``: a caller turn (or an idle timeout's silence) ended."""
 
@@ -275,6 +291,7 @@ RealtimeEvent = (
     | SpeechStopped
     | TimeoutTriggered
     | Transcribed
+    | TranscriptDelta
     | Committed
     | ResponseCreated
     | AudioDelta
@@ -353,6 +370,9 @@ _PARSERS: dict[str, Any] = {
     "response.created": _response_created,
     "input_audio_buffer.committed": lambda ev: Committed(_f.string(ev, "item_id")),
     "input_audio_buffer.timeout_triggered": lambda ev: TimeoutTriggered(_f.string(ev, "item_id")),
+    "response.output_audio_transcript.delta": lambda ev: TranscriptDelta(
+        _f.string(ev, "item_id"), _f.string(ev, "delta")
+    ),
     "response.output_audio_transcript.done": lambda ev: Transcribed(
         "assistant", _f.string(ev, "item_id"), _f.string(ev, "transcript")
     ),

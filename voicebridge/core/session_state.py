@@ -29,12 +29,14 @@ class OnConfirm(enum.Enum):
     NOTHING = "nothing"
     GREET = "greet"  # the model speaks first (once per call)
     RESUME = "resume"  # re-seed the call so far as text, then a word to the caller
+    SEED = "seed"  # re-seed the call so far as text, and say nothing (a renewal at a pause)
 
 
 class SessionState:
     """The session sub-machine::
 
-        OPENING  --session.updated--> READY   (GREET the first time, if the call greets)
+        OPENING  --session.updated--> READY   (GREET the first time, if the call greets;
+                                               else SEED if it replaced another)
         RESUMING --session.updated--> READY   (RESUME)
         READY    --new session, announced--> RESUMING
         RESUMING --new session, announced--> RESUMING
@@ -50,6 +52,7 @@ class SessionState:
         self.interrupt_response = True  # replaced by each session.updated echo
         self.create_response = True  # likewise: False, and the bridge answers each turn
         self._greeting_due = greets
+        self._replacement = False  # the next session takes over from another
 
     @property
     def ready(self) -> bool:
@@ -60,17 +63,19 @@ class SessionState:
         self.interrupt_response = interrupt_response
         self.create_response = create_response
         was, self.phase = self.phase, SessionPhase.READY
+        replacement, self._replacement = self._replacement, False
         if was is SessionPhase.RESUMING:
             return OnConfirm.RESUME
         if was is SessionPhase.OPENING and self._greeting_due:
             self._greeting_due = False
             return OnConfirm.GREET
-        return OnConfirm.NOTHING
+        return OnConfirm.SEED if replacement else OnConfirm.NOTHING
 
     def replaced(self, *, announce: bool) -> None:
         """A fresh session is about to be opened in place of the current one."""
         resume = announce and self.phase in (SessionPhase.READY, SessionPhase.RESUMING)
         self.phase = SessionPhase.RESUMING if resume else SessionPhase.OPENING
+        self._replacement = True
 
 
 def session_audio_formats(session: dict[str, Any]) -> tuple[str | None, str | None]:

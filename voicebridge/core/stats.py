@@ -41,7 +41,8 @@ class CallStats:
     unknown_events: Counter[str] = field(default_factory=Counter)  # by name, capped: end line
     upstream_ignored: Counter[str] = field(default_factory=Counter)  # upstream events dropped
     upstream_errors: Counter[str] = field(default_factory=Counter)  # by error code
-    reconnects: int = 0
+    reconnects: int = 0  # lost upstreams replaced
+    renewals: int = 0  # sessions replaced at their age limit (SESSION_LIMIT_ACTION=renew)
     tokens: Counter[str] = field(default_factory=Counter)
 
     def count_ignored(self, reason: str) -> bool:

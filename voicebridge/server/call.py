@@ -31,6 +31,7 @@ from voicebridge.config import Settings
 from voicebridge.core import twilio as tw
 from voicebridge.core.actions import (
     Action,
+    ClosingStarted,
     EndCall,
     FlushPlayback,
     Ignored,
@@ -155,6 +156,9 @@ class Call:
                 )
             elif isinstance(action, EndCall):
                 raise CallEnded(action.reason, action.failed, deliberate=action.deliberate)
+            elif isinstance(action, ClosingStarted):
+                # The core is saying the last line already: the closer waits for it.
+                self.closer.request_close(action.reason, None)
 
     def request_close(self, reason: str, instructions: str | None = "") -> None:
         """End the call well (see ``Closer.request_close``)."""
@@ -248,7 +252,7 @@ class Call:
         if self.twilio.recorder is not None:
             await self.twilio.recorder.finish(self.core.started_at or 0.0)
         if self.settings.record_dir and self.core.transcript.turns and start is not None:
-            records = [turn.as_record() for turn in self.core.transcript.turns]
+            records = [turn.as_record() for turn in self.core.transcript.spoken()]
             await write_transcript(
                 self.settings.record_dir, start.call_sid, records, self.recording
             )

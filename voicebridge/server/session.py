@@ -44,10 +44,12 @@ def session_config(
 
 
 def call_policy(settings: Settings) -> CallPolicy:
-    """The core's choices for a call: greeting, idle re-prompts, the apology, pacing."""
+    """The core's choices for a call: greeting, idle re-prompts and goodbye, the apology,
+    pacing."""
     return CallPolicy(
         greeting_instructions=settings.greeting_instructions,
         idle_reprompts=settings.idle_reprompts,
         apology_instructions=settings.apology_instructions,
+        idle_goodbye_instructions=settings.idle_goodbye_instructions,
         caller_burst_ms=settings.caller_burst_ms or math.inf,  # 0: no pacing
     )

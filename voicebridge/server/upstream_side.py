@@ -4,7 +4,9 @@
 session, and runs ``upstream-in``, ``upstream-out``, ``upstream-watch`` and, once the session
 is confirmed, ``session-clock`` in a nested TaskGroup. A connection lost mid-call is
 replaced once (``UPSTREAM_RECONNECT``); at the session's age limit (``SESSION_LIMIT_S``)
-the call either continues in a fresh session or ends with a closing line.
+the call either ends with a closing line or continues in a fresh session, renewed at the
+first pause in the conversation within ``RENEW_WINDOW_S`` of the limit (at the limit at the
+latest). Either way the fresh session is seeded with the call so far (``CallCore``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ from voicebridge.core.call import CallCore
 from voicebridge.core.stall import StallWatch
 from voicebridge.errors import ProtocolError, UpstreamError
 from voicebridge.server.call_log import CallLog
-from voicebridge.server.clock import now_ms
+from voicebridge.server.clock import now_ms, now_s
 from voicebridge.server.lifetime import CallEnded, Renew, UpstreamLost, first
 from voicebridge.server.queues import FrameQueue
 from voicebridge.server.upstream import ConnectUpstream, UpstreamClosed, UpstreamConnection
 
-__all__ = ["UpstreamSide"]
+__all__ = ["RENEW_WINDOW_S", "UpstreamSide"]
+
+# A planned renewal looks for a pause from this long before SESSION_LIMIT_S (at most half
+# of it): a minute is several turns, so a pause nearly always comes.
+RENEW_WINDOW_S = 60.0
+PAUSE_POLL_S = 0.1
 
 
 class UpstreamSide:
@@ -82,8 +89,12 @@ class UpstreamSide:
                 reconnects -= 1
                 self.log.warning("upstream lost (%s): opening a fresh session", lost)
             elif renew:
-                self.log.info("upstream session at its age limit: continuing in a fresh one")
-            self.core.new_session(announce=lost is not None)
+                paused = self.core.at_pause(now_ms())
+                self.log.info(
+                    "upstream session at its age limit: continuing in a fresh one (%s)",
+                    "at a pause" if paused else "no pause came",
+                )
+            self.core.new_session(announce=lost is not None, renewal=renew)
             self.upstream_q.drain_control()  # meant for the session that is gone
             deadline = self.settings.reconnect_timeout_s
 
@@ -187,8 +198,16 @@ class UpstreamSide:
 
     async def _session_clock(self) -> None:
         # The upstream cuts sessions at 60 minutes, mid-sentence and without warning.
-        await asyncio.sleep(self.settings.session_limit_s)
-        if self.settings.session_limit_action == "renew":
-            self.conn = None  # frames from now on wait for the fresh session
-            raise Renew()
-        self.request_close("session_limit")
+        limit = self.settings.session_limit_s
+        if self.settings.session_limit_action != "renew":
+            await asyncio.sleep(limit)
+            self.request_close("session_limit")
+            return
+        window = min(RENEW_WINDOW_S, limit / 2)
+        await asyncio.sleep(limit - window)
+        deadline = now_s() + window
+        # Polled: "the caller has heard the end of the answer" is a projection, not an event.
+        while not self.core.at_pause(now_ms()) and now_s() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(PAUSE_POLL_S)
+        self.conn = None  # frames from now on wait for the fresh session
+        raise Renew()
