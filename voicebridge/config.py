@@ -64,6 +64,10 @@ DEFAULT_CLOSING = (
     "You have to end the call now. Tell the caller so politely in one short sentence and "
     "say goodbye."
 )
+DEFAULT_HOLDING = (
+    "A tool you called is still working. Tell the caller in a few words that you are "
+    "checking and ask them to hold on; do not call any tool and do not guess the result."
+)
 DEFAULT_IDLE_GOODBYE = (
     "The caller has not answered for a while. Say in one short sentence that you will hang "
     "up now, and say goodbye."
@@ -154,6 +158,7 @@ class Settings:
     # Twilio side
     public_url: str | None = None  # PUBLIC_URL: https:// base Twilio reaches us at
     welcome_say: str = ""  # WELCOME_SAY: spoken by Twilio before connecting, if set
+    say_language: str = ""  # SAY_LANGUAGE: <Say language=…> (en-US, de-DE…); "": Twilio's default
     failure_say: str = DEFAULT_FAILURE_SAY  # FAILURE_SAY: heard when a call fails
     busy_say: str = DEFAULT_BUSY_SAY  # BUSY_SAY: heard when every call slot is taken
     # Security
@@ -179,12 +184,25 @@ class Settings:
     metrics_token: Secret = Secret("")  # METRICS_TOKEN: /metrics needs Bearer <token> if set
     twilio_account_sid: str = ""  # TWILIO_ACCOUNT_SID: for REST call updates (end, transfer)
     twilio_api_base: str = "https://api.twilio.com"  # TWILIO_API_BASE (tests: a local fake)
+    # TWILIO_API_KEY_SID / _SECRET: REST auth by API key instead of TWILIO_AUTH_TOKEN
+    twilio_api_key_sid: str = ""
+    twilio_api_key_secret: Secret = Secret("")
     record_dir: str = ""  # RECORD_DIR: recordings and transcripts, off if empty
     # The assistant acts (README "Tools")
     end_call_tool: bool = True  # END_CALL_TOOL: the model may hang up after its goodbye
     transfer_destinations: str = ""  # TRANSFER_DESTINATIONS: name=+1555...,name=sip:...
     custom_tools: str = ""  # CUSTOM_TOOLS: package.module:TOOLS
     tool_timeout_s: float = 5.0  # TOOL_TIMEOUT_S: per tool call, s
+    # Connect your business (README): per-number profiles, HTTP tools, call events
+    profiles_file: str = ""  # PROFILES_FILE: TOML profiles per called number
+    tools_file: str = ""  # TOOLS_FILE: TOML [tools.NAME] HTTP tools
+    signing_secret: Secret = Secret("")  # SIGNING_SECRET: signs tool requests and call events
+    tool_holding_delay_s: float = 1.5  # TOOL_HOLDING_DELAY_S: a tool this slow gets a holding line
+    tool_holding_instructions: str = DEFAULT_HOLDING  # TOOL_HOLDING_INSTRUCTIONS
+    tool_log_arguments: bool = False  # TOOL_LOG_ARGUMENTS: log argument values, not only names
+    call_events_url: str = ""  # CALL_EVENTS_URL: receives call.started/.ended/.transferred
+    call_events_queue: int = 1000  # CALL_EVENTS_QUEUE: events waiting; more are dropped
+    call_events_retry_s: float = 120.0  # CALL_EVENTS_RETRY_S: retries of one event stop after
     goodbye_instructions: str = "Say a short, warm goodbye."  # GOODBYE_INSTRUCTIONS
     transfer_instructions: str = (  # TRANSFER_INSTRUCTIONS
         "Tell the caller in one short sentence that you are transferring them now."
@@ -309,6 +327,7 @@ class Settings:
             media_gap_ms=int(number("MEDIA_GAP_MS", defaults.media_gap_ms, int)),
             public_url=public_url,
             welcome_say=text("WELCOME_SAY", ""),
+            say_language=text("SAY_LANGUAGE", ""),
             failure_say=text("FAILURE_SAY", defaults.failure_say),
             busy_say=text("BUSY_SAY", defaults.busy_say),
             twilio_auth_token=Secret(environ.get("TWILIO_AUTH_TOKEN", "").strip()),
@@ -331,11 +350,26 @@ class Settings:
             metrics_token=Secret(environ.get("METRICS_TOKEN", "").strip()),
             twilio_account_sid=text("TWILIO_ACCOUNT_SID", ""),
             twilio_api_base=text("TWILIO_API_BASE", defaults.twilio_api_base).rstrip("/"),
+            twilio_api_key_sid=text("TWILIO_API_KEY_SID", ""),
+            twilio_api_key_secret=Secret(environ.get("TWILIO_API_KEY_SECRET", "").strip()),
             record_dir=text("RECORD_DIR", ""),
             end_call_tool=flag("END_CALL_TOOL", defaults.end_call_tool),
             transfer_destinations=text("TRANSFER_DESTINATIONS", ""),
             custom_tools=text("CUSTOM_TOOLS", ""),
             tool_timeout_s=number("TOOL_TIMEOUT_S", defaults.tool_timeout_s, float),
+            profiles_file=text("PROFILES_FILE", ""),
+            tools_file=text("TOOLS_FILE", ""),
+            signing_secret=Secret(environ.get("SIGNING_SECRET", "").strip()),
+            tool_holding_delay_s=seconds_or_off(
+                "TOOL_HOLDING_DELAY_S", defaults.tool_holding_delay_s
+            ),
+            tool_holding_instructions=text(
+                "TOOL_HOLDING_INSTRUCTIONS", defaults.tool_holding_instructions
+            ),
+            tool_log_arguments=flag("TOOL_LOG_ARGUMENTS", defaults.tool_log_arguments),
+            call_events_url=text("CALL_EVENTS_URL", ""),
+            call_events_queue=int(number("CALL_EVENTS_QUEUE", defaults.call_events_queue, int)),
+            call_events_retry_s=number("CALL_EVENTS_RETRY_S", defaults.call_events_retry_s, float),
             goodbye_instructions=text("GOODBYE_INSTRUCTIONS", defaults.goodbye_instructions),
             transfer_instructions=text("TRANSFER_INSTRUCTIONS", defaults.transfer_instructions),
             start_timeout_s=number("START_TIMEOUT_S", defaults.start_timeout_s, float),
@@ -418,12 +452,13 @@ class Settings:
                 f"TWILIO_ACCOUNT_SID={self.twilio_account_sid!r} is not an account SID "
                 "(AC followed by 32 hex digits; see the Twilio console)"
             )
-        if self.twilio_account_sid and not self.twilio_auth_token:
+        if self.twilio_account_sid and not (self.twilio_auth_token or self.twilio_api_key_sid):
             # REST calls authenticate with both; one alone would be dropped silently.
             raise ConfigError(
                 "TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: the REST API needs "
-                "both. Unset TWILIO_ACCOUNT_SID (calls end through the after-stream answer "
-                "without it) or set TWILIO_AUTH_TOKEN"
+                "both (or TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET). Unset "
+                "TWILIO_ACCOUNT_SID (calls end through the after-stream answer without it) or "
+                "set TWILIO_AUTH_TOKEN"
             )
         api = urlsplit(self.twilio_api_base)
         if api.scheme not in ("https", "http") or not api.hostname:
@@ -438,6 +473,46 @@ class Settings:
             raise ConfigError("STREAM_TOKEN_SECRET must be at least 16 characters (32+ random)")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        self._validate_business()
+
+    def _validate_business(self) -> None:
+        key_sid, key_secret = self.twilio_api_key_sid, self.twilio_api_key_secret
+        if key_sid and not re.fullmatch(r"SK[0-9a-fA-F]{32}", key_sid):
+            raise ConfigError(
+                f"TWILIO_API_KEY_SID={key_sid!r} is not an API key SID (SK followed by 32 hex "
+                "digits; Twilio console → API keys)"
+            )
+        if bool(key_sid) != bool(key_secret) or (key_sid and not self.twilio_account_sid):
+            raise ConfigError(
+                "TWILIO_API_KEY_SID, TWILIO_API_KEY_SECRET and TWILIO_ACCOUNT_SID go together: "
+                "the key authenticates, the account SID names the calls' account"
+            )
+        if self.say_language and not re.fullmatch(
+            r"[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*", self.say_language
+        ):
+            raise ConfigError(
+                f"SAY_LANGUAGE={self.say_language!r} is not a language tag, e.g. en-US"
+            )
+        for name, path in (("PROFILES_FILE", self.profiles_file), ("TOOLS_FILE", self.tools_file)):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{name}={path!r}: no such file")
+        if self.call_events_url:
+            url = urlsplit(self.call_events_url)
+            local = url.hostname in LOOPBACK_HOSTS
+            if not url.hostname or not (url.scheme == "https" or (url.scheme == "http" and local)):
+                raise ConfigError(
+                    f"CALL_EVENTS_URL={mask_url(self.call_events_url)!r} must be an https:// URL "
+                    "(http:// only on this machine)"
+                )
+        if self.call_events_url and not self.signing_secret:
+            # HTTP tools need it too: checked where their files are read (server/profiles.py).
+            raise ConfigError(
+                "CALL_EVENTS_URL is set but SIGNING_SECRET is not: events are signed with it "
+                "(X-Voicebridge-Signature) so your backend can refuse forgeries; set 32+ random "
+                "characters, the same value your backend verifies with"
+            )
+        if 0 < len(self.signing_secret.reveal()) < 16:
+            raise ConfigError("SIGNING_SECRET must be at least 16 characters (32+ random)")
 
     @property
     def upstream_is_openai(self) -> bool:
@@ -468,10 +543,13 @@ class Settings:
         secrets = (
             self.openai_api_key,
             self.twilio_auth_token,
+            self.twilio_api_key_secret,
+            self.signing_secret,
             self.stream_token_secret,
             self.metrics_token,
         )
         found = {s.reveal() for s in secrets} | url_secrets(self.realtime_url)
+        found |= url_secrets(self.call_events_url)
         return tuple(sorted((s for s in found if len(s) >= MIN_SECRET), key=len, reverse=True))
 
     def describe(self) -> dict[str, object]:

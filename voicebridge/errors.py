@@ -10,7 +10,8 @@ VoiceBridgeError
 │   └── UpstreamClosed       it closed (code, reason as received): a call's upstream side
 ├── TwilioClosed             the Media Streams socket is gone: a call's Twilio side
 ├── QueueOverflow            control messages backed up: a peer stopped reading
-└── TwilioRestError          Twilio's REST API refused or could not be reached
+├── TwilioRestError          Twilio's REST API refused or could not be reached
+└── OutboundError            an outbound HTTP request (REST, tool, event) got no answer
 
 The two ``*Closed`` errors are what a call's socket adapters (``server/twilio_socket.py``,
 ``server/upstream.py``) turn Starlette's and websockets' exceptions into.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "OutboundError",
     "ProtocolError",
     "QueueOverflow",
     "RealtimeProtocolError",
@@ -107,3 +109,14 @@ class TwilioRestError(VoiceBridgeError):
 
     The message never carries the auth token.
     """
+
+
+class OutboundError(VoiceBridgeError):
+    """An outbound HTTP request got no answer: unreachable, timed out, or answered too much.
+
+    ``kind`` is a stable label (``timeout``, ``unreachable``, ``too_big``) for the metrics.
+    """
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind

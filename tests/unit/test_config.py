@@ -90,12 +90,27 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "TWILIO_STREAM_SIGNATURE": ("REQUIRE", "twilio_stream_signature", "require"),
     "CALL_SID_MEMORY_S": ("0", "call_sid_memory_s", 0.0),
     "CALLER_BURST_MS": ("500", "caller_burst_ms", 500),
+    "SAY_LANGUAGE": ("de-DE", "say_language", "de-DE"),
+    "TWILIO_API_KEY_SID": ("SK" + "b" * 32, "twilio_api_key_sid", "SK" + "b" * 32),
+    "TWILIO_API_KEY_SECRET": ("k-secret", "twilio_api_key_secret", Secret("k-secret")),
+    "PROFILES_FILE": (__file__, "profiles_file", __file__),
+    "TOOLS_FILE": (__file__, "tools_file", __file__),
+    "SIGNING_SECRET": ("s" * 32, "signing_secret", Secret("s" * 32)),
+    "TOOL_HOLDING_DELAY_S": ("0", "tool_holding_delay_s", 0.0),
+    "TOOL_HOLDING_INSTRUCTIONS": ("Hold on.", "tool_holding_instructions", "Hold on."),
+    "TOOL_LOG_ARGUMENTS": ("yes", "tool_log_arguments", True),
+    "CALL_EVENTS_URL": ("https://b.example/ev", "call_events_url", "https://b.example/ev"),
+    "CALL_EVENTS_QUEUE": ("10", "call_events_queue", 10),
+    "CALL_EVENTS_RETRY_S": ("30", "call_events_retry_s", 30.0),
 }
 # Variables that are only valid together with another one.
 # (IDLE_TIMEOUT_MS needs server_vad, the default.)
 REQUIRES = {
     "TWILIO_AUTH_TOKEN": {"PUBLIC_URL": "https://voice.example.com"},
     "TWILIO_ACCOUNT_SID": {"TWILIO_AUTH_TOKEN": "tw-token", "PUBLIC_URL": "https://x.example"},
+    "TWILIO_API_KEY_SID": {"TWILIO_API_KEY_SECRET": "k", "TWILIO_ACCOUNT_SID": "AC" + "a" * 32},
+    "TWILIO_API_KEY_SECRET": {"TWILIO_API_KEY_SID": "SK" + "b" * 32, "TWILIO_ACCOUNT_SID": "AC" + "a" * 32},
+    "CALL_EVENTS_URL": {"SIGNING_SECRET": "s" * 32},
 }
 
 

@@ -303,6 +303,17 @@ class CallCore:
 
     def _session_updated(self, session: dict[str, Any], now: float) -> list[Action]:
         want = (self.session_config.input_format, self.session_config.output_format)
+    def configure(self, session: rt.SessionConfig, policy: CallPolicy) -> None:
+        """The called number's own session and policy, set once ``start`` is admitted and
+        before the upstream opens (the audio formats stay those the core was built with)."""
+        self.session_config, self.policy = session, policy
+        self._session = SessionState(greets=bool(policy.greeting_instructions))
+        self._idle = IdleCaller(policy.idle_reprompts)
+
+    def holding_line(self, instructions: str) -> list[Action]:
+        """A slow tool: the model says a short holding line while the caller waits."""
+        return self._talk.hold(instructions) if self.session_ready else []
+
         got = rt.session_audio_formats(session)
         if got != want:
             shown = tuple((g or "")[:32] for g in got)  # a peer's text: keep log lines short

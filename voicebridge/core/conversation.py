@@ -62,6 +62,13 @@ class Conversation:
             return []
         return [self.create()] if self.responses.request() else []
 
+    def hold(self, instructions: str) -> list[Action]:
+        """A slow tool: a short holding line now, unless a response is active (it speaks
+        already) or the call is closing; the tool's answer is asked for after it."""
+        if self.closing.reason is not None or self.responses.active is not None:
+            return []
+        return [self.create(instructions)]
+
     def response_created(self, ev: rt.ResponseCreated) -> list[Action]:
         self.responses.created(ev.response_id)
         self._stats.responses += 1

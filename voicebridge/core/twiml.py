@@ -32,6 +32,12 @@ def twiml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _say(text: str, language: str = "") -> str:
+    """``<Say>``, in ``language`` (en-US, de-DE…) when given, else Twilio's default."""
+    attr = f" language={quoteattr(language)}" if language else ""
+    return f"<Say{attr}>{twiml_escape(text)}</Say>"
+
+
 def stream_url(public_base: str, path: str = "/realtime") -> str:
     """``wss://host[/prefix]/realtime`` from the public https base (``ws://`` for http)."""
     base = public_base.rstrip("/")
@@ -49,6 +55,7 @@ def stream_twiml(
     failure_say: str = "",
     status_callback: str = "",
     action: str = "",
+    language: str = "",
 ) -> str:
     """The webhook answer: optional <Say>, <Connect><Stream>, then the failure path.
 
@@ -60,7 +67,7 @@ def stream_twiml(
         raise ValueError("a <Stream> url cannot carry a query string; use <Parameter>s")
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<Response>"]
     if welcome_say:
-        lines.append(f"  <Say>{twiml_escape(welcome_say)}</Say>")
+        lines.append(f"  {_say(welcome_say, language)}")
     lines.append(f"  <Connect action={quoteattr(action)}>" if action else "  <Connect>")
     callback = f" statusCallback={quoteattr(status_callback)}" if status_callback else ""
     lines.append(f"    <Stream url={quoteattr(url)}{callback}>")
@@ -71,17 +78,17 @@ def stream_twiml(
     lines.append("    </Stream>")
     lines.append("  </Connect>")
     if failure_say:
-        lines.append(f"  <Say>{twiml_escape(failure_say)}</Say>")
+        lines.append(f"  {_say(failure_say, language)}")
     lines.append("  <Hangup />")
     lines.append("</Response>")
     return "\n".join(lines) + "\n"
 
 
-def say_twiml(text: str) -> str:
+def say_twiml(text: str, language: str = "") -> str:
     """Say something and hang up: the busy and fallback answers."""
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<Response>\n'
-        f"  <Say>{twiml_escape(text)}</Say>\n  <Hangup />\n</Response>\n"
+        f"  {_say(text, language)}\n  <Hangup />\n</Response>\n"
     )
 
 
@@ -100,14 +107,14 @@ def dial_twiml(destination: str) -> str:
     )
 
 
-def after_stream_twiml(outcome: Outcome | None, failure_say: str) -> str:
+def after_stream_twiml(outcome: Outcome | None, failure_say: str, language: str = "") -> str:
     """The ``<Connect action>`` answer for a call's recorded outcome.
 
     ``None``: no outcome is known for the CallSid (the instance that ran the call is gone, or
     the record expired), so the caller gets the apology rather than silence.
     """
     if outcome is None or outcome.kind is OutcomeKind.FAILED:
-        return say_twiml(failure_say) if failure_say else hangup_twiml()
+        return say_twiml(failure_say, language) if failure_say else hangup_twiml()
     if outcome.kind is OutcomeKind.TRANSFER and outcome.destination:
         return dial_twiml(outcome.destination)
     return hangup_twiml()

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 from voicebridge import __version__
 from voicebridge.config import Settings
 from voicebridge.core.admission import TOKEN_PARAMETER
+from voicebridge.core.context import custom_parameters
 from voicebridge.core.outcomes import MemoryOutcomes, OutcomeStore
 from voicebridge.core.twiml import (
     after_stream_twiml,
@@ -29,11 +30,11 @@ from voicebridge.core.twiml import (
     stream_url,
 )
 from voicebridge.server.call import Call, CallResult
+from voicebridge.server.connect import Connect
 from voicebridge.server.guard import Guard
 from voicebridge.server.metrics import Metrics
 from voicebridge.server.recorder import RecordingHealth
 from voicebridge.server.stream_url import InsecureStreamUrls, usable_stream_url
-from voicebridge.server.tools import Toolbox, load_custom_tools
 from voicebridge.server.twilio_socket import StarletteTwilioSocket
 
 __all__ = ["AppState", "create_app"]
@@ -108,7 +109,6 @@ async def _read_body(request: Request) -> bytes | None:
 def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Starlette:
     """The app; ``outcomes`` is shared between instances when given (else one per app)."""
     guard = Guard(settings)
-    toolbox = Toolbox(settings, load_custom_tools(settings.custom_tools))
     calls: set[Call] = set()
     recording = RecordingHealth()
     metrics = Metrics(
@@ -117,6 +117,8 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
         rejected=lambda: guard.rejected,
         recording_failures=lambda: recording.failures,
     )
+    # Profiles per number, tools, call events (a wrong file or template stops the start-up).
+    connect = Connect(settings, metrics.registry)
     if outcomes is None:
         outcomes = MemoryOutcomes(OUTCOME_TTL_S, OUTCOME_LIMIT, time.monotonic)
     state = AppState(guard, metrics, outcomes, calls=calls)
@@ -137,6 +139,12 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         return None, params
 
+    def say(params: dict[str, str], line: str) -> Response:
+        """``FAILURE_SAY`` or ``BUSY_SAY`` of the number called, in its language."""
+        profile = connect.for_number(params.get("To", "")).settings
+        text = profile.busy_say if line == "busy" else profile.failure_say
+        return Response(say_twiml(text, profile.say_language), media_type="text/xml")
+
     async def twilio_stream(request: Request) -> Response:
         refusal, params = await twilio_request(request)
         if refusal:
@@ -154,21 +162,24 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
         if not usable_stream_url(url):  # before a slot is reserved for a call that cannot stream
             metrics.webhook_errors["insecure_stream_url"] += 1
             insecure_urls.refused(url, _peer(request), request.headers.get("x-forwarded-proto"))
-            return Response(say_twiml(settings.failure_say), media_type="text/xml")
+            return say(params, "failure")
         insecure_urls.served()
         token = guard.reserve(call_sid) if state.accepting else None
         if token is None:
             guard.rejected["busy"] += 1
             log.warning("all %d call slots taken: answering busy", settings.max_calls)
-            return Response(say_twiml(settings.busy_say), media_type="text/xml")
+            return say(params, "busy")
         # `start` carries no caller or callee number: pass what the bridge needs later.
         parameters = {k: params[k] for k in ("From", "To") if params.get(k)}
+        parameters.update(custom_parameters(request.query_params.multi_items()))
         parameters[TOKEN_PARAMETER] = token
+        profile = connect.for_number(params.get("To", "")).settings
         twiml = stream_twiml(
             url,
             parameters,
-            welcome_say=settings.welcome_say,
-            failure_say=settings.failure_say,
+            welcome_say=profile.welcome_say,
+            failure_say=profile.failure_say,
+            language=profile.say_language,
             status_callback=base + "/twilio/stream-status",
             action=base + "/twilio/after-stream",  # absolute: Twilio refuses a relative one
         )
@@ -176,8 +187,8 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
 
     async def twilio_fallback(request: Request) -> Response:
         # "Primary handler fails": Twilio could not fetch or run our TwiML. Apologise.
-        refusal, _ = await twilio_request(request)
-        return refusal or Response(say_twiml(settings.failure_say), media_type="text/xml")
+        refusal, params = await twilio_request(request)
+        return refusal or say(params, "failure")
 
     async def after_stream(request: Request) -> Response:
         # <Connect action>: the stream is over and Twilio asks what to run next. A call is
@@ -210,7 +221,8 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
             log.info(
                 "after-stream call_sid=%s answer=%s", call_sid, answer, extra={"fields": fields}
             )
-        twiml = after_stream_twiml(outcome, settings.failure_say)
+        said = connect.for_number(params.get("To", "")).settings
+        twiml = after_stream_twiml(outcome, said.failure_say, said.say_language)
         return Response(twiml, media_type="text/xml")
 
     async def stream_status(request: Request) -> Response:
@@ -272,7 +284,7 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
             settings,
             guard.admit,
             observe=metrics.observe,
-            toolbox=toolbox,
+            connect=connect,
             recording=recording,
             outcomes=state.outcome_store,
         )
@@ -324,8 +336,10 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
             WebSocketRoute("/realtime", realtime),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-        ]
+        ],
+        lifespan=connect.lifespan(),
     )
     app.state.voicebridge = state
     app.state.settings = settings
+    app.state.connect = connect
     return app

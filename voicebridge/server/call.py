@@ -47,11 +47,11 @@ from voicebridge.errors import QueueOverflow
 from voicebridge.server.call_log import CallLog
 from voicebridge.server.clock import now_s
 from voicebridge.server.closing import Closer
+from voicebridge.server.connect import CallSetup, Connect
 from voicebridge.server.lifetime import CallEnded, CallResult, first
 from voicebridge.server.queues import FrameQueue
 from voicebridge.server.recorder import RecordingHealth, write_transcript
 from voicebridge.server.session import call_policy, session_config
-from voicebridge.server.tools import Toolbox
 from voicebridge.server.twilio_side import TwilioSide
 from voicebridge.server.twilio_socket import TwilioSocket
 from voicebridge.server.upstream import ConnectUpstream, connect_upstream
@@ -81,7 +81,7 @@ class Call:
         settings: Settings,
         admit: Admit,
         observe: Callable[[str, float], None] = lambda name, ms: None,
-        toolbox: Toolbox | None = None,
+        connect: Connect | None = None,
         recording: RecordingHealth | None = None,
         connect_upstream: ConnectUpstream = connect_upstream,
         outcomes: OutcomeStore | None = None,
@@ -91,7 +91,10 @@ class Call:
         self.outcomes = outcomes  # where the after-stream answer finds how the call ended
         self.admitted = False
         self.recording = recording or RecordingHealth()
-        toolbox = toolbox or Toolbox(settings, [])
+        # Profiles, tools, call events; the number's profile is applied once admitted.
+        self.connect = connect or Connect(settings, custom=[])
+        self.setup: CallSetup | None = None
+        toolbox = self.connect.profiles.default.toolbox
         self.core = CallCore(
             session_config(settings, toolbox.declarations()), call_policy(settings)
         )
@@ -101,6 +104,7 @@ class Call:
             settings.playback_queue_chunks
         )
         self.closer = Closer(settings, self.core, self.log, self.apply, toolbox)
+        self.closer.http = self.connect.http
         self.upstream = UpstreamSide(
             connect_upstream,
             settings,
@@ -235,8 +239,17 @@ class Call:
             raise CallEnded(f"refused: {refusal}", failed=True, close_code=1008)
         self.admitted = True
         self.log.started(start)
+        self._set_up(start)
         if self.settings.record_dir:
             self.twilio.start_recording(self.settings.record_dir, start.call_sid, self.recording)
+
+    def _set_up(self, start: tw.Start) -> None:
+        """The called number's profile: its session, policy and tools, before the upstream
+        opens; and the call.started event."""
+        self.setup = setup = self.connect.setup(start)
+        self.core.configure(setup.session, setup.policy)
+        self.closer.toolbox, self.closer.context = setup.profile.toolbox, setup.context
+        self.connect.call_started(setup)
 
     async def _finish(self, result: CallResult, duration_s: float) -> CallResult:
         start = self.core.start
@@ -249,6 +262,8 @@ class Call:
             result.refused = result.reason.removeprefix("refused: ")
             return result  # logged and counted by the guard: never a call
         self.log.ended(result)
+        if self.setup is not None:
+            self.connect.call_ended(self.setup, result, self.core.transcript)
         if self.twilio.recorder is not None:
             await self.twilio.recorder.finish(self.core.started_at or 0.0)
         if self.settings.record_dir and self.core.transcript.turns and start is not None:

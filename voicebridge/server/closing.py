@@ -5,21 +5,26 @@ tool), has the model say a closing line, waits for the caller to hear it (at mos
 ``closing_timeout_s``) and ends the call: closing the stream makes Twilio request
 ``<Connect action>``, whose answer (the call's recorded outcome) hangs up or dials, so no
 apology follows. With REST credentials the call's TwiML is replaced through Twilio's REST
-API instead. ``tools`` runs the model's function calls one at a time, off the audio path.
+API instead. ``tools`` runs the model's function calls one at a time, off the audio path;
+one slower than ``TOOL_HOLDING_DELAY_S`` gets a holding line from the model meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable
 
 from voicebridge.config import Settings
 from voicebridge.core.actions import Action, RunTool
 from voicebridge.core.call import CallCore
+from voicebridge.core.context import CallContext
 from voicebridge.server.call_log import CallLog
 from voicebridge.server.clock import now_ms, now_s
+from voicebridge.server.http_client import OutboundHttp
 from voicebridge.server.lifetime import CallEnded
+from voicebridge.server.tool_calls import with_holding_line
 from voicebridge.server.tools import Ending, Toolbox
 from voicebridge.server.twilio_rest import TwilioRestError, rest_configured, update_call
 
@@ -49,6 +54,9 @@ class Closer:
         self.log = log
         self.apply = apply
         self.toolbox = toolbox
+        # Set by the call once admitted: who is calling (for the tools), and the app's client.
+        self.context = CallContext("")
+        self.http = OutboundHttp()
         self.tool_q: asyncio.Queue[RunTool] = asyncio.Queue(maxsize=TOOL_QUEUE)
         self.ending: Ending | None = None
         self.requested = asyncio.Event()
@@ -111,7 +119,7 @@ class Closer:
             return
         params = self.ending.rest_params if self.ending else {"Status": "completed"}
         try:
-            await update_call(self.settings, start.call_sid, params)
+            await update_call(self.http, self.settings, start.call_sid, params)
         except TwilioRestError as exc:
             self.log.warning(
                 "could not end the call through Twilio's REST API (%s): %s; "
@@ -139,7 +147,12 @@ class Closer:
         """Run the model's function calls one at a time, off the audio path."""
         while True:
             job = await self.tool_q.get()
-            outcome = await self.toolbox.run(job.call)
+            slow = self.toolbox.slow(job.call.name)
+            outcome, _ = await with_holding_line(
+                self.toolbox.run(job.call, self.context),
+                self.settings.tool_holding_delay_s if slow else 0.0,
+                functools.partial(self._holding_line, job.call.name),
+            )
             ending = outcome.ending
             self.apply(
                 self.core.tool_result(job.call.call_id, outcome.output, respond=ending is None)
@@ -147,3 +160,7 @@ class Closer:
             if ending is not None and not self.requested.is_set():
                 self.ending = ending
                 self.request_close(ending.reason, None if job.spoke else ending.instructions)
+
+    def _holding_line(self, tool: str) -> None:
+        self.log.info("tool %s still running: the model says a holding line", tool)
+        self.apply(self.core.holding_line(self.settings.tool_holding_instructions))

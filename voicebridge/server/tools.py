@@ -2,9 +2,12 @@
 operators' own tools (``CUSTOM_TOOLS=package.module:TOOLS``).
 
 A custom tool is a mapping (or object) with ``name``, ``description``, ``parameters`` (JSON
-schema) and ``handler``: a callable taking the arguments as a dict and returning a string or
+schema) and ``handler``: a callable taking the arguments as a dict (and, if it takes a second
+argument, the call's :class:`~voicebridge.core.context.CallContext`) and returning a string or
 a JSON-serialisable value, sync (run in a thread) or async. Tools run with ``TOOL_TIMEOUT_S``
-in their own task, never on the audio path.
+in their own task, never on the audio path. HTTP tools (``server/http_tools.py``) are
+answered by the business's backend. Every call is counted by tool and outcome
+(``server/tool_calls.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voicebridge.config import Settings
+from voicebridge.core.context import CallContext
 from voicebridge.core.tools import (
     END_CALL,
     TRANSFER_CALL,
@@ -29,6 +33,8 @@ from voicebridge.core.tools import (
     transfer_twiml,
 )
 from voicebridge.errors import ConfigError
+from voicebridge.server.http_tools import HttpTool
+from voicebridge.server.tool_calls import ToolMetrics
 
 __all__ = ["Ending", "Tool", "Toolbox", "ToolOutcome", "load_custom_tools"]
 
@@ -40,7 +46,7 @@ class Tool:
     name: str
     description: str
     parameters: Mapping[str, Any]
-    handler: Callable[[dict[str, Any]], Any]
+    handler: Callable[..., Any]  # (arguments) or (arguments, context)
 
     def declaration(self) -> dict[str, Any]:
         return {
@@ -69,6 +75,7 @@ class Ending:
 class ToolOutcome:
     output: str
     ending: Ending | None = None
+    outcome: str = "ok"  # the metrics' label (server/tool_calls.py OUTCOMES)
 
 
 def load_custom_tools(spec: str) -> list[Tool]:
@@ -108,9 +115,18 @@ def load_custom_tools(spec: str) -> list[Tool]:
 class Toolbox:
     """The tools one instance declares, and how each call is run."""
 
-    def __init__(self, settings: Settings, custom: list[Tool]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        custom: list[Tool],
+        http_tools: list[HttpTool] | None = None,
+        metrics: ToolMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.custom = {t.name: t for t in custom}
+        self.http = {t.name: t for t in http_tools or []}
+        self.metrics = metrics or ToolMetrics()
+        self.metrics.configure([END_CALL, TRANSFER_CALL, *self.custom, *self.http])
         try:
             self.destinations = parse_destinations(settings.transfer_destinations)
         except ValueError as exc:
@@ -123,10 +139,23 @@ class Toolbox:
         if self.can_transfer:
             tools.append(transfer_call_tool(self.destinations))
         tools += [t.declaration() for t in self.custom.values()]
+        tools += [t.declaration() for t in self.http.values()]
         return tuple(tools)
 
-    async def run(self, call: FunctionCall) -> ToolOutcome:
-        """Run one call; errors become an output the model can explain to the caller."""
+    def slow(self, name: str) -> bool:
+        """A tool that may take a while (so it may get a holding line): not a built-in."""
+        return name in self.custom or name in self.http
+
+    async def run(self, call: FunctionCall, context: CallContext | None = None) -> ToolOutcome:
+        """Run one call, counted by tool and outcome; errors become an output the model can
+        explain to the caller."""
+        began = asyncio.get_running_loop().time()
+        outcome = await self._run(call, context or CallContext(""))
+        elapsed = asyncio.get_running_loop().time() - began
+        self.metrics.observe(call.name, outcome.outcome, elapsed)
+        return outcome
+
+    async def _run(self, call: FunctionCall, context: CallContext) -> ToolOutcome:
         args = call.parsed_arguments()
         if call.name == END_CALL and self.settings.end_call_tool:
             return ToolOutcome(
@@ -156,19 +185,33 @@ class Toolbox:
                     target,
                 ),
             )
+        http_tool = self.http.get(call.name)
+        if http_tool is not None:
+            ran = await http_tool.run(call, context)
+            return ToolOutcome(ran.output, outcome=ran.outcome)
         tool = self.custom.get(call.name)
         if tool is None:
-            return ToolOutcome(json.dumps({"ok": False, "error": f"no tool named {call.name!r}"}))
+            return ToolOutcome(
+                json.dumps({"ok": False, "error": f"no tool named {call.name!r}"}),
+                outcome="unknown_tool",
+            )
+        # A handler taking two arguments gets the call's context too.
+        with_context = len(inspect.signature(tool.handler).parameters) >= 2
+        handler_args: tuple[Any, ...] = (args, context) if with_context else (args,)
         try:
             async with asyncio.timeout(self.settings.tool_timeout_s):
                 if inspect.iscoroutinefunction(tool.handler):
-                    result = await tool.handler(args)
+                    result = await tool.handler(*handler_args)
                 else:
-                    result = await asyncio.to_thread(tool.handler, args)
+                    result = await asyncio.to_thread(tool.handler, *handler_args)
         except TimeoutError:
             log.warning("tool %s timed out after %g s", call.name, self.settings.tool_timeout_s)
-            return ToolOutcome(json.dumps({"ok": False, "error": "the tool timed out"}))
+            return ToolOutcome(
+                json.dumps({"ok": False, "error": "the tool timed out"}), outcome="timeout"
+            )
         except Exception as exc:  # an operator's code: report, never crash the call
             log.warning("tool %s failed: %r", call.name, exc, exc_info=True)
-            return ToolOutcome(json.dumps({"ok": False, "error": "the tool failed"}))
+            return ToolOutcome(
+                json.dumps({"ok": False, "error": "the tool failed"}), outcome="failed"
+            )
         return ToolOutcome(result if isinstance(result, str) else json.dumps(result, default=str))
