@@ -297,12 +297,6 @@ class CallCore:
         """``response.create`` now, or as soon as the active response is done."""
         return self._talk.request_response()
 
-    def tool_result(self, call_id: str, output: str, *, respond: bool = True) -> list[Action]:
-        """The tool's output goes back to the model, which then answers (one at a time)."""
-        return self._talk.tool_result(call_id, output, respond=respond)
-
-    def _session_updated(self, session: dict[str, Any], now: float) -> list[Action]:
-        want = (self.session_config.input_format, self.session_config.output_format)
     def configure(self, session: rt.SessionConfig, policy: CallPolicy) -> None:
         """The called number's own session and policy, set once ``start`` is admitted and
         before the upstream opens (the audio formats stay those the core was built with)."""
@@ -314,6 +308,12 @@ class CallCore:
         """A slow tool: the model says a short holding line while the caller waits."""
         return self._talk.hold(instructions) if self.session_ready else []
 
+    def tool_result(self, call_id: str, output: str, *, respond: bool = True) -> list[Action]:
+        """The tool's output goes back to the model, which then answers (one at a time)."""
+        return self._talk.tool_result(call_id, output, respond=respond)
+
+    def _session_updated(self, session: dict[str, Any], now: float) -> list[Action]:
+        want = (self.session_config.input_format, self.session_config.output_format)
         got = rt.session_audio_formats(session)
         if got != want:
             shown = tuple((g or "")[:32] for g in got)  # a peer's text: keep log lines short
