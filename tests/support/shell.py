@@ -22,6 +22,7 @@ from voicebridge.core.outcomes import MemoryOutcomes, Outcome
 from voicebridge.core.twiml import after_stream_twiml
 from voicebridge.fake_realtime.session import FakeRealtimeOptions
 from voicebridge.server.call import Call, CallResult
+from voicebridge.server.connect import Connect
 from voicebridge.server.upstream import UpstreamConnection
 from voicebridge.twilio_sim.webhook_client import parse_twiml
 
@@ -78,21 +79,30 @@ async def bridged(
     start: bool = True,
     refuse: int = 0,
     echo_marks: bool = True,
+    connect: Callable[[Settings], Connect] | None = None,
+    parameters: dict[str, str] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Bridged]:
     """A call running between the fakes, with ``overrides`` applied to the settings.
 
-    ``start``: Twilio's ``connected`` and ``start`` are already on the wire.
+    ``start``: Twilio's ``connected`` and ``start`` are already on the wire, with
+    ``parameters`` (the webhook's <Parameter>s). ``connect`` builds the call's profiles,
+    tools and events from its settings.
     """
     settings = dataclasses.replace(SETTINGS, **overrides)
     twilio = MemoryTwilio(echo_marks=echo_marks)
     realtime = MemoryRealtime(options or FakeRealtimeOptions(), refuse=refuse)
     outcomes = Outcomes(twilio)
     call = Call(
-        twilio, settings, admit_all, connect_upstream=realtime.connect, outcomes=outcomes
+        twilio,
+        settings,
+        admit_all,
+        connect_upstream=realtime.connect,
+        outcomes=outcomes,
+        connect=connect(settings) if connect is not None else None,
     )
     if start:
-        twilio.start()
+        twilio.start(**(parameters or {}))
     task = asyncio.create_task(call.run(), name="call")
     try:
         yield Bridged(call, twilio, realtime, task, outcomes)

@@ -46,7 +46,7 @@ def room(module: str) -> str:
         return CORE
     if top == "server":
         return SHELL
-    if top in ("fake_realtime", "twilio_sim", "replay"):
+    if top in ("fake_realtime", "twilio_sim", "replay", "business_sim"):
         return PEERS
     if top == "config":
         return SETTINGS
