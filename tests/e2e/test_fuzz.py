@@ -260,6 +260,8 @@ def render(frame: tuple[Any, ...], names: dict[str, str]) -> str | bytes:
         return deep(frame[1], frame[2])
     if kind == "audio":
         return audio_delta(*frame[1:])
+    if kind == "deep_start":
+        return deep_start(frame[1], frame[2], names)
     return json.dumps(substitute(frame[1], names))  # "json" and "msg"
 
 
@@ -995,6 +997,196 @@ def test_fuzz_twilio_side(fake: FakeRealtimeServer, settings: Settings) -> None:
             return problems
 
         run_fuzz(fuzz, after)
+
+
+# -- 1b. Before `start` is admitted -----------------------------------------------------------
+
+TOKEN = "$TOKEN"  # the stream token the webhook minted for this socket's CallSid
+# What is counted when a socket ends before admission: each a refusal, never a call.
+REFUSALS = frozenset(
+    {
+        "missing_token",
+        "malformed_token",
+        "forged_token",
+        "expired_token",
+        "reused_token",
+        "call_sid_reused",
+        "bad_message_before_start",
+        "messages_before_start",
+        "closed_before_start",
+        "stop_before_start",
+        "message_too_big",
+        "no_start",
+    }
+)
+TOKENS = weighted(
+    (4, st.just(TOKEN)),
+    (
+        2,
+        st.sampled_from(
+            ["²³⁴⁵⁶⁷⁸⁹⁰.n.m", "١٧٠٠٠٠٠٠٠٠.n.m", "①.n.m", "", ".", "..", "1.a", "9" * 30 + ".n.m"]
+        ),
+    ),
+    (1, st.text(st.sampled_from("0123456789٣۳१²³¹①⑴⒈.-"), max_size=20)),
+    (1, st.text(max_size=40)),
+    (1, VALUES),
+)
+
+
+def deep_start(depth: int, where: str, names: dict[str, str]) -> str:
+    """A `start` with something ``depth`` levels deep (as text: json.dumps would recurse)."""
+    nested = '{"a":' * depth + "1" + "}" * depth
+    token = json.dumps(names[TOKEN])
+    params = {
+        "parameter": '{"StreamToken":' + nested + "}",
+        "value": '{"StreamToken":' + token + ',"x":' + nested + "}",
+    }.get(where, '{"StreamToken":' + token + "}")
+    tracks = "[" + nested + "]" if where == "tracks" else '["inbound"]'
+    extra = ',"extra":' + nested if where == "extra" else ""
+    sid, call = json.dumps(names[SID]), json.dumps(names[CALL])
+    return (
+        f'{{"event":"start","streamSid":{sid},"start":{{"streamSid":{sid},"callSid":{call},'
+        f'"accountSid":"AC1","tracks":{tracks},"customParameters":{params}{extra}}}}}'
+    )
+
+
+def _start_messages() -> st.SearchStrategy[dict[str, Any]]:
+    parameters = st.one_of(
+        st.builds(lambda token: {"StreamToken": token}, TOKENS),
+        st.dictionaries(st.text(max_size=12), VALUES, max_size=3).map(
+            lambda extra: {**extra, "StreamToken": TOKEN}
+        ),
+        st.dictionaries(st.text(max_size=12), st.text(max_size=20), max_size=70),
+    )
+    return st.builds(
+        lambda sid, call, params, tracks: {
+            "event": "start",
+            "sequenceNumber": "1",
+            "streamSid": sid,
+            "start": {
+                "streamSid": sid,
+                "callSid": call,
+                "accountSid": "AC1",
+                "tracks": tracks,
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                "customParameters": params,
+            },
+        },
+        SIDS,
+        weighted(
+            (3, st.just(CALL)), (1, st.sampled_from([OTHER_CALL, "CA" + "0" * 32])), (1, VALUES)
+        ),
+        parameters,
+        weighted((3, st.just(["inbound"])), (1, VALUES)),
+    )
+
+
+PRE_START_FRAME = weighted(
+    (3, TWILIO_FRAME),
+    (4, st.tuples(st.just("msg"), mutated(_start_messages()))),
+    (
+        1,
+        st.tuples(
+            st.just("deep_start"),
+            st.integers(1, 1100),
+            st.sampled_from(["parameter", "value", "tracks", "extra"]),
+        ),
+    ),
+)
+
+
+class ErrorLog(logging.Handler):
+    """Every ERROR record of the bridge's loggers (a refusal must never write one)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_fuzz_before_start(fake: FakeRealtimeServer, settings: Settings) -> None:
+    """300 examples of 0-5 random frames, `start`s with odd tokens and nesting, on a fresh
+    socket before admission (then maybe a genuine `start`): admitted, or refused under a known
+    reason; never a traceback, an ERROR line or a counted call."""
+    errors = ErrorLog()
+    logging.getLogger().addHandler(errors)
+    # Unused reservations live STREAM_TOKEN_TTL_S: room for the examples' webhooks.
+    with running_bridge(settings, max_calls=400) as bridge, crash_log() as crashes:
+        watch = Watch(bridge, crashes)
+        baseline = bridge.task_count()
+        admitted = [0]
+
+        def counted_calls() -> int:
+            return bridge.thread.call(lambda: sum(bridge.state.metrics.outcomes.values()))
+
+        @hypothesis.settings(FUZZ, max_examples=300)
+        @given(frames=st.lists(PRE_START_FRAME, max_size=5), then_start=st.booleans())
+        # The attacks of issue 15: a `²` expiry, 1000-deep customParameters (each an ERROR
+        # traceback, a 1011 and a failed call before).
+        @example(
+            frames=[
+                (
+                    "msg",
+                    {
+                        "event": "start",
+                        "start": {
+                            "streamSid": SID,
+                            "callSid": CALL,
+                            "customParameters": {"StreamToken": "²³⁴.n.m"},
+                        },
+                    },
+                )
+            ],
+            then_start=False,
+        )
+        @example(frames=[("deep_start", 1000, "parameter")], then_start=True)
+        def fuzz(frames: list[tuple[Any, ...]], then_start: bool) -> None:
+            call_sid, stream_sid = new_sid("CA"), new_sid("MZ")
+            token = webhook_parameters(bridge, call_sid)["StreamToken"]
+            names = {SID: stream_sid, CALL: call_sid, TOKEN: token}
+            names |= {OTHER_SID: new_sid("MZ"), OTHER_CALL: new_sid("CA")}
+            wires = [render(f, names) for f in frames]
+            if then_start:
+                wires.append(deep_start(1, "none", names))  # Twilio's own `start`, genuine
+            with sync_connect(bridge.ws_url, open_timeout=5, close_timeout=2, proxy=None) as ws:
+                for wire in wires:
+                    try:
+                        ws.send(wire)
+                    except ConnectionClosed:
+                        break
+            [result] = wait_results(watch)
+            watch.check_clean([result], f"frames before start {frames!r}")
+            if result.admitted:
+                admitted[0] += 1
+                assert result.refused is None
+            else:
+                assert result.refused in REFUSALS, result
+            assert counted_calls() == admitted[0], "a socket refused before admission was counted"
+            assert errors.messages == []
+            watch.healthy()
+
+        def after(failed: bool) -> list[str]:
+            problems = settle(bridge, baseline, [])
+            problems += final_call(bridge)
+            return problems
+
+        try:
+            run_fuzz(fuzz, after)
+        finally:
+            logging.getLogger().removeHandler(errors)
+
+
+def wait_results(watch: Watch) -> list[CallResult]:
+    """The result of the socket just closed (one), within OUTCOME_TIMEOUT."""
+    deadline = time.monotonic() + OUTCOME_TIMEOUT
+    while True:
+        new = watch.new_results()
+        if new:
+            return new
+        assert time.monotonic() < deadline, "hang: a socket's ending was never reported"
+        time.sleep(0.002)
 
 
 # -- 2. Upstream side ----------------------------------------------------------------------

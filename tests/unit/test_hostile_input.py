@@ -4,19 +4,27 @@ parser raises only TwilioProtocolError, tokens parse ASCII only, caller audio is
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from tests.support.audio import b64
+from voicebridge.config import Secret, Settings
 from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
 from voicebridge.core.actions import Ignored, SendUpstream
 from voicebridge.core.admission import TokenError, mint_token, verify_token
 from voicebridge.core.call import CallCore, CallPolicy
-from voicebridge.errors import TwilioProtocolError
-from voicebridge.logs import TextFormatter
+from voicebridge.core.call_sids import MemoryCallSids
+from voicebridge.errors import ConfigError, TwilioProtocolError
+from voicebridge.logs import JsonFormatter, TextFormatter
+from voicebridge.server.guard import REJECT_LOG_LINES, Guard
+from voicebridge.server.recorder import CallRecorder
 
 SECRET = b"a-unit-test-stream-token-secret-0123"
 FRAME = b64(b"\x7f" * 160)  # 20 ms of μ-law
@@ -174,3 +182,104 @@ def test_pacing_off_forwards_everything() -> None:
     """CALLER_BURST_MS=0 (an infinite credit) forwards a flood untouched."""
     core = streaming_core(burst_ms=float("inf"))
     assert sum(forwarded(core.receive_twilio(media(n), 0.0)) for n in range(5000)) == 5000
+
+
+# -- a CallSid opens one call ------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_call_sid_is_claimed_once_within_its_window() -> None:
+    """The first claim wins; later ones fail until the memory window has passed."""
+    clock = Clock()
+    sids = MemoryCallSids(4 * 3600, clock)
+    assert not await sids.had_call("CA1")
+    assert await sids.claim("CA1") and not await sids.claim("CA1")
+    assert await sids.had_call("CA1") and not await sids.had_call("CA2")
+    clock.now += 4 * 3600 - 1
+    assert not await sids.claim("CA1")
+    clock.now += 2
+    assert not await sids.had_call("CA1") and await sids.claim("CA1")
+
+
+async def test_the_memory_is_bounded_oldest_first_and_off_at_zero() -> None:
+    """At the limit the oldest CallSid goes; CALL_SID_MEMORY_S=0 remembers none."""
+    sids = MemoryCallSids(3600, Clock(), limit=3)
+    for n in range(5):
+        assert await sids.claim(f"CA{n}")
+    assert len(sids) == 3 and not await sids.had_call("CA0") and await sids.had_call("CA4")
+    off = MemoryCallSids(0, Clock())
+    assert await off.claim("CA1") and await off.claim("CA1") and len(off) == 0
+
+
+# -- refusal lines rationed ---------------------------------------------------------------------
+
+
+def test_refusal_lines_are_rationed_per_reason(caplog: pytest.LogCaptureFixture) -> None:
+    """Each reason gets a few lines a minute; the rest are counted, then summed in one line."""
+    guard = Guard(Settings())
+    with caplog.at_level(logging.WARNING, "voicebridge.server.guard"):
+        for _ in range(1000):
+            guard.reject("malformed_token", "/realtime start", "10.0.0.1")
+        guard.reject("missing_token", "/realtime start", "10.0.0.1")
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == REJECT_LOG_LINES + 1
+        guard._window_ends = 0.0  # the minute is over
+        guard.reject("missing_token", "/realtime start", "10.0.0.1")
+    assert guard.rejected == {"malformed_token": 1000, "missing_token": 2}
+    summary = caplog.records[-2].getMessage()
+    assert summary == f"also rejected, without a line each: malformed_token: {1000 - 5}"
+
+
+# -- no secret in a log line --------------------------------------------------------------------
+
+KEY = "sk-proj-unit+KEY/never=printed-0123456789"
+
+
+def test_every_log_line_is_redacted_text_and_json() -> None:
+    """A key in a message, an argument or an exception's text never reaches the line."""
+    url = "wss://h.example/v1/realtime?api-key=" + quote(KEY, safe="") + "&model=m"
+    settings = Settings(openai_api_key=Secret(KEY), realtime_url=url)
+    secrets = settings.secret_values()
+    try:
+        raise ValueError(f"{url} isn't a valid URI")  # as websockets' InvalidURI words it
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "websockets.client",
+        logging.DEBUG,
+        __file__,
+        1,
+        "> %s: Bearer %s",
+        ("Authorization", KEY),
+        exc_info,
+    )
+    for formatter in (TextFormatter(secrets), JsonFormatter(secrets)):
+        line = formatter.format(record)
+        assert "Bearer ****" in line and "sk-proj" not in line and "%2B" not in line
+    assert all(len(s) >= 8 for s in secrets)
+
+
+def test_config_errors_and_connect_errors_mask_the_url() -> None:
+    """REALTIME_URL's query is masked in start-up errors (doctor prints them too)."""
+    for url in ("http://h.example/v1?api-key=" + KEY, "ws://h.example/v1?api-key=" + KEY + "#x"):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env({"REALTIME_URL": url})
+        assert KEY not in str(info.value) and "api-key=***" in str(info.value)
+
+
+async def test_a_deep_start_is_recorded_without_its_token(tmp_path: Path) -> None:
+    """A `start` nested too deeply to rewrite is recorded as a placeholder, never raw."""
+    recorder = CallRecorder(str(tmp_path), "CA1")
+    params = json.dumps({"StreamToken": "1.secret-nonce.mac", "From": "+14155550123"})
+    recorder.inbound(start(customParameters=params, extra=nested(300)))
+    recorder.inbound('{"event":"media","media":' + nested(1000) + "}")
+    await recorder.finish(0.0)
+    text = recorder.messages_path.read_text()
+    assert "secret-nonce" not in text and "4155550123" not in text
