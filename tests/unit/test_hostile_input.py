@@ -283,3 +283,19 @@ async def test_a_deep_start_is_recorded_without_its_token(tmp_path: Path) -> Non
     await recorder.finish(0.0)
     text = recorder.messages_path.read_text()
     assert "secret-nonce" not in text and "4155550123" not in text
+
+
+def test_the_edge_settings_are_documented() -> None:
+    """TWILIO_STREAM_SIGNATURE, CALL_SID_MEMORY_S and CALLER_BURST_MS: README's Settings table
+    and .env.example give their defaults."""
+    root = Path(__file__).resolve().parents[2]
+    readme, example = (root / "README.md").read_text(), (root / ".env.example").read_text()
+    defaults = Settings()
+    for name, value in {
+        "TWILIO_STREAM_SIGNATURE": defaults.twilio_stream_signature,
+        "CALL_SID_MEMORY_S": defaults.call_sid_memory_s,
+        "CALLER_BURST_MS": defaults.caller_burst_ms,
+    }.items():
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        assert f"| `{name}` | `{shown}` |" in readme, name
+        assert f"\n{name}={shown}\n" in example, name
