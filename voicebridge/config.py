@@ -172,6 +172,14 @@ class Settings:
     call_sid_memory_s: float = 14400.0  # CALL_SID_MEMORY_S: a CallSid opens one call; 0 off
     caller_burst_ms: int = 2000  # CALLER_BURST_MS: caller audio allowed beyond real time; 0 off
     max_message_bytes: int = 65536  # MAX_MESSAGE_BYTES: largest inbound WebSocket message
+    # HTTP edge (server/http_edge.py): Twilio's requests carry 1-2 KB of headers, sent at once
+    http_max_header_bytes: int = 65536  # HTTP_MAX_HEADER_BYTES: request line + headers
+    http_max_header_line_bytes: int = 16384  # HTTP_MAX_HEADER_LINE_BYTES: one header field
+    http_max_request_line_bytes: int = 8192  # HTTP_MAX_REQUEST_LINE_BYTES: method, target
+    http_header_timeout_s: float = 10.0  # HTTP_HEADER_TIMEOUT_S: accept/first byte -> headers
+    http_body_timeout_s: float = 10.0  # HTTP_BODY_TIMEOUT_S: headers -> whole body, s
+    http_keep_alive_timeout_s: int = 5  # HTTP_KEEP_ALIVE_TIMEOUT_S: idle after a response (uvicorn)
+    http_max_connections: int = 1000  # HTTP_MAX_CONNECTIONS: open sockets, within the fd limit
     # Server
     host: str = "0.0.0.0"  # HOST
     port: int = 8000  # PORT
@@ -341,6 +349,25 @@ class Settings:
             call_sid_memory_s=seconds_or_off("CALL_SID_MEMORY_S", defaults.call_sid_memory_s),
             caller_burst_ms=count("CALLER_BURST_MS", defaults.caller_burst_ms),
             max_message_bytes=int(number("MAX_MESSAGE_BYTES", defaults.max_message_bytes, int)),
+            http_max_header_bytes=int(
+                number("HTTP_MAX_HEADER_BYTES", defaults.http_max_header_bytes, int)
+            ),
+            http_max_header_line_bytes=int(
+                number("HTTP_MAX_HEADER_LINE_BYTES", defaults.http_max_header_line_bytes, int)
+            ),
+            http_max_request_line_bytes=int(
+                number("HTTP_MAX_REQUEST_LINE_BYTES", defaults.http_max_request_line_bytes, int)
+            ),
+            http_header_timeout_s=number(
+                "HTTP_HEADER_TIMEOUT_S", defaults.http_header_timeout_s, float
+            ),
+            http_body_timeout_s=number("HTTP_BODY_TIMEOUT_S", defaults.http_body_timeout_s, float),
+            http_keep_alive_timeout_s=int(
+                number("HTTP_KEEP_ALIVE_TIMEOUT_S", defaults.http_keep_alive_timeout_s, int)
+            ),
+            http_max_connections=int(
+                number("HTTP_MAX_CONNECTIONS", defaults.http_max_connections, int)
+            ),
             host=text("HOST", defaults.host),
             port=port,
             forwarded_allow_ips=text("FORWARDED_ALLOW_IPS", defaults.forwarded_allow_ips),
@@ -473,7 +500,29 @@ class Settings:
             raise ConfigError("STREAM_TOKEN_SECRET must be at least 16 characters (32+ random)")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        self._validate_http_edge()
         self._validate_business()
+
+    def _validate_http_edge(self) -> None:
+        # Floors that keep Twilio's requests (and a proxy's added headers) well inside.
+        if self.http_max_header_bytes < 8192:
+            raise ConfigError(
+                f"HTTP_MAX_HEADER_BYTES={self.http_max_header_bytes} must be at least 8192"
+            )
+        for name, value in (
+            ("HTTP_MAX_HEADER_LINE_BYTES", self.http_max_header_line_bytes),
+            ("HTTP_MAX_REQUEST_LINE_BYTES", self.http_max_request_line_bytes),
+        ):
+            if not 1024 <= value <= self.http_max_header_bytes:
+                raise ConfigError(
+                    f"{name}={value} must be from 1024 to HTTP_MAX_HEADER_BYTES "
+                    f"({self.http_max_header_bytes})"
+                )
+        if self.http_max_connections <= self.max_calls:
+            raise ConfigError(
+                f"HTTP_MAX_CONNECTIONS={self.http_max_connections} must exceed MAX_CALLS="
+                f"{self.max_calls}: each call holds a connection, webhooks need more"
+            )
 
     def _validate_business(self) -> None:
         key_sid, key_secret = self.twilio_api_key_sid, self.twilio_api_key_secret

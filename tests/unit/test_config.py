@@ -50,6 +50,13 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "STREAM_TOKEN_TTL_S": ("30", "stream_token_ttl_s", 30.0),
     "MAX_CALLS": ("7", "max_calls", 7),
     "MAX_MESSAGE_BYTES": ("4096", "max_message_bytes", 4096),
+    "HTTP_MAX_HEADER_BYTES": ("32768", "http_max_header_bytes", 32768),
+    "HTTP_MAX_HEADER_LINE_BYTES": ("8192", "http_max_header_line_bytes", 8192),
+    "HTTP_MAX_REQUEST_LINE_BYTES": ("4096", "http_max_request_line_bytes", 4096),
+    "HTTP_HEADER_TIMEOUT_S": ("2.5", "http_header_timeout_s", 2.5),
+    "HTTP_BODY_TIMEOUT_S": ("3", "http_body_timeout_s", 3.0),
+    "HTTP_KEEP_ALIVE_TIMEOUT_S": ("75", "http_keep_alive_timeout_s", 75),
+    "HTTP_MAX_CONNECTIONS": ("200", "http_max_connections", 200),
     "UPSTREAM_AUDIO": ("PCM24K", "upstream_audio", "pcm24k"),
     "TURN_DETECTION": ("semantic_vad", "turn_detection", "semantic_vad"),
     "VAD_THRESHOLD": ("0.7", "vad_threshold", 0.7),
@@ -206,6 +213,12 @@ def test_each_variable_is_read(name: str) -> None:
         ("PUBLIC_URL", "https://voice.example.com/#frag"),
         ("PUBLIC_URL", "voice.example.com"),
         ("LOG_LEVEL", "verbose"),
+        ("HTTP_MAX_HEADER_BYTES", "4096"),  # below the 8 KiB floor: Twilio plus a proxy
+        ("HTTP_MAX_HEADER_LINE_BYTES", "131072"),  # longer than the whole section
+        ("HTTP_MAX_REQUEST_LINE_BYTES", "512"),
+        ("HTTP_HEADER_TIMEOUT_S", "0"),
+        ("HTTP_KEEP_ALIVE_TIMEOUT_S", "0.5"),  # whole seconds (uvicorn's timeout_keep_alive)
+        ("HTTP_MAX_CONNECTIONS", "50"),  # no more than MAX_CALLS' 50 calls
         ("TWILIO_STREAM_SIGNATURE", "sometimes"),
         ("CALL_SID_MEMORY_S", "-1"),
         ("CALL_SID_MEMORY_S", "inf"),

@@ -32,6 +32,7 @@ from voicebridge.core.twiml import (
 from voicebridge.server.call import Call, CallResult
 from voicebridge.server.connect import Connect
 from voicebridge.server.guard import Guard
+from voicebridge.server.http_edge import EXCEPTION_HANDLERS
 from voicebridge.server.metrics import Metrics
 from voicebridge.server.recorder import RecordingHealth
 from voicebridge.server.stream_url import InsecureStreamUrls, usable_stream_url
@@ -337,6 +338,7 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=connect.lifespan(),
     )
     app.state.voicebridge = state

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from voicebridge.config import Settings
 from voicebridge.errors import ConfigError
 from voicebridge.server.app import AppState, create_app
+from voicebridge.server.http_edge import edge_protocol, raise_fd_limit
 
 __all__ = ["BridgeServer", "event_loop_factory", "listen", "serve", "uvicorn_config"]
 
@@ -39,6 +40,10 @@ def uvicorn_config(settings: Settings, app: Starlette | None = None) -> uvicorn.
         lifespan="off",
         log_config=None,  # voicebridge configures logging itself
         server_header=False,
+        # h11 with voicebridge's limits and deadlines rather than httptools, which has no
+        # header size limit: see server/http_edge.py. Plain HTTP only, never a media frame.
+        http=edge_protocol(settings),
+        timeout_keep_alive=settings.http_keep_alive_timeout_s,
     )
 
 
@@ -143,6 +148,7 @@ async def serve(settings: Settings) -> None:
     settings.check_can_serve()
     with listen(settings) as sock:
         log.info("settings: %s", settings.describe())
+        raise_fd_limit(settings)  # before uvicorn_config: the connection cap fits the new limit
         app = create_app(settings)
         state: AppState = app.state.voicebridge
         state.guard.warn_at_startup()
