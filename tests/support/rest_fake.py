@@ -25,6 +25,9 @@ class FakeTwilioRest:
     url: str
     requests: list[RestCall] = field(default_factory=list)
     status: int = 200
+    # "user:password" pairs Basic auth may carry (account SID and token, or an API key):
+    # any other gets 401, as Twilio answers. None: not checked.
+    credentials: set[str] | None = None
 
 
 @contextmanager
@@ -43,7 +46,8 @@ def running_rest() -> Iterator[FakeTwilioRest]:
                     {k: v[0] for k, v in parse_qs(body).items()},
                 )
             )
-            self.send_response(fake.status)
+            allowed = fake.credentials is None or fake.requests[-1].auth in fake.credentials
+            self.send_response(fake.status if allowed else 401)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(b'{"sid": "CA", "status": "completed"}')
