@@ -12,7 +12,9 @@ Checks, in order, each printed as one line (``[ ok ]``, ``[FAIL] … — fix: �
 4. the upstream accepts the key: the handshake, then the bridge's own ``session.update``
    confirmed by ``session.updated`` with the asked audio formats; :mod:`.upstream`;
 5. ``STREAM_TOKEN_SECRET``, ``TWILIO_AUTH_TOKEN`` and ``TWILIO_ACCOUNT_SID`` are set;
-   :mod:`.credentials`.
+   :mod:`.credentials`;
+6. the profiles per number and HTTP tools load, listed with their numbers, voice,
+   language and tools; where call events go; :mod:`.business`.
 
 Then it prints what to paste into the Twilio console (:mod:`.console`). Every network wait is
 bounded by ``--timeout``. Exit status: 0 when every check passed, 1 when any failed, 2 for bad

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from voicebridge.config import Settings
+from voicebridge.doctor.business import check_business
 from voicebridge.doctor.console import print_console
 from voicebridge.doctor.credentials import check_credentials
 from voicebridge.doctor.public_url import check_public_url
@@ -59,6 +60,8 @@ async def doctor(
     else:
         report.note("the upstream is not checked until the settings load")
     check_credentials(report, environ)
+    if settings is not None:
+        check_business(report, settings)
     print_console(report, base, raw_public_url)
     if report.failed:
         report.out.write(f"\n{report.failed} of {report.checks} checks failed.\n")
