@@ -135,6 +135,7 @@ class Settings:
     realtime_url: str = "wss://api.openai.com/v1/realtime"  # REALTIME_URL
     realtime_model: str = "gpt-realtime-2.1"  # REALTIME_MODEL, unless the URL has ?model=
     realtime_auth: str = "bearer"  # REALTIME_AUTH: bearer (Authorization) or api-key (Azure)
+    realtime_ca_file: str = ""  # REALTIME_CA_FILE: PEM CAs trusted for wss:// (else the system's)
     voice: str = "marin"  # VOICE
     instructions: str = DEFAULT_INSTRUCTIONS  # INSTRUCTIONS
     # Conversation (README "Turn-taking")
@@ -228,6 +229,10 @@ class Settings:
     drain_timeout_s: float = 20.0  # DRAIN_TIMEOUT_S: after SIGTERM, calls go on this long, s
     caller_queue_frames: int = 250  # CALLER_QUEUE_FRAMES: 20 ms frames held for upstream
     playback_queue_chunks: int = 600  # PLAYBACK_QUEUE_CHUNKS: model deltas held for Twilio
+    # Scaling (README "Scaling and deploys")
+    redis_url: str = ""  # REDIS_URL: call state shared by instances; empty: per process
+    max_calls_total: int = 0  # MAX_CALLS_TOTAL: concurrent calls in the cluster (Redis); 0 none
+    workers: int = 1  # WEB_CONCURRENCY (or serve --workers): processes on one port
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -421,6 +426,10 @@ class Settings:
             playback_queue_chunks=int(
                 number("PLAYBACK_QUEUE_CHUNKS", defaults.playback_queue_chunks, int)
             ),
+            redis_url=text("REDIS_URL", ""),
+            max_calls_total=count("MAX_CALLS_TOTAL", 0),
+            workers=int(number("WEB_CONCURRENCY", defaults.workers, int)),
+            realtime_ca_file=text("REALTIME_CA_FILE", ""),
         )
         settings.validate()
         return replace(settings, deprecated_names=old_names) if old_names else settings
@@ -501,6 +510,7 @@ class Settings:
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
         self._validate_http_edge()
+        self._validate_scaling()
         self._validate_business()
 
     def _validate_http_edge(self) -> None:
@@ -563,6 +573,24 @@ class Settings:
         if 0 < len(self.signing_secret.reveal()) < 16:
             raise ConfigError("SIGNING_SECRET must be at least 16 characters (32+ random)")
 
+    def _validate_scaling(self) -> None:
+        if self.redis_url and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(
+                f"REDIS_URL={mask_url(self.redis_url)!r} must be a redis://, rediss:// or "
+                "unix:// URL, e.g. redis://redis.internal:6379/0"
+            )
+        if self.max_calls_total and not self.redis_url:
+            raise ConfigError(
+                "MAX_CALLS_TOTAL caps the calls of instances sharing REDIS_URL: set both"
+            )
+        if self.max_calls < self.workers:
+            raise ConfigError(
+                f"MAX_CALLS={self.max_calls} is less than the {self.workers} workers "
+                "(WEB_CONCURRENCY, --workers): each worker needs at least one call slot"
+            )
+        if self.realtime_ca_file and not Path(self.realtime_ca_file).is_file():
+            raise ConfigError(f"REALTIME_CA_FILE={self.realtime_ca_file!r}: no such file")
+
     @property
     def upstream_is_openai(self) -> bool:
         host = urlsplit(self.realtime_url).hostname or ""
@@ -597,7 +625,8 @@ class Settings:
             self.stream_token_secret,
             self.metrics_token,
         )
-        found = {s.reveal() for s in secrets} | url_secrets(self.realtime_url)
+        found = {s.reveal() for s in secrets}
+        found |= url_secrets(self.realtime_url) | url_secrets(self.redis_url)
         found |= url_secrets(self.call_events_url)
         return tuple(sorted((s for s in found if len(s) >= MIN_SECRET), key=len, reverse=True))
 
@@ -605,6 +634,7 @@ class Settings:
         """Settings for a start-up log line; secrets stay masked, in URLs too."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "instructions"}
         out["realtime_url"] = mask_url(self.realtime_url)
+        out["redis_url"] = mask_url(self.redis_url) if self.redis_url else ""
         return out
 
 

@@ -97,6 +97,10 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "TWILIO_STREAM_SIGNATURE": ("REQUIRE", "twilio_stream_signature", "require"),
     "CALL_SID_MEMORY_S": ("0", "call_sid_memory_s", 0.0),
     "CALLER_BURST_MS": ("500", "caller_burst_ms", 500),
+    "REDIS_URL": ("redis://cache:6379/0", "redis_url", "redis://cache:6379/0"),
+    "MAX_CALLS_TOTAL": ("9", "max_calls_total", 9),
+    "WEB_CONCURRENCY": ("2", "workers", 2),
+    "REALTIME_CA_FILE": (__file__, "realtime_ca_file", __file__),
     "SAY_LANGUAGE": ("de-DE", "say_language", "de-DE"),
     "TWILIO_API_KEY_SID": ("SK" + "b" * 32, "twilio_api_key_sid", "SK" + "b" * 32),
     "TWILIO_API_KEY_SECRET": ("k-secret", "twilio_api_key_secret", Secret("k-secret")),
@@ -115,6 +119,7 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
 REQUIRES = {
     "TWILIO_AUTH_TOKEN": {"PUBLIC_URL": "https://voice.example.com"},
     "TWILIO_ACCOUNT_SID": {"TWILIO_AUTH_TOKEN": "tw-token", "PUBLIC_URL": "https://x.example"},
+    "MAX_CALLS_TOTAL": {"REDIS_URL": "redis://cache:6379/0"},
     "TWILIO_API_KEY_SID": {"TWILIO_API_KEY_SECRET": "k", "TWILIO_ACCOUNT_SID": "AC" + "a" * 32},
     "TWILIO_API_KEY_SECRET": {"TWILIO_API_KEY_SID": "SK" + "b" * 32, "TWILIO_ACCOUNT_SID": "AC" + "a" * 32},
     "CALL_EVENTS_URL": {"SIGNING_SECRET": "s" * 32},
@@ -225,6 +230,12 @@ def test_each_variable_is_read(name: str) -> None:
         ("CALL_SID_MEMORY_S", "4h"),
         ("CALLER_BURST_MS", "-1"),
         ("CALLER_BURST_MS", "2.5"),
+        ("REDIS_URL", "cache:6379"),
+        ("MAX_CALLS_TOTAL", "4"),  # without REDIS_URL: no cluster to cap
+        ("MAX_CALLS_TOTAL", "-1"),
+        ("WEB_CONCURRENCY", "0"),
+        ("WEB_CONCURRENCY", "51"),  # more workers than MAX_CALLS' 50 slots
+        ("REALTIME_CA_FILE", "/no/such/ca.pem"),
     ],
 )
 def test_invalid_value_raises_config_error_naming_the_variable(name: str, value: str) -> None:

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -22,6 +22,7 @@ from voicebridge.config import Settings
 from voicebridge.core.admission import TOKEN_PARAMETER
 from voicebridge.core.context import custom_parameters
 from voicebridge.core.outcomes import MemoryOutcomes, OutcomeStore
+from voicebridge.core.slots import CLUSTER_BUSY
 from voicebridge.core.twiml import (
     after_stream_twiml,
     hangup_twiml,
@@ -35,8 +36,10 @@ from voicebridge.server.guard import Guard
 from voicebridge.server.http_edge import EXCEPTION_HANDLERS
 from voicebridge.server.metrics import Metrics
 from voicebridge.server.recorder import RecordingHealth
+from voicebridge.server.shared_state import SharedState
 from voicebridge.server.stream_url import InsecureStreamUrls, usable_stream_url
 from voicebridge.server.twilio_socket import StarletteTwilioSocket
+from voicebridge.server.worker_peers import Worker
 
 __all__ = ["AppState", "create_app"]
 
@@ -77,9 +80,8 @@ class AppState:
             return False
         return True
 
-    @property
-    def ready(self) -> bool:
-        return self.accepting and self.guard.has_room()
+    async def is_ready(self) -> bool:
+        return self.accepting and await self.guard.has_room()
 
 
 def public_base(request: Request, settings: Settings) -> str:
@@ -107,9 +109,15 @@ async def _read_body(request: Request) -> bytes | None:
     return body
 
 
-def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Starlette:
-    """The app; ``outcomes`` is shared between instances when given (else one per app)."""
-    guard = Guard(settings)
+def create_app(
+    settings: Settings, outcomes: OutcomeStore | None = None, worker: Worker | None = None
+) -> Starlette:
+    """The app; ``outcomes`` is shared between instances when given (else one per app, or
+    Redis's with REDIS_URL); ``worker`` is its place under ``serve --workers``."""
+    shared = SharedState.build(
+        settings, worker, MemoryOutcomes(OUTCOME_TTL_S, OUTCOME_LIMIT, time.monotonic)
+    )
+    guard = Guard(settings, shared.call_sids, shared.slots, shared.admission)
     calls: set[Call] = set()
     recording = RecordingHealth()
     metrics = Metrics(
@@ -118,10 +126,11 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
         rejected=lambda: guard.rejected,
         recording_failures=lambda: recording.failures,
     )
+    shared.register(metrics.registry)
     # Profiles per number, tools, call events (a wrong file or template stops the start-up).
     connect = Connect(settings, metrics.registry)
     if outcomes is None:
-        outcomes = MemoryOutcomes(OUTCOME_TTL_S, OUTCOME_LIMIT, time.monotonic)
+        outcomes = shared.outcomes
     state = AppState(guard, metrics, outcomes, calls=calls)
     insecure_urls = InsecureStreamUrls()
 
@@ -165,10 +174,16 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
             insecure_urls.refused(url, _peer(request), request.headers.get("x-forwarded-proto"))
             return say(params, "failure")
         insecure_urls.served()
-        token = guard.reserve(call_sid) if state.accepting else None
+        token, busy = await guard.reserve(call_sid) if state.accepting else (None, "busy")
         if token is None:
-            guard.rejected["busy"] += 1
-            log.warning("all %d call slots taken: answering busy", settings.max_calls)
+            guard.rejected[busy or "busy"] += 1
+            if busy == CLUSTER_BUSY:
+                log.warning(
+                    "the cluster's %d call slots (MAX_CALLS_TOTAL) are taken: answering busy",
+                    settings.max_calls_total,
+                )
+            else:
+                log.warning("all %d call slots taken: answering busy", guard.admission.max_calls)
             return say(params, "busy")
         # `start` carries no caller or callee number: pass what the bridge needs later.
         parameters = {k: params[k] for k in ("From", "To") if params.get(k)}
@@ -267,7 +282,7 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 guard.reject("metrics_unauthorized", "/metrics", _peer(request))
                 return PlainTextResponse("unauthorized", status_code=401)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(await shared.exposition(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def realtime(websocket: WebSocket) -> None:
         reason = guard.check_handshake(websocket)
@@ -302,9 +317,9 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
             if not state.calls:
                 state.no_calls.set()
             if result is None and call.admitted and call.core.start is not None:
-                guard.release(call.core.start.call_sid)  # run() itself failed: free the slot
+                await guard.release(call.core.start.call_sid)  # run() failed: free the slot
         if result.admitted:
-            guard.release(result.call_sid)
+            await guard.release(result.call_sid)
         if result.refused:  # a socket that ended before admission: a refusal, never a call
             guard.reject(result.refused, "/realtime start", _peer(websocket))
         else:
@@ -322,8 +337,9 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
             "accepting": state.accepting,
             # Tasks in the server's loop: back to the idle count once calls end (no leak).
             "tasks": len(asyncio.all_tasks()),
+            **shared.status(),  # Redis unreachable: still ready, on local limits
         }
-        if state.ready:
+        if await state.is_ready():
             return JSONResponse({"status": "ready", **body})
         return JSONResponse({"status": "not ready", **body}, status_code=503)
 
@@ -339,9 +355,10 @@ def create_app(settings: Settings, outcomes: OutcomeStore | None = None) -> Star
             Route("/readyz", readyz),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=connect.lifespan(),
+        lifespan=connect.lifespan(shared.lifespan),
     )
     app.state.voicebridge = state
+    app.state.shared = shared
     app.state.settings = settings
     app.state.connect = connect
     return app

@@ -29,6 +29,7 @@ from voicebridge.core.admission import (
 )
 from voicebridge.core.call_sids import CallSidStore, MemoryCallSids
 from voicebridge.core.signature import check_signature
+from voicebridge.core.slots import CallSlots, MemorySlots, Refusal
 
 __all__ = ["Guard"]
 
@@ -39,9 +40,22 @@ REJECT_LOG_LINES = 5  # per reason and window; the rest are summed in one line a
 
 
 class Guard:
-    def __init__(self, settings: Settings, call_sids: CallSidStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        call_sids: CallSidStore | None = None,
+        slots: CallSlots | None = None,
+        admission: Admission | None = None,
+    ) -> None:
+        """``slots`` and ``call_sids`` default to this process's memory (``admission``, the
+        local slots, is the fallback of a shared store: ``server/shared_state.py``)."""
         self.settings = settings
-        self.admission = Admission(settings.max_calls, settings.stream_token_ttl_s)
+        self.admission = admission or Admission(settings.max_calls, settings.stream_token_ttl_s)
+        self.slots: CallSlots = slots or MemorySlots(
+            self.admission,
+            time.monotonic,
+            shared_secret=not settings.stream_token_secret_generated,
+        )
         self.call_sids: CallSidStore = call_sids or MemoryCallSids(
             settings.call_sid_memory_s, time.monotonic
         )
@@ -129,14 +143,17 @@ class Guard:
             trailing_slash=True,
         )
 
-    def reserve(self, call_sid: str) -> str | None:
-        """A stream token for a call the webhook is answering, or None when full."""
-        if not self.admission.reserve(call_sid, time.monotonic()):
-            return None
-        return mint_token(self._secret, call_sid, time.time(), self.settings.stream_token_ttl_s)
+    async def reserve(self, call_sid: str) -> tuple[str | None, Refusal | None]:
+        """A stream token for a call the webhook is answering, or None and why not (this
+        instance's slots are taken, or the cluster's)."""
+        refusal = await self.slots.reserve(call_sid)
+        if refusal:
+            return None, refusal
+        ttl = self.settings.stream_token_ttl_s
+        return mint_token(self._secret, call_sid, time.time(), ttl), None
 
-    def has_room(self) -> bool:
-        return self.admission.has_room(time.monotonic())
+    async def has_room(self) -> bool:
+        return await self.slots.has_room()
 
     async def had_call(self, call_sid: str) -> bool:
         """Whether ``call_sid`` already opened a call: its webhook is a replay."""
@@ -144,26 +161,18 @@ class Guard:
 
     async def admit(self, start: tw.Start) -> str | None:
         """Check ``start``'s token and claim the call's slot; the refusal reason or None."""
+        token = start.custom_parameters.get(TOKEN_PARAMETER)
         try:
-            nonce = verify_token(
-                self._secret,
-                start.custom_parameters.get(TOKEN_PARAMETER),
-                start.call_sid,
-                time.time(),
-            )
-            self.admission.claim(
-                start.call_sid,
-                nonce,
-                time.monotonic(),
-                shared_secret=not self.settings.stream_token_secret_generated,
-            )
+            nonce = verify_token(self._secret, token, start.call_sid, time.time())
+            assert token is not None  # verified: "expires.nonce.mac"
+            await self.slots.claim(start.call_sid, nonce, float(token.partition(".")[0]))
         except TokenError as exc:
             return exc.reason
         # Last, so only a genuine token that takes a slot marks the CallSid as used.
         if not await self.call_sids.claim(start.call_sid):
-            self.admission.release(start.call_sid)
+            await self.slots.release(start.call_sid)
             return "call_sid_reused"
         return None
 
-    def release(self, call_sid: str) -> None:
-        self.admission.release(call_sid)
+    async def release(self, call_sid: str) -> None:
+        await self.slots.release(call_sid)

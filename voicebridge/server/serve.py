@@ -19,8 +19,9 @@ from voicebridge.config import Settings
 from voicebridge.errors import ConfigError
 from voicebridge.server.app import AppState, create_app
 from voicebridge.server.http_edge import edge_protocol, raise_fd_limit
+from voicebridge.server.worker_peers import Worker
 
-__all__ = ["BridgeServer", "event_loop_factory", "listen", "serve", "uvicorn_config"]
+__all__ = ["BridgeServer", "event_loop_factory", "listen", "serve", "serve_on", "uvicorn_config"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def uvicorn_config(settings: Settings, app: Starlette | None = None) -> uvicorn.
         ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes,  # Twilio's frames are a few hundred bytes
         ws_per_message_deflate=False,  # base64 audio barely compresses
-        lifespan="off",
+        lifespan="on",  # the app's: the Redis keeper, a worker's metrics socket
         log_config=None,  # voicebridge configures logging itself
         server_header=False,
         # h11 with voicebridge's limits and deadlines rather than httptools, which has no
@@ -148,16 +149,23 @@ async def serve(settings: Settings) -> None:
     settings.check_can_serve()
     with listen(settings) as sock:
         log.info("settings: %s", settings.describe())
-        raise_fd_limit(settings)  # before uvicorn_config: the connection cap fits the new limit
-        app = create_app(settings)
-        state: AppState = app.state.voicebridge
+        await serve_on(sock, settings)
+
+
+async def serve_on(sock: socket.socket, settings: Settings, worker: Worker | None = None) -> None:
+    """Serve on a bound socket: this process alone, or one of ``serve --workers``."""
+    raise_fd_limit(settings)  # before uvicorn_config: the connection cap fits the new limit
+    app = create_app(settings, worker=worker)
+    state: AppState = app.state.voicebridge
+    first = worker is None or worker.index == 0  # one set of start-up lines, not one a worker
+    if first:
         state.guard.warn_at_startup()
-        server = BridgeServer(uvicorn_config(settings, app), state)
-        server.drain_timeout_s = settings.drain_timeout_s
-        server.closing_timeout_s = settings.closing_timeout_s
-        # uvicorn names the address only when it binds the socket itself.
+    server = BridgeServer(uvicorn_config(settings, app), state)
+    server.drain_timeout_s = settings.drain_timeout_s
+    server.closing_timeout_s = settings.closing_timeout_s
+    if first:  # uvicorn names the address only when it binds the socket itself
         log.info("listening on http://%s", _address(sock))
-        await server.serve(sockets=[sock])
+    await server.serve(sockets=[sock])
 
 
 def _address(sock: socket.socket) -> str:

@@ -11,10 +11,12 @@ websockets' exceptions become :class:`UpstreamClosed`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
@@ -127,6 +129,7 @@ async def open_upstream(
                         ping_interval=settings.upstream_stall_timeout_s / 2,
                         ping_timeout=settings.upstream_stall_timeout_s / 2,
                         proxy=None,
+                        **_tls(settings),
                     )
                 except InvalidStatus as exc:
                     status = exc.response.status_code
@@ -203,6 +206,21 @@ class WebsocketsUpstream:
 
     async def close(self) -> None:
         await close_upstream(self._conn)
+
+
+def _tls(settings: Settings) -> dict[str, Any]:
+    """``ssl=`` for a wss:// upstream whose CAs REALTIME_CA_FILE adds to the system's."""
+    if not settings.realtime_ca_file or not settings.realtime_url.startswith("wss://"):
+        return {}  # websockets' default context (the system's CAs), or plain ws://
+    return {"ssl": _ca_context(settings.realtime_ca_file)}
+
+
+@functools.cache
+def _ca_context(ca_file: str) -> ssl.SSLContext:
+    # Built once: loading the system's CAs takes milliseconds, too long for every connect.
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 async def connect_upstream(settings: Settings, deadline: float) -> UpstreamConnection:
