@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
+from voicebridge.business_sim.demo import business_setup, business_summary
 from voicebridge.config import Settings
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
 from voicebridge.server.serve import uvicorn_config
@@ -38,12 +39,28 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--call", default="interrupts", help="a packaged call name or a .jsonl path")
     p.add_argument("--wav", default="demo-call.wav", help="stereo WAV: caller left, heard right")
     p.add_argument("--network-ms", type=float, default=60.0, help="one-way delay each way")
+    p.add_argument(
+        "--business",
+        action="store_true",
+        help="with the offline business backend: the model calls its table lookup, and it "
+        "receives the call events (try --call books_a_table)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """0 when the call ran to the caller's hang-up with no protocol violation, else 1."""
     settings = configure(args.env_file)
+    if args.business:
+        return asyncio.run(_business_call(settings, args))
     return asyncio.run(demo_call(settings, args.call, args.wav, args.network_ms))
+
+
+async def _business_call(settings: Settings, args: argparse.Namespace) -> int:
+    async with business_setup(settings) as (settings, options, backend):
+        status = await demo_call(settings, args.call, args.wav, args.network_ms, options)
+    for line in business_summary(backend):
+        print(line)
+    return status
 
 
 def _recording(name: str) -> Recording:
@@ -51,13 +68,19 @@ def _recording(name: str) -> Recording:
     return load_recording(path) if path.suffix in (".jsonl", ".json") else packaged_call(name)
 
 
-async def demo_call(settings: Settings, call: str, wav: str, network_ms: float) -> int:
+async def demo_call(
+    settings: Settings,
+    call: str,
+    wav: str,
+    network_ms: float,
+    options: FakeRealtimeOptions | None = None,
+) -> int:
     """Place ``call`` through a bridge on a free port; print the summary, write the WAV."""
     recording = _recording(call)
     net = Network(
         down_ms=network_ms, up_ms=network_ms, jitter_ms=network_ms / 4, playout_ms=60.0, seed=1
     )
-    async with FakeRealtimeServer(FakeRealtimeOptions()) as fake:
+    async with FakeRealtimeServer(options or FakeRealtimeOptions()) as fake:
         settings = dataclasses.replace(settings, realtime_url=fake.url, host="127.0.0.1", port=0)
         server = uvicorn.Server(uvicorn_config(settings))
         serving = asyncio.create_task(server.serve(), name="demo-bridge")

@@ -24,6 +24,9 @@ from voicebridge.errors import OutboundError
 __all__ = ["Answer", "OutboundError", "OutboundHttp"]
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO, URL and all (a query may hold a key): our own lines say
+# what matters, without secrets.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 CONNECT_TIMEOUT_S = 3.0
 DEFAULT_TIMEOUT_S = 5.0
