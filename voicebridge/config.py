@@ -22,6 +22,7 @@ from voicebridge.core.realtime import (
     TURN_DETECTION_TYPES,
     VAD_EAGERNESS,
 )
+from voicebridge.core.shutdown import ShutdownPlan
 from voicebridge.errors import ConfigError
 from voicebridge.logs import MIN_SECRET, mask_url, url_secrets
 
@@ -226,7 +227,9 @@ class Settings:
     session_limit_action: str = "end"  # SESSION_LIMIT_ACTION: end (closing line) or renew
     closing_instructions: str = DEFAULT_CLOSING  # CLOSING_INSTRUCTIONS: the last line
     closing_timeout_s: float = 10.0  # CLOSING_TIMEOUT_S: for the closing line to be heard, s
-    drain_timeout_s: float = 20.0  # DRAIN_TIMEOUT_S: after SIGTERM, calls go on this long, s
+    drain_timeout_s: float = 10.0  # DRAIN_TIMEOUT_S: after SIGTERM, calls go on this long, s
+    # SHUTDOWN_TIMEOUT_S: SIGTERM to exit, all of it (core/shutdown.py), under the kill timeout
+    shutdown_timeout_s: float = 25.0
     caller_queue_frames: int = 250  # CALLER_QUEUE_FRAMES: 20 ms frames held for upstream
     playback_queue_chunks: int = 600  # PLAYBACK_QUEUE_CHUNKS: model deltas held for Twilio
     # Scaling (README "Scaling and deploys")
@@ -420,6 +423,7 @@ class Settings:
             closing_instructions=text("CLOSING_INSTRUCTIONS", defaults.closing_instructions),
             closing_timeout_s=number("CLOSING_TIMEOUT_S", defaults.closing_timeout_s, float),
             drain_timeout_s=number("DRAIN_TIMEOUT_S", defaults.drain_timeout_s, float),
+            shutdown_timeout_s=number("SHUTDOWN_TIMEOUT_S", defaults.shutdown_timeout_s, float),
             caller_queue_frames=int(
                 number("CALLER_QUEUE_FRAMES", defaults.caller_queue_frames, int)
             ),
@@ -510,6 +514,7 @@ class Settings:
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
         self._validate_http_edge()
+        self._validate_shutdown()
         self._validate_scaling()
         self._validate_business()
 
@@ -572,6 +577,21 @@ class Settings:
             )
         if 0 < len(self.signing_secret.reveal()) < 16:
             raise ConfigError("SIGNING_SECRET must be at least 16 characters (32+ random)")
+
+    def shutdown_plan(self) -> ShutdownPlan:
+        return ShutdownPlan(self.shutdown_timeout_s, self.drain_timeout_s, self.closing_timeout_s)
+
+    def _validate_shutdown(self) -> None:
+        plan = self.shutdown_plan()
+        if not plan.fits():
+            reserve = plan.needed_s - plan.drain_s - plan.closing_s
+            raise ConfigError(
+                f"DRAIN_TIMEOUT_S={plan.drain_s:g} and CLOSING_TIMEOUT_S={plan.closing_s:g} "
+                f"do not fit in SHUTDOWN_TIMEOUT_S={plan.budget_s:g}: their sum plus "
+                f"{reserve:g} s (each call's ending, then the forced ending of any left) must "
+                f"not exceed it; lower them, or raise SHUTDOWN_TIMEOUT_S to {plan.needed_s:g} "
+                "and the platform's grace period above that"
+            )
 
     def _validate_scaling(self) -> None:
         if self.redis_url and urlsplit(self.redis_url).scheme not in ("redis", "rediss", "unix"):

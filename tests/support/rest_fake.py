@@ -1,4 +1,7 @@
-"""A local stand-in for Twilio's REST Calls API: records each update with its arrival time."""
+"""A local stand-in for Twilio's REST Calls API: records each update with its arrival time.
+
+With ``hang`` set it reads each request and never answers (until the fake is closed).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ class FakeTwilioRest:
     # "user:password" pairs Basic auth may carry (account SID and token, or an API key):
     # any other gets 401, as Twilio answers. None: not checked.
     credentials: set[str] | None = None
+    hang: bool = False  # read the request, then never answer
+    released: threading.Event = field(default_factory=threading.Event)
 
 
 @contextmanager
@@ -46,6 +51,9 @@ def running_rest() -> Iterator[FakeTwilioRest]:
                     {k: v[0] for k, v in parse_qs(body).items()},
                 )
             )
+            if fake.hang:
+                fake.released.wait()  # until the fake closes: no answer before
+                return
             allowed = fake.credentials is None or fake.requests[-1].auth in fake.credentials
             self.send_response(fake.status if allowed else 401)
             self.send_header("Content-Type", "application/json")
@@ -62,6 +70,7 @@ def running_rest() -> Iterator[FakeTwilioRest]:
     try:
         yield fake
     finally:
+        fake.released.set()
         server.shutdown()
         server.server_close()
         thread.join(5)

@@ -82,6 +82,7 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "CLOSING_INSTRUCTIONS": ("Bye.", "closing_instructions", "Bye."),
     "CLOSING_TIMEOUT_S": ("3", "closing_timeout_s", 3.0),
     "DRAIN_TIMEOUT_S": ("5", "drain_timeout_s", 5.0),
+    "SHUTDOWN_TIMEOUT_S": ("30", "shutdown_timeout_s", 30.0),
     "LOG_FORMAT": ("JSON", "log_format", "json"),
     "LOG_WIRE": ("on", "log_wire", True),
     "METRICS_TOKEN": ("m-token", "metrics_token", Secret("m-token")),

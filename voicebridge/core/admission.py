@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from voicebridge.errors import TokenError
 
-__all__ = ["Admission", "TokenError", "mint_token", "verify_token"]
+__all__ = ["Admission", "TokenError", "mint_token", "minted_before", "verify_token"]
 
 TOKEN_PARAMETER = "StreamToken"
 
@@ -33,6 +33,16 @@ def mint_token(secret: bytes, call_sid: str, now: float, ttl: float) -> str:
     expires = int(now + ttl) + 1
     nonce = secrets.token_urlsafe(9)
     return f"{expires}.{nonce}.{_mac(secret, call_sid, expires, nonce)}"
+
+
+def minted_before(expires: float, ttl: float, when: float) -> bool:
+    """Whether a token expiring at ``expires`` may have been minted before ``when``.
+
+    :func:`mint_token` rounds the expiry up past ``now + ttl``, so a token was minted in
+    ``[expires - ttl - 1, expires - ttl)``: known to the second, from the token alone (a
+    token another instance minted, with the same ``STREAM_TOKEN_TTL_S``, too).
+    """
+    return expires - ttl - 1 < when
 
 
 def verify_token(secret: bytes, token: str | None, call_sid: str, now: float) -> str:

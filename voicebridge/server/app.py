@@ -22,6 +22,7 @@ from voicebridge.config import Settings
 from voicebridge.core.admission import TOKEN_PARAMETER
 from voicebridge.core.context import custom_parameters
 from voicebridge.core.outcomes import MemoryOutcomes, OutcomeStore
+from voicebridge.core.shutdown import ShutdownPlan
 from voicebridge.core.slots import CLUSTER_BUSY
 from voicebridge.core.twiml import (
     after_stream_twiml,
@@ -37,6 +38,7 @@ from voicebridge.server.http_edge import EXCEPTION_HANDLERS
 from voicebridge.server.metrics import Metrics
 from voicebridge.server.recorder import RecordingHealth
 from voicebridge.server.shared_state import SharedState
+from voicebridge.server.shutdown import DRAINING, Shutdown
 from voicebridge.server.stream_url import InsecureStreamUrls, usable_stream_url
 from voicebridge.server.twilio_socket import StarletteTwilioSocket
 from voicebridge.server.worker_peers import Worker
@@ -68,6 +70,14 @@ class AppState:
     calls_total: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     last_results: list[CallResult] = field(default_factory=list)
+    shutdown: Shutdown = field(default_factory=lambda: Shutdown(ShutdownPlan()))
+
+    def begin_drain(self, now: float) -> None:
+        """The first signal, at loop time ``now``: no new calls (streams whose webhook came
+        before are still admitted: the guard), and every call gets the shutdown's orders."""
+        self.accepting = False
+        self.guard.begin_drain()
+        self.shutdown.begin(now, self.calls)
 
     async def wait_no_calls(self, timeout: float) -> bool:  # noqa: ASYNC109 (a deadline in a loop)
         """Wait until no call is running; False when ``timeout`` seconds pass first."""
@@ -131,7 +141,9 @@ def create_app(
     connect = Connect(settings, metrics.registry)
     if outcomes is None:
         outcomes = shared.outcomes
-    state = AppState(guard, metrics, outcomes, calls=calls)
+    state = AppState(
+        guard, metrics, outcomes, calls=calls, shutdown=Shutdown(settings.shutdown_plan())
+    )
     insecure_urls = InsecureStreamUrls()
 
     async def twilio_request(request: Request) -> tuple[Response | None, dict[str, str]]:
@@ -174,7 +186,10 @@ def create_app(
             insecure_urls.refused(url, _peer(request), request.headers.get("x-forwarded-proto"))
             return say(params, "failure")
         insecure_urls.served()
-        token, busy = await guard.reserve(call_sid) if state.accepting else (None, "busy")
+        if not state.accepting:  # a drain: its own reason and rationed line, never "busy"
+            guard.reject(DRAINING, request.url.path, _peer(request))
+            return say(params, "busy")
+        token, busy = await guard.reserve(call_sid)
         if token is None:
             guard.rejected[busy or "busy"] += 1
             if busy == CLUSTER_BUSY:
@@ -290,10 +305,8 @@ def create_app(
             guard.reject(reason, "/realtime handshake", _peer(websocket))
             await websocket.close(code=1008)  # before accept: an HTTP 403
             return
-        if not state.accepting:
-            guard.reject("draining", "/realtime handshake", _peer(websocket))
-            await websocket.close(code=1013)  # before accept: an HTTP 403
-            return
+        # Accepted while draining too: a stream whose webhook was answered before the drain
+        # began is admitted (guard.admit decides at `start`, from its token).
         await websocket.accept()
         call = Call(
             StarletteTwilioSocket(websocket),
@@ -305,6 +318,7 @@ def create_app(
             outcomes=state.outcome_store,
         )
         state.calls.add(call)
+        state.shutdown.adopt(call)  # during a drain: its cutoff, and its closing line
         state.no_calls.clear()
         state.active_calls += 1
         state.calls_total += 1
@@ -324,7 +338,7 @@ def create_app(
             guard.reject(result.refused, "/realtime start", _peer(websocket))
         else:
             metrics.call_ended(result.stats, result.outcome)
-            state.outcomes["failed" if result.failed else "ok"] += 1
+            state.outcomes[result.outcome] += 1
         state.last_results.append(result)
         del state.last_results[:-50]
 

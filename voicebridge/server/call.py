@@ -126,6 +126,10 @@ class Call:
             lambda: self.upstream.conn,
             observe,
         )
+        # end_by: the loop time the call ends at the latest, and why (a shutdown's cutoff).
+        self._cutoff_at: float | None = None
+        self._cutoff: asyncio.Timeout | None = None  # while run() is inside it
+        self.forced_by = ""
 
     # -- actions -------------------------------------------------------------------
 
@@ -168,32 +172,48 @@ class Call:
         """End the call well (see ``Closer.request_close``)."""
         self.closer.request_close(reason, instructions)
 
+    def end_by(self, when: float, reason: str) -> None:
+        """End the call at loop time ``when`` at the latest, whatever it is doing then (the
+        shutdown budget's cutoff; a second signal's is now). The ending is ``forced``,
+        unless Twilio's REST API already took the call's deliberate one."""
+        if self._cutoff_at is not None and self._cutoff_at <= when:
+            return
+        self._cutoff_at, self.forced_by = when, reason
+        cutoff = self._cutoff
+        if cutoff is not None and not cutoff.expired():
+            cutoff.reschedule(when)
+
     # -- the call ------------------------------------------------------------------
 
     async def run(self) -> CallResult:
         started = now_s()
         result = CallResult("unknown", failed=True)
         try:
-            await self._admit()
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.twilio.twilio_in(), name="twilio-in")
-                tg.create_task(self.twilio.twilio_out(), name="twilio-out")
-                tg.create_task(self.twilio.media_watch(), name="media-watch")
-                tg.create_task(self.closer.closer(), name="closer")
-                tg.create_task(self.closer.tools(), name="tools")
-                if self.twilio.recorder is not None:
-                    tg.create_task(self.twilio.recorder.run(), name="recorder")
-                tg.create_task(self.upstream.upstream(), name="upstream")
+            # The cutoff (end_by) cancels whatever runs then; asyncio.timeout's own cancel.
+            async with asyncio.timeout_at(self._cutoff_at) as self._cutoff:
+                await self._admit()
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self.twilio.twilio_in(), name="twilio-in")
+                    tg.create_task(self.twilio.twilio_out(), name="twilio-out")
+                    tg.create_task(self.twilio.media_watch(), name="media-watch")
+                    tg.create_task(self.closer.closer(), name="closer")
+                    tg.create_task(self.closer.tools(), name="tools")
+                    if self.twilio.recorder is not None:
+                        tg.create_task(self.twilio.recorder.run(), name="recorder")
+                    tg.create_task(self.upstream.upstream(), name="upstream")
         except* CallEnded as group:
             ended = first(group, CallEnded)
             result = CallResult(ended.reason, ended.failed, close_code=ended.close_code)
             result.deliberate = ended.deliberate
         except* QueueOverflow as group:
             result = CallResult(f"queue_overflow: {first(group, QueueOverflow)}", failed=True)
+        except* TimeoutError as group:
+            result = self._cut_off(group)
         except* Exception as group:
             self.log.error("call failed", exc_info=group)
             result = CallResult("internal_error", failed=True)
         finally:
+            self._cutoff = None  # exited: end_by may no longer reschedule it
             self.twilio.cancel_timers()
             ours = self.closer.ended_through_twilio
             if ours and result.reason in ("caller_hangup", "caller_disconnected"):
@@ -208,6 +228,20 @@ class Call:
             await self._record_outcome(result)
             await self.twilio.close(result.close_code)
         return await self._finish(result, now_s() - started)
+
+    def _cut_off(self, group: BaseExceptionGroup[TimeoutError]) -> CallResult:
+        """The result of a call that end_by's cutoff ended."""
+        if self._cutoff is None or not self._cutoff.expired():  # a task's own: a bug
+            self.log.error("call failed", exc_info=group)
+            return CallResult("internal_error", failed=True)
+        if not self.admitted:  # a socket still waiting for `start`: never a call
+            return CallResult("refused: draining", failed=True, close_code=1012)
+        ours = self.closer.ended_through_twilio
+        if ours:  # cut while waiting for the `stop` of the hang-up Twilio already took
+            return CallResult(ours, failed=False, deliberate=True)
+        self.log.warning("the shutdown ended the call (%s)", self.forced_by)
+        closing = self.closer.requested.is_set()  # after its closing line: no apology
+        return CallResult(self.forced_by, False, close_code=1012, deliberate=closing, forced=True)
 
     async def _record_outcome(self, result: CallResult) -> None:
         """Keep how the call ended for ``<Connect action>``, before Twilio's socket closes:

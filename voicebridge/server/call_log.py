@@ -77,7 +77,7 @@ class CallLog(logging.LoggerAdapter[logging.Logger]):
             "upstream_errors": dict(s.upstream_errors),
             "tokens": dict(s.tokens),
         }
-        level = logging.WARNING if r.failed else logging.INFO
+        level = logging.WARNING if r.failed or r.forced else logging.INFO
         log.log(level, "call ended %s", _kv(fields, skip="event"), extra={"fields": fields})
 
 

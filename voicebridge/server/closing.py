@@ -86,6 +86,7 @@ class Closer:
             # Only the model's own goodbye yields to the caller; a transfer, a drain or the
             # session limit ends the call whatever the caller says over the last line.
             yields = self.ending is not None and self.ending.reason == "end_call"
+            await self._session_ready()
             self.apply(self.core.close(reason, self.instructions, yields=yields))
             if await self._line_heard():
                 break
@@ -94,6 +95,16 @@ class Closer:
             self.requested.clear()
         await self._end_through_twilio(reason)
         raise CallEnded(reason, failed=False, deliberate=True)
+
+    async def _session_ready(self) -> None:
+        """A close asked before the upstream's session is ready (a call admitted during a
+        drain) waits for it, as long as the session may take to open: the line needs it."""
+        deadline = now_s() + self.settings.upstream_connect_timeout_s
+        # Polled, as the line's playback is: readiness is the core's state, not an event.
+        while self.instructions and not self.core.session_ready:
+            if now_s() >= deadline:
+                return
+            await asyncio.sleep(CLOSING_POLL_S)
 
     async def _line_heard(self) -> bool:
         """Wait until the closing line is heard (or the deadline); False if called off."""

@@ -25,6 +25,7 @@ from voicebridge.core.admission import (
     Admission,
     TokenError,
     mint_token,
+    minted_before,
     verify_token,
 )
 from voicebridge.core.call_sids import CallSidStore, MemoryCallSids
@@ -65,6 +66,9 @@ class Guard:
         self._logged: Counter[str] = Counter()  # refusal lines in this window, by reason
         self._unlogged: Counter[str] = Counter()
         self._window_ends = 0.0
+        # Wall-clock time the drain began (tokens carry wall-clock times): from then on only
+        # streams whose token was minted before are admitted.
+        self.draining_since: float | None = None
 
     def warn_at_startup(self) -> None:
         if not self._auth_token:
@@ -159,13 +163,25 @@ class Guard:
         """Whether ``call_sid`` already opened a call: its webhook is a replay."""
         return await self.call_sids.had_call(call_sid)
 
+    def begin_drain(self) -> None:
+        self.draining_since = time.time()
+
     async def admit(self, start: tw.Start) -> str | None:
-        """Check ``start``'s token and claim the call's slot; the refusal reason or None."""
+        """Check ``start``'s token and claim the call's slot; the refusal reason or None.
+
+        During a drain, a token minted before it began (a webhook answered just before
+        SIGTERM) is admitted, and drains like the other calls; a later one is ``draining``.
+        """
         token = start.custom_parameters.get(TOKEN_PARAMETER)
         try:
             nonce = verify_token(self._secret, token, start.call_sid, time.time())
             assert token is not None  # verified: "expires.nonce.mac"
-            await self.slots.claim(start.call_sid, nonce, float(token.partition(".")[0]))
+            expires = float(token.partition(".")[0])
+            since = self.draining_since
+            ttl = self.settings.stream_token_ttl_s
+            if since is not None and not minted_before(expires, ttl, since):
+                return "draining"
+            await self.slots.claim(start.call_sid, nonce, expires)
         except TokenError as exc:
             return exc.reason
         # Last, so only a genuine token that takes a slot marks the CallSid as used.

@@ -1,8 +1,8 @@
 """How a call ends: the exceptions that end its TaskGroup (or its upstream's), and its result.
 
 The result's :attr:`CallResult.outcome` labels the ending (``failed``, ``deliberate``,
-``idle``, ``transfer``, ``caller_hangup``); :meth:`CallResult.after_stream` is what Twilio's
-``<Connect action>`` request is answered with.
+``idle``, ``transfer``, ``caller_hangup``, ``forced``); :meth:`CallResult.after_stream` is
+what Twilio's ``<Connect action>`` request is answered with.
 
 Any task ends the call by raising :class:`CallEnded`; the TaskGroup then cancels the rest
 (``except*``, the CPython recipe for ending a TaskGroup on 3.11+). The nested upstream group
@@ -36,10 +36,14 @@ class CallResult:
     refused: str | None = None  # why `start` was refused, if it was
     close_code: int | None = None
     destination: str = ""  # a transfer's target
+    # Cut by the shutdown: its budget ran out, or a second signal came (Call.end_by).
+    forced: bool = False
 
     @property
     def outcome(self) -> str:
         """The ending's label, in the end line and on /metrics."""
+        if self.forced:
+            return "forced"
         if self.failed:
             return "failed"
         if self.deliberate:
@@ -49,8 +53,12 @@ class CallResult:
     def after_stream(self) -> Outcome | None:
         """What Twilio's ``<Connect action>`` request for this call is answered with.
 
-        None when the caller hung up: Twilio has nobody to run TwiML for.
+        None when the caller hung up: Twilio has nobody to run TwiML for. A forced ending
+        hangs up after a closing line begun (``deliberate``), else apologises.
         """
+        if self.forced:
+            kind = OutcomeKind.HANGUP if self.deliberate else OutcomeKind.FAILED
+            return Outcome(kind, self.reason)
         if self.failed:
             # The reason's stable head only: the rest may quote a peer's text.
             return Outcome(OutcomeKind.FAILED, self.reason.partition(":")[0][:64])

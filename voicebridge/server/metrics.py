@@ -118,7 +118,7 @@ def _families(totals: Counter[str], m: Metrics) -> Iterable[Metric]:
         yield family
     calls = CounterMetricFamily(
         "voicebridge_calls",
-        "calls ended, by outcome (failed, deliberate, idle, transfer, caller_hangup)",
+        "calls ended, by outcome (failed, deliberate, idle, transfer, caller_hangup, forced)",
         labels=["outcome"],
     )
     for outcome, n in sorted(m.outcomes.items()):

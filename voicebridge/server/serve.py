@@ -49,20 +49,21 @@ def uvicorn_config(settings: Settings, app: Starlette | None = None) -> uvicorn.
 
 
 class BridgeServer(uvicorn.Server):
-    """uvicorn's server with voicebridge owning SIGTERM and SIGINT: a graceful drain.
+    """uvicorn's server with voicebridge owning SIGTERM and SIGINT: a drain on one budget.
 
     uvicorn alone would close the listener and send 1012 to every call at once, then die
-    "by signal". Here, on the first signal: not ready, and new webhooks get the busy TwiML
-    at once; active calls go on for up to DRAIN_TIMEOUT_S; each call still open then hears a
-    closing line from the model and ends; then the server stops and the process exits 0.
-    A second signal stops at once.
+    "by signal". Here the first signal starts the drain (``server/shutdown.py``): not ready,
+    new webhooks get the busy TwiML, streams whose webhook came before are still admitted;
+    calls go on for up to DRAIN_TIMEOUT_S, then each hears a closing line and ends; any call
+    left at the budget's cutoff is ended (``forced``); the server stops and the process exits
+    0, all within SHUTDOWN_TIMEOUT_S. A second signal ends every call at once (``forced``);
+    a third stops without waiting for anything.
     """
 
     def __init__(self, config: uvicorn.Config, state: AppState | None = None) -> None:
         super().__init__(config)
         self.app_state = state
-        self.drain_timeout_s = 0.0
-        self.closing_timeout_s = 0.0
+        self._signals = 0
         self._drain: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
@@ -80,29 +81,43 @@ class BridgeServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler runs between bytecodes of the loop's thread: hand over, don't act.
+        self._signals += 1
         name = signal.Signals(sig).name
-        if self._drain is not None or self.app_state is None:
-            log.warning("received %s again: stopping now", name)
-            if self.should_exit:
-                self.force_exit = True
+        asyncio.get_running_loop().call_soon_threadsafe(self._signalled, name, self._signals)
+
+    def _signalled(self, name: str, count: int) -> None:
+        state = self.app_state
+        loop = asyncio.get_running_loop()
+        if state is None or count >= 3:
+            log.warning("received %s again: stopping without waiting", name)
+            self.force_exit = self.should_exit or count >= 3
             self.should_exit = True
-            return
-        log.warning("received %s: draining (up to %g s)", name, self.drain_timeout_s)
-        self.app_state.accepting = False
-        # A signal handler runs between bytecodes of the loop's thread: schedule, don't await.
-        self._drain = asyncio.get_running_loop().create_task(self.drain(), name="drain")
+        elif count == 2:
+            log.warning("received %s again: ending every call now", name)
+            state.shutdown.force(loop.time(), state.calls)
+        else:
+            plan = state.shutdown.plan
+            log.warning(
+                "received %s: draining (calls go on for up to %g s; exit within "
+                "SHUTDOWN_TIMEOUT_S=%g s)",
+                name,
+                plan.drain_s,
+                plan.budget_s,
+            )
+            state.begin_drain(loop.time())
+            self._drain = loop.create_task(self.drain(), name="drain")
 
     async def drain(self) -> None:
         state = self.app_state
         assert state is not None
+        shutdown = state.shutdown
         try:
-            if not await state.wait_no_calls(self.drain_timeout_s):
-                log.warning("drain timeout: %d call(s) get a closing line", len(state.calls))
-                for call in list(state.calls):
-                    call.request_close("draining")
-                await state.wait_no_calls(self.closing_timeout_s + 2.0)
-            log.info("drained: stopping")
+            await shutdown.drain(state)
         finally:
+            elapsed = asyncio.get_running_loop().time() - (shutdown.began or 0.0)
+            # uvicorn's own wait for connections gets what is left of the budget (whole s).
+            self.config.timeout_graceful_shutdown = int(shutdown.plan.server_grace_s(elapsed))
             self.should_exit = True
 
 
@@ -161,8 +176,6 @@ async def serve_on(sock: socket.socket, settings: Settings, worker: Worker | Non
     if first:
         state.guard.warn_at_startup()
     server = BridgeServer(uvicorn_config(settings, app), state)
-    server.drain_timeout_s = settings.drain_timeout_s
-    server.closing_timeout_s = settings.closing_timeout_s
     if first:  # uvicorn names the address only when it binds the socket itself
         log.info("listening on http://%s", _address(sock))
     await server.serve(sockets=[sock])

@@ -36,11 +36,13 @@ async def place_call(
     auth_token: str | None = None,
     proxy: LocalProxy | None = None,
     timeout: float = 120.0,  # noqa: ASYNC109 (bounds the whole call)
+    echo_marks: bool = True,
 ) -> CallReport:
     """A whole inbound call: the webhook, the TwiML, the stream, then any failure path.
 
     With ``auth_token`` the webhook and the handshake are signed as Twilio signs them;
-    with ``proxy`` public URLs are reached at a local address.
+    with ``proxy`` public URLs are reached at a local address; without ``echo_marks`` no
+    mark is ever echoed.
     """
     call_sid, account_sid = new_sid("CA"), new_sid("AC")
     posted = time.monotonic()
@@ -66,6 +68,7 @@ async def place_call(
         account_sid=account_sid,
         auth_token=auth_token,
         proxy=proxy,
+        echo_marks=echo_marks,
     )
     report = await call.run(timeout)
     report.twiml, report.webhook_status = answer.twiml, answer.status

@@ -79,6 +79,7 @@ class EmulatedCall:
         dither_base: int | None = None,
         frame_log: FrameLog | None = None,
         direct_url: str | None = None,
+        echo_marks: bool = True,
     ) -> None:
         """Args beyond the URL and recording:
         loop: play the recording back to back until hang-up (``hangup_at_ms`` or
@@ -87,6 +88,7 @@ class EmulatedCall:
         keep_messages: keep every received message in ``report.received``.
         keep_audio: keep payloads, for ``report.write_wav`` (``caller_audio`` and the
             player's chunks); without it only timings are kept.
+        echo_marks: False: marks are never echoed (a peer that never confirms playback).
         dither_base, frame_log, direct_url: bench only (``replay_bench``): make frame ``n``
             unique with id ``dither_base + n``; note each frame's key, due and send times;
             also send each frame as ``input_audio_buffer.append`` over a WebSocket of its
@@ -111,6 +113,7 @@ class EmulatedCall:
         self.keep_messages = keep_messages
         self.keep_audio = keep_audio
         self.open_timeout = open_timeout
+        self.echo_marks = echo_marks
         self.headers = dict(headers or {})
         self.report = CallReport(
             call_sid=call_sid or new_sid("CA"),
@@ -365,7 +368,8 @@ class EmulatedCall:
                     player.media(msg["media"]["payload"], at)
                     continue
                 if event == "mark":
-                    player.mark(msg["mark"]["name"], at)
+                    if self.echo_marks:
+                        player.mark(msg["mark"]["name"], at)
                 else:
                     player.clear(at)
                 echo = player.next_echo_time()
