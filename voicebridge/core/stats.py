@@ -8,8 +8,12 @@ from typing import Any
 
 from voicebridge.core.actions import Timing
 
-__all__ = ["CallStats", "Latency"]
+__all__ = ["CONNECT_FAILURES", "CallStats", "Latency"]
 
+# Why an upstream never opened (voicebridge_upstream_connect_failures_total{reason}): the
+# key refused (401/403), another HTTP refusal, nothing within the deadline (or only refused
+# connections), closed at once, or no session.updated within the connect timeout.
+CONNECT_FAILURES = ("auth", "refused", "unreachable", "closed", "not_confirmed")
 _MAX_COUNTER_KEYS = 32  # distinct upstream error codes kept per call
 _MAX_CODE = 48  # characters of a peer's error code kept
 # Unknown Twilio event names, for the call's end line only (never a metric label): a client
@@ -41,6 +45,8 @@ class CallStats:
     unknown_events: Counter[str] = field(default_factory=Counter)  # by name, capped: end line
     upstream_ignored: Counter[str] = field(default_factory=Counter)  # upstream events dropped
     upstream_errors: Counter[str] = field(default_factory=Counter)  # by error code
+    # Upstream connections that never opened, by reason (one of CONNECT_FAILURES)
+    upstream_connect_failures: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0  # lost upstreams replaced
     renewals: int = 0  # sessions replaced at their age limit (SESSION_LIMIT_ACTION=renew)
     tokens: Counter[str] = field(default_factory=Counter)

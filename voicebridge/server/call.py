@@ -141,9 +141,15 @@ class Call:
                     self.upstream_q.put_control(action.text)
                 elif not self.upstream_q.put_audio(action.text):
                     self.core.stats.caller_queue_dropped += 1
-                    self.log.once(
-                        "caller_drop", "upstream not keeping up: dropping oldest caller audio"
-                    )
+                    if self.upstream.conn is None:  # still opening (or replacing) it
+                        self.log.once(
+                            "caller_drop_unopened",
+                            "upstream not connected yet: dropping oldest caller audio",
+                        )
+                    else:
+                        self.log.once(
+                            "caller_drop", "upstream not keeping up: dropping oldest caller audio"
+                        )
             elif isinstance(action, Playback):
                 if not self.playback_q.put_audio(action):
                     self.core.stats.playback_queue_dropped += 1

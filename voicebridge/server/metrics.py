@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from voicebridge import __version__
-from voicebridge.core.stats import CallStats
+from voicebridge.core.stats import CONNECT_FAILURES, CallStats
 
 __all__ = ["Metrics"]
 
@@ -57,6 +57,8 @@ def _totals(stats: CallStats) -> Counter[str]:
         c[f"drops|upstream:{reason}"] = n
     for code, n in stats.upstream_errors.items():
         c[f"upstream_errors|{code}"] = n
+    for reason, n in stats.upstream_connect_failures.items():
+        c[f"upstream_connect_failures|{reason}"] = n
     for kind, n in stats.tokens.items():
         c[f"tokens|{kind}"] = n
     return c
@@ -70,6 +72,8 @@ class _CallsCollector(Collector):
         totals = Counter(self.m.finished)
         for stats in self.m.live():
             totals.update(_totals(stats))
+        for reason in CONNECT_FAILURES:  # each reason shown from the start, at 0
+            totals.setdefault(f"upstream_connect_failures|{reason}", 0)
         yield from _families(totals, self.m)
 
 
@@ -88,6 +92,11 @@ _SIMPLE = {
 _LABELLED = {
     "drops": ("voicebridge_dropped", "input dropped, by reason", "reason"),
     "upstream_errors": ("voicebridge_upstream_errors", "upstream error events, by code", "code"),
+    "upstream_connect_failures": (
+        "voicebridge_upstream_connect_failures",
+        "upstream connections that never opened, by reason",
+        "reason",
+    ),
     "tokens": ("voicebridge_tokens", "tokens used, by kind", "kind"),
 }
 

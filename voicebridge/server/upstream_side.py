@@ -106,13 +106,24 @@ class UpstreamSide:
         except UpstreamError as exc:
             if exc.config_error:
                 self.log.error("configuration error: %s", exc)
-            raise CallEnded(f"upstream_connect_failed: {exc}", failed=True) from None
+            reason = "auth" if exc.config_error else "refused" if exc.status else "unreachable"
+            raise self._never_connected(reason, str(exc)) from None
         try:
             await conn.send(rt.session_update(self.core.session_config, self.core.next_event_id()))
         except UpstreamClosed as exc:
             await conn.close()
-            raise CallEnded(f"upstream_connect_failed: {exc}", failed=True) from None
+            raise self._never_connected("closed", str(exc)) from None
         return conn
+
+    def _never_connected(self, reason: str, detail: str) -> CallEnded:
+        """Log and count an upstream that never opened (``reason``: ``CONNECT_FAILURES``)."""
+        self.core.stats.upstream_connect_failures[reason] += 1
+        stats = self.core.stats
+        which = "a fresh upstream" if stats.reconnects or stats.renewals else "the upstream"
+        self.log.warning("%s never connected (%s): %s", which, reason, detail)
+        if reason == "not_confirmed":
+            return CallEnded("session_not_confirmed", failed=True)
+        return CallEnded(f"upstream_connect_failed: {detail}", failed=True)
 
     async def _wait_confirmed(self) -> None:
         """Until the core has seen the session confirmed, within the connect timeout."""
@@ -123,7 +134,9 @@ class UpstreamSide:
             async with asyncio.timeout(self.settings.upstream_connect_timeout_s):
                 await self._confirmed
         except TimeoutError:
-            raise CallEnded("session_not_confirmed", failed=True) from None
+            timeout_s = self.settings.upstream_connect_timeout_s
+            detail = f"no session.updated within {timeout_s:g} s"
+            raise self._never_connected("not_confirmed", detail) from None
         finally:
             self._confirmed = None
 
