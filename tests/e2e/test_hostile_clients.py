@@ -37,6 +37,7 @@ from tests.support.waiting import wait_until
 from voicebridge.config import Secret, Settings
 from voicebridge.core.signature import compute_signature
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer
+from voicebridge.twilio_sim.call_report import Network
 from voicebridge.twilio_sim.emulator import EmulatedCall, place_call
 from voicebridge.twilio_sim.recordings import packaged_call
 from voicebridge.twilio_sim.webhook_client import (
@@ -526,29 +527,33 @@ async def test_media_at_100x_real_time_is_paced_and_the_call_goes_on(
     with records() as logged, running_bridge(paced) as bridge:
         sid = new_sid("CA")
         parameters = webhook_parameters(bridge, sid)
-        # max_queue=None: the model's audio, never read here, must not stall the client.
-        async with connect(bridge.ws_url, max_queue=None) as ws:
-            await ws.send(CONNECTED)
-            await ws.send(start_message(sid, json.dumps(parameters)))
-            await wait_until(lambda: len(fake.sessions) == 1)
-            session = fake.sessions[0]
-            frames = [media(n) for n in range(500)]
-            sent_at = time.monotonic()
-            for text in frames:
-                await ws.send(text)
-            sending = time.monotonic() - sent_at
-            await asyncio.sleep(0.5)
-            ours = {payload(n) for n in range(500)}
-            upstream = sum(p in ours for p in session.appended)
-            # The call goes on: real time passes again.
-            await asyncio.sleep(0.3)
-            later = {payload(n) for n in range(1000, 1025)}
-            for n in range(1000, 1025):
-                await ws.send(media(n))
-                await asyncio.sleep(20 * MS)
-            await wait_until(lambda: later <= set(session.appended))
-            await ws.send('{"event":"stop","streamSid":"MZ1"}')
-            await asyncio.wait_for(ws.wait_closed(), 5)
+        ws = await RawSocket.open(int(bridge.url.rsplit(":", 1)[1]))
+        await ws.send([CONNECTED, start_message(sid, json.dumps(parameters))])
+        await wait_until(lambda: len(fake.sessions) == 1)
+        session = fake.sessions[0]
+
+        def stats() -> Any:
+            [call] = bridge.thread.call(lambda: list(bridge.state.calls))
+            return call.core.stats
+
+        sent_at = time.monotonic()
+        await ws.send([media(n) for n in range(500)], batch=500)  # one write
+        sending = time.monotonic() - sent_at
+        # Every frame read by the bridge, and what it forwarded at the upstream.
+        await wait_until(lambda: stats().frames_in + stats().caller_paced_dropped == 500)
+        ours = {payload(n) for n in range(500)}
+        await wait_until(lambda: sum(p in ours for p in session.appended) == stats().frames_in)
+        upstream = stats().frames_in
+        # The call goes on: real time passes again.
+        await asyncio.sleep(0.3)
+        for n in range(1000, 1025):
+            await ws.send([media(n)])
+            await asyncio.sleep(20 * MS)
+        later = {payload(n) for n in range(1000, 1025)}
+        await wait_until(lambda: later <= set(session.appended))
+        await ws.send(['{"event":"stop","streamSid":"MZ1"}'])
+        assert await ws.close_code(timeout=5) == 1000
+        ws.close()
         await wait_until(lambda: bridge.state.active_calls == 0)
         [result] = bridge.state.last_results
         metrics = scrape(bridge)
@@ -562,6 +567,31 @@ async def test_media_at_100x_real_time_is_paced_and_the_call_goes_on(
     assert result.stats.caller_paced_dropped == 500 - upstream
     assert metrics["voicebridge_dropped_total{reason=caller_pacing}"] == 500 - upstream
     assert sum("faster_than_real_time" in m for m in logged.at_least(logging.WARNING)) == 1
+
+
+async def test_real_time_callers_are_never_paced(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """Four calls at Twilio's own pace, with 60 ms of network jitter and media gaps filled with
+    silence: not one frame is held back by CALLER_BURST_MS."""
+    paced = replace(settings, caller_burst_ms=Settings().caller_burst_ms)
+    with running_bridge(paced) as bridge:
+        reports = await asyncio.gather(
+            *(
+                place_call(
+                    bridge.webhook,
+                    packaged_call("books_a_table"),
+                    network=Network(jitter_ms=60.0, seed=n),
+                    hangup_at_ms=4000,
+                )
+                for n in range(4)
+            )
+        )
+        await wait_until(lambda: bridge.state.active_calls == 0)
+        results = list(bridge.state.last_results)
+    assert all(r.closed_by == "caller" for r in reports)
+    assert [r.stats.caller_paced_dropped for r in results] == [0] * 4
+    assert all(r.stats.frames_in >= 150 for r in results)
 
 
 # -- 6. the API key appears nowhere -----------------------------------------------------------
