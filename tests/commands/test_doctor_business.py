@@ -41,7 +41,7 @@ def test_the_profiles_and_tools_are_listed(tmp_path: Path) -> None:
     )
     report, text = run(settings)
     assert report.failed == 0
-    assert f"[ ok ] 2 profile(s) from PROFILES_FILE={path}" in text
+    assert f"2 profile(s) from PROFILES_FILE={path}:" in text
     assert "default: every other number; voice marin; <Say> language Twilio's default" in text
     assert "bistro: +18005550100, +18005550101; voice cedar; <Say> language fr-FR" in text
     assert "tools: end_call, book" in text

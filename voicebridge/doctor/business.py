@@ -1,4 +1,4 @@
-"""Check 6: the business connection — profiles per number, HTTP tools, call events.
+"""Check 7: the business connection — profiles per number, HTTP tools, call events.
 
 The files load as ``voicebridge serve`` loads them (a wrong key is a failed check naming the
 file, the profile and the key); then each profile is listed with its numbers, voice, language
@@ -29,14 +29,16 @@ def check_business(report: Report, settings: Settings) -> None:
         return
     profiles = connect.profiles
     source = f"PROFILES_FILE={profiles.source}" if profiles.source else "the environment"
-    report.ok(f"{len(profiles.all())} profile(s) from {source}")
+    # Listed, not counted as a check: it passes whenever the settings load.
+    report.note(f"{len(profiles.all())} profile(s) from {source}:")
     for profile in profiles.all():
         s = profile.settings
         numbers = ", ".join(profile.numbers) or "every other number"
         tools = ", ".join(profile.tool_names()) or "none"
         language = s.say_language or "Twilio's default"
         report.note(
-            f"{profile.name}: {numbers}; voice {s.voice}; <Say> language {language}; tools: {tools}"
+            f"  {profile.name}: {numbers}; voice {s.voice}; <Say> language {language}; "
+            f"tools: {tools}"
         )
     seen: set[str] = set()
     for profile in profiles.all():
