@@ -157,6 +157,12 @@ class Settings:
     idle_goodbye_instructions: str = DEFAULT_IDLE_GOODBYE  # IDLE_GOODBYE_INSTRUCTIONS
     apology_instructions: str = DEFAULT_APOLOGY  # APOLOGY_INSTRUCTIONS: after failed replies
     media_gap_ms: int = 100  # MEDIA_GAP_MS: feed silence upstream after this media gap
+    # LOCAL_BARGE_IN (README "Local barge-in"): the bridge hears the caller itself and pauses
+    # the assistant at once; the upstream's speech_started confirms, else it resumes.
+    local_barge_in: bool = False  # LOCAL_BARGE_IN: on or off
+    local_barge_in_min_speech_ms: int = 60  # LOCAL_BARGE_IN_MIN_SPEECH_MS: shorter: ignored
+    local_barge_in_window_ms: int = 600  # LOCAL_BARGE_IN_WINDOW_MS: for speech_started
+    local_barge_in_rewind_ms: int = 200  # LOCAL_BARGE_IN_REWIND_MS: replayed on a resume
     # Twilio side
     public_url: str | None = None  # PUBLIC_URL: https:// base Twilio reaches us at
     welcome_say: str = ""  # WELCOME_SAY: spoken by Twilio before connecting, if set
@@ -341,6 +347,16 @@ class Settings:
             ),
             apology_instructions=text("APOLOGY_INSTRUCTIONS", defaults.apology_instructions),
             media_gap_ms=int(number("MEDIA_GAP_MS", defaults.media_gap_ms, int)),
+            local_barge_in=flag("LOCAL_BARGE_IN", defaults.local_barge_in),
+            local_barge_in_min_speech_ms=count(
+                "LOCAL_BARGE_IN_MIN_SPEECH_MS", defaults.local_barge_in_min_speech_ms
+            ),
+            local_barge_in_window_ms=count(
+                "LOCAL_BARGE_IN_WINDOW_MS", defaults.local_barge_in_window_ms
+            ),
+            local_barge_in_rewind_ms=count(
+                "LOCAL_BARGE_IN_REWIND_MS", defaults.local_barge_in_rewind_ms
+            ),
             public_url=public_url,
             welcome_say=text("WELCOME_SAY", ""),
             say_language=text("SAY_LANGUAGE", ""),
@@ -513,6 +529,7 @@ class Settings:
             raise ConfigError("STREAM_TOKEN_SECRET must be at least 16 characters (32+ random)")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"LOG_LEVEL={self.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        self._validate_local_barge_in()
         self._validate_http_edge()
         self._validate_shutdown()
         self._validate_scaling()
@@ -610,6 +627,18 @@ class Settings:
             )
         if self.realtime_ca_file and not Path(self.realtime_ca_file).is_file():
             raise ConfigError(f"REALTIME_CA_FILE={self.realtime_ca_file!r}: no such file")
+
+    def _validate_local_barge_in(self) -> None:
+        ranges = {
+            # Under 20 ms is one frame: a click; over 500 ms is later than the upstream.
+            "LOCAL_BARGE_IN_MIN_SPEECH_MS": (self.local_barge_in_min_speech_ms, 20, 500),
+            # The upstream's speech_started takes a round trip and its VAD's onset.
+            "LOCAL_BARGE_IN_WINDOW_MS": (self.local_barge_in_window_ms, 100, 5000),
+            "LOCAL_BARGE_IN_REWIND_MS": (self.local_barge_in_rewind_ms, 0, 2000),
+        }
+        for name, (value, low, high) in ranges.items():
+            if not low <= value <= high:
+                raise ConfigError(f"{name}={value} must be from {low} to {high} (ms)")
 
     @property
     def upstream_is_openai(self) -> bool:

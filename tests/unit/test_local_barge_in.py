@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
+from voicebridge.config import ConfigError, Settings
 from voicebridge.core.local_barge_in import HeldAudio, LocalBargeIn, LocalSettings
+from voicebridge.server.session import call_policy
 from voicebridge.twilio_sim.line_sounds import noise_burst
 
 FRAME = 160
@@ -114,3 +118,26 @@ def test_echo_of_written_audio_and_the_cut() -> None:
     assert local.echo.level(500.0) > 3000
     local.paused_at(0.0, {}, 400.0)
     assert local.echo.level(500.0) > 3000 and local.echo.level(800.0) == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"LOCAL_BARGE_IN": "sometimes"}, "LOCAL_BARGE_IN"),
+        ({"LOCAL_BARGE_IN_MIN_SPEECH_MS": "10"}, "LOCAL_BARGE_IN_MIN_SPEECH_MS"),
+        ({"LOCAL_BARGE_IN_MIN_SPEECH_MS": "60ms"}, "LOCAL_BARGE_IN_MIN_SPEECH_MS"),
+        ({"LOCAL_BARGE_IN_WINDOW_MS": "50"}, "LOCAL_BARGE_IN_WINDOW_MS"),
+        ({"LOCAL_BARGE_IN_WINDOW_MS": "9000"}, "LOCAL_BARGE_IN_WINDOW_MS"),
+        ({"LOCAL_BARGE_IN_REWIND_MS": "5000"}, "LOCAL_BARGE_IN_REWIND_MS"),
+    ],
+)
+def test_settings_are_validated_at_start_up(env: dict[str, str], name: str) -> None:
+    """A bad LOCAL_BARGE_IN setting stops start-up with its name in the message."""
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env(env)
+
+
+def test_the_core_gets_the_settings_only_when_on() -> None:
+    assert call_policy(Settings.from_env({})).local_barge_in is None
+    on = Settings.from_env({"LOCAL_BARGE_IN": "on", "LOCAL_BARGE_IN_REWIND_MS": "0"})
+    assert call_policy(on).local_barge_in == LocalSettings(60, 600, 0)

@@ -15,6 +15,7 @@ __all__ = [
     "EndCall",
     "FlushPlayback",
     "Ignored",
+    "Note",
     "Playback",
     "Probe",
     "Rendered",
@@ -22,6 +23,7 @@ __all__ = [
     "SendTwilio",
     "SendUpstream",
     "Timing",
+    "WakeAt",
 ]
 
 
@@ -63,6 +65,21 @@ class Ignored:
     """Input of a kind this call has not ignored before: worth one log line (counted always)."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something worth one line in the call's log (INFO), e.g. a false interruption."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class WakeAt:
+    """Call :meth:`CallCore.wake` at ``at`` (ms, the core's clock), e.g. when a local
+    barge-in's window ends."""
+
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,4 +131,6 @@ Action = (
     | ClosingStarted
     | RunTool
     | Ignored
+    | Note
+    | WakeAt
 )

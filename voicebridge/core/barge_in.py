@@ -15,17 +15,20 @@ way), the response is interrupted whatever has played:
 5. drop late deltas of the interrupted responses.
 
 :class:`ReceivedItems` decides and returns a :class:`Cut`; ``AssistantAudio`` sends.
+With ``LOCAL_BARGE_IN=on``, steps 1 and 2 may come earlier, when the bridge hears the caller
+itself (:meth:`ReceivedItems.pause`, ``local_barge_in``); ``speech_started`` then does the
+rest from that snapshot, or the pause resumes and nothing is cut.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from voicebridge.core.playback import PlaybackTracker
 from voicebridge.core.responses import RECENT, Responses
 
-__all__ = ["Cut", "ReceivedItems", "Truncation"]
+__all__ = ["Cut", "Paused", "ReceivedItems", "Truncation"]
 
 _EPSILON_MS = 0.5  # received and written ms are float sums of the same chunks
 
@@ -51,6 +54,15 @@ class Cut:
     clear: bool = False  # Twilio ``clear``: audio may be buffered there or queued here
     truncations: tuple[Truncation, ...] = ()
     cancel: str | None = None  # response to cancel
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """What a local pause (``local_barge_in``) left the caller with: steps 1 and 2 only."""
+
+    heard: dict[str, float]  # ms heard per item, from the first cut on
+    clear: bool  # Twilio ``clear`` (as step 2)
+    position: float  # the stream position the clear cuts at
 
 
 class ReceivedItems:
@@ -122,25 +134,46 @@ class ReceivedItems:
         active = self._responses.active
         return next((i for i, it in self._items.items() if it.response_id == active), None)
 
-    def barge_in(self, now: float, *, server_cancels: bool) -> Cut:
-        """The caller spoke over the model; the playback tracker is told of any ``clear``.
-
-        Args:
-            server_cancels: the session's ``interrupt_response``: the server cancels by itself.
-        """
-        playback, responses = self._playback, self._responses
-        # 1. Snapshot before anything changes: what the clear will leave the caller with.
-        first = self._first_cut(now)
+    def _from(self, first: str | None) -> Iterator[str]:
         later = False
-        heard: dict[str, float] = {}
         for item_id in self._items:
             later = later or item_id == first
             if later:
-                heard[item_id] = playback.heard_ms(item_id, now)
+                yield item_id
+
+    def _snapshot(self, now: float) -> tuple[dict[str, float], bool]:
+        """Steps 1 and 2: what the clear leaves heard, and whether to clear."""
+        playback = self._playback
+        # 1. Snapshot before anything changes: what the clear will leave the caller with.
+        heard = {i: playback.heard_ms(i, now) for i in self._from(self._first_cut(now))}
         # 2. Clear only what may still be buffered; echoes of marks so far are meaningless.
         clear = self.pending(now) or not playback.all_echoed()
         if clear:
             playback.cleared()
+        return heard, clear
+
+    def pause(self, now: float) -> Paused:
+        """Local speech: steps 1 and 2 now; the rest waits for the upstream's word."""
+        position = self._playback.position(now)
+        heard, clear = self._snapshot(now)
+        return Paused(heard, clear, position)
+
+    def barge_in(
+        self, now: float, *, server_cancels: bool, paused: Mapping[str, float] | None = None
+    ) -> Cut:
+        """The caller spoke over the model; the playback tracker is told of any ``clear``.
+
+        Args:
+            server_cancels: the session's ``interrupt_response``: the server cancels by itself.
+            paused: :attr:`Paused.heard` of a local pause before it: the cut is there, and
+                items received since were never heard.
+        """
+        playback, responses = self._playback, self._responses
+        if paused is None:
+            heard, clear = self._snapshot(now)
+        else:
+            first = next(iter(paused), None) or self._first_cut(now)
+            heard, clear = {i: paused.get(i, 0.0) for i in self._from(first)}, False
         # 3. Tell the model how much was heard, wherever it may hold more; 5. drop the rest.
         active = responses.active
         generating = self._generating()

@@ -30,6 +30,8 @@ barge_in.ReceivedItems      per item: RECEIVING → TRUNCATED           audio de
 playback.PlaybackTracker    idle ⇄ a run playing; marks echoing       render(), mark echoes
 stats.Latency               speech end noted → sampled at next audio  speech_stopped, render()
 pacing.AudioBudget          credit 0 … caller_burst_ms of audio       caller media, the clock
+local_barge_in.LocalBargeIn LISTENING → PAUSED → LISTENING, by a     caller media (LOCAL_BARGE_IN),
+                            confirmation or a resume                  speech_started, wake()
 ==========================  ========================================  ============================
 
 Barge-in (PROTOCOLS.md C.3, C.6) is described in :mod:`voicebridge.core.barge_in`.
@@ -37,7 +39,6 @@ Barge-in (PROTOCOLS.md C.3, C.6) is described in :mod:`voicebridge.core.barge_in
 
 from __future__ import annotations
 
-import binascii
 import enum
 from typing import Any
 
@@ -54,22 +55,17 @@ from voicebridge.core.actions import (
     SendUpstream,
 )
 from voicebridge.core.assistant_audio import AssistantAudio
+from voicebridge.core.caller_audio import CallerAudio
 from voicebridge.core.caller_turns import IdleCaller, KeypadPause
 from voicebridge.core.continuity import PauseWatch, cut_answer, seed_items
 from voicebridge.core.conversation import Conversation
-from voicebridge.core.pacing import AudioBudget
 from voicebridge.core.policy import CallPolicy
 from voicebridge.core.session_state import OnConfirm, SessionState
 from voicebridge.core.stats import CallStats
-from voicebridge.core.transcode import CallerToModel, ulaw_silence
 from voicebridge.core.transcript import Transcript
 
 __all__ = ["CallCore", "CallPolicy", "Phase"]
 
-_FRAME_MS = 20
-_SILENCE = ulaw_silence(_FRAME_MS)
-# Twilio sends 20 ms (216 base64 characters); anything past a second of audio is not Twilio.
-MAX_PAYLOAD_B64 = 11_000
 _DEFAULT_POLICY = CallPolicy()
 
 
@@ -102,11 +98,11 @@ class CallCore:
             self.stats,
             self.transcript,
             self.next_event_id,
+            policy.local_barge_in,
         )
-        # Upstream audio costs money per second: a client faster than real time is cut.
-        self._pace = AudioBudget(policy.caller_burst_ms)
-        # An audio/pcm upstream gets its own converter (state per call).
-        self._up = CallerToModel() if session.input_format == "audio/pcm" else None
+        self._caller = CallerAudio(
+            session.input_format, policy.caller_burst_ms, self.stats, self._audio
+        )
         self._started_at: float | None = None
         self._event_seq = 0
 
@@ -139,22 +135,11 @@ class CallCore:
         if isinstance(event, tw.Media):
             if self.phase is not Phase.STREAMING:
                 return self._ignore("media_before_start")
-            if event.stream_sid != self.stream_sid:
-                return self._ignore("wrong_stream_sid")
-            if len(event.payload) > MAX_PAYLOAD_B64:
-                return self._ignore("oversized_payload")
-            try:
-                audio = binascii.a2b_base64(event.payload, strict_mode=True)
-            except ValueError:  # binascii.Error, or a non-ASCII str
-                return self._ignore("invalid_base64")
-            if not self._pace.take(len(audio) * 0.125, now):  # μ-law: 8 bytes a ms
-                return self._paced()
-            self.stats.frames_in += 1
-            return [self._append(event.payload)]
+            return self._caller.media(event, self.stream_sid, now)
         if isinstance(event, tw.Mark):
             if event.stream_sid != self.stream_sid:
                 return self._ignore("wrong_stream_sid")
-            if self._audio.playback.mark_echoed(event.name, now) == "unknown":
+            if self._audio.mark_echoed(event.name, now) == "unknown":
                 return self._ignore("unknown_mark")
             return []
         if isinstance(event, tw.Start):
@@ -173,12 +158,6 @@ class CallCore:
             return []
         # One reason whatever the name: a client's words never become a metric label.
         return [Ignored("unknown_event")] if self.stats.count_unknown_event(event.event) else []
-
-    def _paced(self) -> list[Action]:
-        self.stats.caller_paced_dropped += 1
-        if self.stats.caller_paced_dropped == 1:
-            return [Ignored("caller_audio_faster_than_real_time")]  # logged once per call
-        return []
 
     def _dtmf(self, event: tw.Dtmf, now: float) -> list[Action]:
         if self.phase is not Phase.STREAMING:
@@ -204,20 +183,17 @@ class CallCore:
         }
         return SendUpstream(rt.create_item(item, self.next_event_id()))
 
-    def _append(self, payload: str) -> SendUpstream:
-        audio = self._up.convert(payload) if self._up else payload
-        return SendUpstream(rt.append_audio(audio), audio=True)
-
     def media_gap(self) -> list[Action]:
         """A frame of silence for the upstream while Twilio sends no media.
 
         Some carriers send nothing in silence; without audio the upstream's VAD never hears
         the caller's turn end.
         """
-        if self.phase is not Phase.STREAMING:
-            return []
-        self.stats.silence_frames += 1
-        return [self._append(_SILENCE)]
+        return self._caller.gap() if self.phase is Phase.STREAMING else []
+
+    def wake(self, now: float) -> list[Action]:
+        """At a ``WakeAt``'s time: a local pause the upstream did not confirm resumes."""
+        return self._audio.wake(now)
 
     def dtmf_pause(self, now: float) -> list[Action]:
         """Call a second after a digit: if no other digit came, the model answers."""
@@ -287,7 +263,7 @@ class CallCore:
         self._idle_close_due = False
         self._pause.speech_started()
         self._talk.caller_spoke()
-        if not self._audio.items.interrupts(now):
+        if not self._audio.interrupts(now):  # a local pause: confirmed
             return []
         return self._audio.barge_in(
             now, self.stream_sid, server_cancels=self._session.interrupt_response
@@ -359,7 +335,7 @@ class CallCore:
         )
         self._session.replaced(announce=announce or cut)
         self._talk.responses.forget_active()
-        self._audio.items.forget()
+        self._audio.forget()
 
     def at_pause(self, now: float) -> bool:
         """Nobody is speaking and nothing is owed: the model has finished and been heard,

@@ -39,6 +39,7 @@ class ItemPlayback:
     item_id: str
     start: float  # stream position of its first written sample
     written_ms: float = 0.0
+    restart: bool = False  # written again from written_ms on (a resume): start moves
 
 
 class PlaybackTracker:
@@ -89,11 +90,22 @@ class PlaybackTracker:
             item = self._items[item_id] = ItemPlayback(item_id, self._stream_ms)
             while len(self._items) > _MAX_ITEMS:
                 del self._items[next(iter(self._items))]
+        elif item.restart:
+            item.restart = False
+            item.start = self._stream_ms - item.written_ms
         item.written_ms += ms
         self._stream_ms += ms
         self._seq += 1
         self._pending.append((self._seq, self._stream_ms))
         return f"a{self._seq}"
+
+    def rewrite(self, item_id: str, from_ms: float) -> None:
+        """The item is written again from ``from_ms`` on (a local barge-in resumed): its
+        next chunk starts there."""
+        # Last in order again: the newest item whose start is passed is the one playing.
+        item = self._items.pop(item_id, None) or ItemPlayback(item_id, self._stream_ms)
+        self._items[item_id] = item
+        item.written_ms, item.restart = from_ms, True
 
     def cleared(self) -> None:
         """Call when sending ``clear``: pending echoes are now meaningless."""
@@ -140,6 +152,17 @@ class PlaybackTracker:
             return self._stream_ms
         pos = self._anchor_pos + (now - self._anchor_time) + (self.rtt_ms or 0.0)
         return min(max(pos, self._anchor_pos), self._stream_ms)
+
+    @property
+    def stream_ms(self) -> float:
+        """Audio written since the stream began: where the next chunk will start."""
+        return self._stream_ms
+
+    def echo_position(self, now: float) -> float:
+        """The stream position the caller heard when the caller audio arriving now was
+        spoken: caller audio and mark echoes share the way back, so this is the newest
+        echo projected to ``now`` (past the end of what was written once it has played)."""
+        return self._anchor_pos + (now - self._anchor_time)
 
     def all_echoed(self) -> bool:
         """Twilio has confirmed playing everything written (no mark awaits its echo)."""

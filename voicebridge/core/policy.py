@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from voicebridge.core.local_barge_in import LocalSettings
+
 __all__ = ["CallPolicy"]
 
 
@@ -16,6 +18,8 @@ class CallPolicy:
     apology_instructions: str = "Apologise briefly for a technical problem."
     # Caller audio forwarded beyond real time is dropped past this credit (ms; inf: never).
     caller_burst_ms: float = 2000.0
+    # LOCAL_BARGE_IN: the bridge hears the caller itself and pauses the assistant (None: off).
+    local_barge_in: LocalSettings | None = None
     resume_instructions: str = (
         "The line dropped for a moment. Tell the caller in a few words that you are back, "
         "then continue where you left off."

@@ -31,6 +31,11 @@ class CallStats:
     truncations: int = 0
     truncated_heard_ms: float = 0.0
     truncated_sent_ms: float = 0.0
+    # LOCAL_BARGE_IN: pauses on the caller's speech heard here; of them, those the upstream
+    # confirmed (barge-ins) and those resumed unconfirmed (false interruptions).
+    local_pauses: int = 0
+    local_confirmed: int = 0
+    false_interruptions: int = 0
     late_deltas_dropped: int = 0
     caller_queue_dropped: int = 0  # oldest caller audio dropped: the upstream was slow
     caller_paced_dropped: int = 0  # caller frames beyond real time plus CALLER_BURST_MS

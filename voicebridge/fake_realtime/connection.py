@@ -25,6 +25,7 @@ from .bench import KEY_CHARS, Arrivals
 from .config import apply_session_update, default_session
 from .conversation import Conversation
 from .input_buffer import InputAudioBuffer
+from .latency import LateEvents
 from .responder import Responder
 from .session import JSON, FakeRealtimeOptions, FakeSession, InvalidRequest, new_id
 
@@ -63,6 +64,8 @@ class FakeConnection:
         self._outbox: collections.deque[str] = collections.deque()
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        delay = options.event_delay_ms  # a distant server: every event late (latency.py)
+        self._late = LateEvents(delay, ws.send, self._spawn) if delay else None
         self._conv = Conversation(self._emit)
         self._responder = Responder(
             emit=self._emit,
@@ -205,6 +208,8 @@ class FakeConnection:
         # the outbox never holds more than one protocol step's events.
         if not self._outbox or self._stalled:
             return  # most appends answer nothing: skip the lock
+        if self._late is not None:
+            return self._late.take(self._outbox)
         async with self._send_lock:
             while self._outbox:
                 await self._ws.send(self._outbox.popleft())

@@ -61,7 +61,7 @@ class Responder:
         self._input_ms = input_ms
         self._on_done = on_done
         self.active: FakeResponse | None = None
-        self._next_clip = 0
+        self._next_clip = options.first_clip % len(load_clips())
         self._count = 0  # responses started in this session (the fault options count them)
         self.caller_spoke = False  # caller audio committed since the last response began
         self._caller_turns = 0  # responses begun after caller audio (tool_call_turn counts them)

@@ -43,6 +43,9 @@ class FakeRealtimeOptions:
     api_key: str | None = None  # when set, `Authorization: Bearer <api_key>` is required (else 401)
     vad_threshold: int = 600  # RMS (16-bit scale) above which a 20 ms frame counts as voiced
     vad_start_ms: int = 60  # consecutive voiced audio needed for speech_started
+    # A distant server: every server event leaves this long after it is made, in order.
+    event_delay_ms: int = 0
+    first_clip: int = 0  # the clip the first spoken response says; the rotation goes on
     # Close the connection this long after the first session.update (with close_code).
     close_after_ms: int | None = None
     echo_output_format: str | None = None  # session.updated (and the audio) use this output format
@@ -133,6 +136,8 @@ class FakeRealtimeOptions:
             "close_sessions",
             "stall_after_ms",
             "fault_sessions",
+            "event_delay_ms",
+            "first_clip",
         ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):

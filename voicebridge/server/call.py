@@ -35,11 +35,13 @@ from voicebridge.core.actions import (
     EndCall,
     FlushPlayback,
     Ignored,
+    Note,
     Playback,
     Probe,
     RunTool,
     SendTwilio,
     SendUpstream,
+    WakeAt,
 )
 from voicebridge.core.call import CallCore
 from voicebridge.core.outcomes import OutcomeStore
@@ -168,6 +170,10 @@ class Call:
                 self.log.once(
                     f"ignored:{action.reason}", f"ignoring bad input ({action.reason}); counting it"
                 )
+            elif isinstance(action, WakeAt):
+                self.twilio.wake_at(action.at)
+            elif isinstance(action, Note):
+                self.log.info("%s", action.text)
             elif isinstance(action, EndCall):
                 raise CallEnded(action.reason, action.failed, deliberate=action.deliberate)
             elif isinstance(action, ClosingStarted):

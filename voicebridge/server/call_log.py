@@ -64,6 +64,8 @@ class CallLog(logging.LoggerAdapter[logging.Logger]):
             "playback_dropped": s.playback_queue_dropped,
             "barge_ins": s.barge_ins,
             "truncations": s.truncations,
+            "local_pauses": s.local_pauses,  # LOCAL_BARGE_IN
+            "false_interruptions": s.false_interruptions,
             "late_deltas": s.late_deltas_dropped,
             "silence_frames": s.silence_frames,
             "idle_reprompts": s.idle_reprompts,

@@ -41,6 +41,8 @@ def _totals(stats: CallStats) -> Counter[str]:
     c["truncations"] = stats.truncations
     c["truncated_heard_ms"] = int(stats.truncated_heard_ms)
     c["truncated_sent_ms"] = int(stats.truncated_sent_ms)
+    c["local_pauses"] = stats.local_pauses
+    c["false_interruptions"] = stats.false_interruptions
     c["silence_frames"] = stats.silence_frames
     c["reconnects"] = stats.reconnects
     c["idle_reprompts"] = stats.idle_reprompts
@@ -82,6 +84,14 @@ _SIMPLE = {
     "chunks_out": ("voicebridge_model_chunks", "model audio chunks written to Twilio"),
     "barge_ins": ("voicebridge_barge_ins", "times the caller talked over the model"),
     "truncations": ("voicebridge_truncations", "conversation.item.truncate sent"),
+    "local_pauses": (
+        "voicebridge_local_pauses",
+        "LOCAL_BARGE_IN: the assistant paused on caller speech heard by the bridge",
+    ),
+    "false_interruptions": (
+        "voicebridge_false_interruptions",
+        "LOCAL_BARGE_IN: pauses not confirmed by the upstream, resumed",
+    ),
     "silence_frames": ("voicebridge_silence_frames", "silence frames fed during media gaps"),
     "reconnects": ("voicebridge_upstream_reconnects", "lost upstreams replaced mid-call"),
     "idle_reprompts": ("voicebridge_idle_reprompts", "silent callers re-prompted"),

@@ -7,6 +7,7 @@ import math
 from voicebridge.config import Settings
 from voicebridge.core import realtime as rt
 from voicebridge.core.call import CallPolicy
+from voicebridge.core.local_barge_in import LocalSettings
 
 __all__ = ["call_policy", "session_config"]
 
@@ -52,4 +53,16 @@ def call_policy(settings: Settings) -> CallPolicy:
         apology_instructions=settings.apology_instructions,
         idle_goodbye_instructions=settings.idle_goodbye_instructions,
         caller_burst_ms=settings.caller_burst_ms or math.inf,  # 0: no pacing
+        local_barge_in=local_barge_in(settings),
+    )
+
+
+def local_barge_in(settings: Settings) -> LocalSettings | None:
+    """``LOCAL_BARGE_IN``'s settings for the core, or None when it is off."""
+    if not settings.local_barge_in:
+        return None
+    return LocalSettings(
+        min_speech_ms=settings.local_barge_in_min_speech_ms,
+        window_ms=settings.local_barge_in_window_ms,
+        rewind_ms=settings.local_barge_in_rewind_ms,
     )

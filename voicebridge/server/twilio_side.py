@@ -63,6 +63,7 @@ class TwilioSide:
         self.recorder: CallRecorder | None = None
         self._early: list[str] = []  # inbound messages before `start` names the call
         self._timers: list[asyncio.TimerHandle] = []
+        self._wake: asyncio.TimerHandle | None = None  # the core's WakeAt (one at a time)
         self.last_media = now_s()
 
     # -- receiving ----------------------------------------------------------------------
@@ -156,9 +157,23 @@ class TwilioSide:
         if self.core.phase is Phase.STREAMING:
             self.apply(self.core.dtmf_pause(now_ms()))
 
+    def wake_at(self, at_ms: float) -> None:
+        """Call the core back at ``at_ms`` (a local barge-in's window ends then)."""
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake = asyncio.get_running_loop().call_at(at_ms / 1000.0, self._woken, at_ms)
+
+    def _woken(self, at_ms: float) -> None:
+        self._wake = None
+        if self.core.phase is Phase.STREAMING:
+            # At least at_ms: the loop may run a timer a clock tick early.
+            self.apply(self.core.wake(max(now_ms(), at_ms)))
+
     def cancel_timers(self) -> None:
         for timer in self._timers:
             timer.cancel()
+        if self._wake is not None:
+            self._wake.cancel()
 
     async def media_watch(self) -> None:
         """Feed silence upstream, a frame per 20 ms, while Twilio's media has stopped.
