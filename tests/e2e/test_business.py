@@ -117,3 +117,34 @@ async def test_rest_endings_authenticate_with_an_api_key(
     assert call.path == f"/2010-04-01/Accounts/{ACCOUNT}/Calls/{report.call_sid}.json"
     assert call.form == {"Twiml": "<Response><Dial>+14155550100</Dial></Response>"}
     assert result.outcome == "transfer" and result.destination == "+14155550100"
+
+
+async def test_a_number_with_a_profile_gets_its_own(
+    fake: FakeRealtimeServer, settings: Settings, tmp_path: Path
+) -> None:
+    """The webhook and the session follow the number called: the profile's welcome in its
+    language, its voice and instructions (the caller quoted); another number, the default."""
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text(
+        '[profiles.bistro]\nnumbers = ["+18005550100"]\nvoice = "cedar"\n'
+        'welcome_say = "Bonjour"\nsay_language = "fr-FR"\n'
+        'instructions = "You answer for the Bistro; the caller is {caller}."\n'
+    )
+    s = dataclasses.replace(settings, profiles_file=str(profiles))
+    with running_bridge(s) as bridge:
+        for to in ("+18005550100", "+18005550199"):
+            await place_call(
+                bridge.webhook,
+                packaged_call("books_a_table"),
+                speed=4.0,
+                hangup_at_ms=2000,
+                timeout=30,
+                from_="+14155550123",
+                to=to,
+            )
+        await wait_until(lambda: bridge.state.active_calls == 0)
+    bistro, other = (session.received[0]["session"] for session in fake.sessions)
+    assert bistro["audio"]["output"]["voice"] == "cedar"
+    assert bistro["instructions"] == 'You answer for the Bistro; the caller is "+14155550123".'
+    assert other["audio"]["output"]["voice"] == settings.voice
+    assert other["instructions"] == settings.instructions

@@ -25,6 +25,7 @@ from tests.shell.test_http_tools import (
 from tests.support.shell import bridged, until
 from voicebridge.business_sim.backend import BusinessBackend
 from voicebridge.config import Secret, Settings
+from voicebridge.fake_realtime.session import FakeRealtimeOptions
 from voicebridge.server.connect import Connect
 
 PROFILES = """\
@@ -165,3 +166,28 @@ async def test_an_overflowing_queue_drops_and_counts() -> None:
     assert events.count("call.started", "dropped") == 2
     await events.aclose(asyncio.get_running_loop().time())
     assert events.count("call.started", "dropped") == 3  # closed with it still queued
+
+
+async def test_a_transfer_sends_call_transferred_then_call_ended() -> None:
+    backend = BusinessBackend(SECRET)
+    made: list[Connect] = []
+    options = FakeRealtimeOptions(tool_call=("transfer_call", '{"destination": "desk"}'))
+    async with (
+        asyncio.timeout(120),
+        bridged(
+            options,
+            connect=events_to(backend, made),
+            parameters=CALLER,
+            transfer_destinations="desk=+14155550100",
+            **EVENTS,
+        ) as b,
+        caller_on_the_line(b),
+    ):
+        events = made[0].events
+        assert events is not None
+        async with events.running():
+            result = await b.result()
+    assert result.outcome == "transfer"
+    assert [e["type"] for e in backend.events] == ["call.started", "call.transferred", "call.ended"]
+    assert backend.events[1]["destination"] == "+14155550100"
+    assert backend.events[2]["outcome"] == "transfer"
