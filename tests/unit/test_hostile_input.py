@@ -3,6 +3,7 @@ parser raises only TwilioProtocolError, tokens parse ASCII only, caller audio is
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -14,13 +15,15 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.audio import b64
-from voicebridge.config import Secret, Settings
+from voicebridge.config import STREAM_SIGNATURE_MODES, Secret, Settings
 from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
 from voicebridge.core.actions import Ignored, SendUpstream
 from voicebridge.core.admission import TokenError, mint_token, verify_token
 from voicebridge.core.call import CallCore, CallPolicy
 from voicebridge.core.call_sids import MemoryCallSids
+from voicebridge.doctor.credentials import check_credentials
+from voicebridge.doctor.report import Report
 from voicebridge.errors import ConfigError, TwilioProtocolError
 from voicebridge.logs import JsonFormatter, TextFormatter
 from voicebridge.server.guard import REJECT_LOG_LINES, Guard
@@ -299,3 +302,29 @@ def test_the_edge_settings_are_documented() -> None:
         shown = f"{value:g}" if isinstance(value, float) else str(value)
         assert f"| `{name}` | `{shown}` |" in readme, name
         assert f"\n{name}={shown}\n" in example, name
+
+
+@pytest.mark.parametrize("mode", ["", "require", "if-present", "off", "sometimes"])
+def test_doctor_and_the_start_up_line_say_which_handshake_mode_is_on(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`voicebridge doctor` names TWILIO_STREAM_SIGNATURE's mode (and what `require` risks), or
+    fails on a wrong one; the start-up log names it too."""
+    out = io.StringIO()
+    environ = {"TWILIO_AUTH_TOKEN": "0123456789abcdef0123456789abcdef"}
+    check_credentials(Report(out), {**environ, "TWILIO_STREAM_SIGNATURE": mode})
+    text = out.getvalue()
+    if mode == "sometimes":
+        assert "[FAIL] TWILIO_STREAM_SIGNATURE='sometimes'" in text
+        return
+    shown = mode or "if-present"
+    assert f"TWILIO_STREAM_SIGNATURE={shown}: {STREAM_SIGNATURE_MODES[shown]}" in text
+    assert ("every call fails" in text) == (mode == "require")
+    settings = Settings(
+        twilio_auth_token=Secret(environ["TWILIO_AUTH_TOKEN"]),
+        public_url="https://voice.example.com",
+        twilio_stream_signature=shown,
+    )
+    with caplog.at_level(logging.INFO, "voicebridge.server.guard"):
+        Guard(settings).warn_at_startup()
+    assert f"TWILIO_STREAM_SIGNATURE={shown}: " in caplog.text
