@@ -134,14 +134,11 @@ class HttpTool:
         spec: HttpToolSpec,
         http: OutboundHttp,
         secret: Secret,
-        *,
-        log_arguments: bool = False,
     ) -> None:
         self.spec = spec
         self.name = spec.name
         self._http = http
         self._secret = secret
-        self._log_arguments = log_arguments
         cls = validator_for(spec.parameters)
         self._validator = cls(spec.parameters, format_checker=cls.FORMAT_CHECKER)
 
@@ -199,8 +196,6 @@ class HttpTool:
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self._secret.reveal(), int(time.time()), body),
         }
-        shown = arguments if self._log_arguments else sorted(arguments)
-        log.info("tool %s called (%s) for call_sid=%s", self.name, shown, context.call_sid)
         try:
             answer = await self._http.post(
                 self.spec.url, content=body, headers=headers, timeout_s=self.spec.timeout_s

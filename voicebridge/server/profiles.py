@@ -129,10 +129,7 @@ def load_profiles(
             "with it (X-Voicebridge-Signature); set 32+ random characters, the same value "
             "your backend verifies with"
         )
-    http_tools = [
-        HttpTool(s, http, settings.signing_secret, log_arguments=settings.tool_log_arguments)
-        for s in specs
-    ]
+    http_tools = [HttpTool(s, http, settings.signing_secret) for s in specs]
     source = settings.profiles_file
     by_name = {s.name: s for s in profile_specs}
     base = by_name.pop(DEFAULT, ProfileSpec(DEFAULT))

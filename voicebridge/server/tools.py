@@ -153,6 +153,17 @@ class Toolbox:
         outcome = await self._run(call, context or CallContext(""))
         elapsed = asyncio.get_running_loop().time() - began
         self.metrics.observe(call.name, outcome.outcome, elapsed)
+        args = call.parsed_arguments()
+        # Argument values may be a caller's personal data: names only unless asked for.
+        shown = args if self.settings.tool_log_arguments else ", ".join(sorted(args)) or "none"
+        log.info(
+            "tool %s: %s in %.0f ms (arguments: %s) call_sid=%s",
+            call.name,
+            outcome.outcome,
+            elapsed * 1000,
+            shown,
+            context.call_sid if context else "",
+        )
         return outcome
 
     async def _run(self, call: FunctionCall, context: CallContext) -> ToolOutcome:
