@@ -39,7 +39,7 @@ EVENT_TYPES = ("call.started", "call.ended", "call.transferred")
 ATTEMPT_TIMEOUT_S = 5.0
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
-FLUSH_S = 3.0  # the app's shutdown: queued events get this long (inside SHUTDOWN_TIMEOUT_S's margin)
+FLUSH_S = 3.0  # the app's shutdown: queued events get this long (SHUTDOWN_TIMEOUT_S's margin)
 _RETRYABLE = frozenset({408, 425, 429})
 
 
