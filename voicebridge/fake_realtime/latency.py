@@ -11,6 +11,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from websockets.exceptions import ConnectionClosed
+
 __all__ = ["LateEvents"]
 
 
@@ -51,4 +53,7 @@ class LateEvents:
                 await asyncio.sleep(due - loop.time())
                 continue
             self._due.popleft()
-            await self._send(text)
+            try:
+                await self._send(text)
+            except ConnectionClosed:
+                return  # the client went away: what was still due is never sent

@@ -33,6 +33,7 @@ from voicebridge.twilio_sim.call_report import (
     Network,
     check_outbound,
 )
+from voicebridge.twilio_sim.line_sounds import CallerSounds
 from voicebridge.twilio_sim.player import TwilioPlayer
 from voicebridge.twilio_sim.recordings import Recording
 from voicebridge.twilio_sim.script import CallScript, Step, TwilioWriter, schedule
@@ -79,6 +80,7 @@ class EmulatedCall:
         dither_base: int | None = None,
         frame_log: FrameLog | None = None,
         direct_url: str | None = None,
+        line: CallerSounds | None = None,
         echo_marks: bool = True,
     ) -> None:
         """Args beyond the URL and recording:
@@ -88,6 +90,8 @@ class EmulatedCall:
         keep_messages: keep every received message in ``report.received``.
         keep_audio: keep payloads, for ``report.write_wav`` (``caller_audio`` and the
             player's chunks); without it only timings are kept.
+        line: what the line adds to the caller's audio as it is spoken (a cough, the
+            assistant's echo: :class:`~voicebridge.twilio_sim.line_sounds.CallerSounds`).
         echo_marks: False: marks are never echoed (a peer that never confirms playback).
         dither_base, frame_log, direct_url: bench only (``replay_bench``): make frame ``n``
             unique with id ``dither_base + n``; note each frame's key, due and send times;
@@ -112,6 +116,7 @@ class EmulatedCall:
         self.loop = loop
         self.keep_messages = keep_messages
         self.keep_audio = keep_audio
+        self.line = line
         self.open_timeout = open_timeout
         self.echo_marks = echo_marks
         self.headers = dict(headers or {})
@@ -209,6 +214,8 @@ class EmulatedCall:
         due, kind, payload, timestamp, recorded = step
         w = self.writer
         if kind == "media":
+            if self.line is not None:
+                payload = self.line.frame(payload, due, self.report.player)
             if self._bench is not None:
                 payload = self._bench.dither(payload)
             if self.keep_audio:
