@@ -110,19 +110,22 @@ def test_a_good_setup_passes_and_prints_the_console_settings(
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert statuses(out) and set(statuses(out)) == {" ok "}, out
-    assert len(statuses(out)) == 8  # PUBLIC_URL, webhook, fallback, unsigned, upstream, 3 secrets
+    # PUBLIC_URL, webhook, fallback, unsigned, stream, upstream, 3 secrets
+    assert len(statuses(out)) == 9
     assert 'Stream url="wss://voice.example.com/realtime"' in out
-    assert "one call slot" in out and "CAd0c7" in out
+    assert "[ ok ] stream wss://voice.example.com/realtime: " in out
     assert "A call comes in: Webhook, URL https://voice.example.com/twilio/stream, HTTP POST" in out
     assert "Primary handler fails: URL https://voice.example.com/twilio/fallback, HTTP POST" in out
     assert "never a wss:// URL" in out
     assert KEY not in out + result.stderr and AUTH not in out + result.stderr
-    # The upstream got the key and the bridge's own session.update.
-    [session] = upstream.sessions[sessions:]
+    # The upstream got the key and the bridge's own session.update; the stream's call opened
+    # one session through the service (tests/commands/test_doctor_stream.py).
+    [session] = [s for s in upstream.sessions[sessions:] if len(s.received) == 1]
     assert session.headers["authorization"] == f"Bearer {KEY}"
     assert [e["type"] for e in session.received] == ["session.update"]
-    # The webhook reserved one slot, for the doctor's CallSid; the unsigned probe none.
-    assert bridge.state.guard.admission.load(time.monotonic()) >= 1
+    assert len(upstream.sessions) - sessions == 2
+    # The webhook's CallSid was the stream's call; the unsigned probe took no slot.
+    assert any(r.call_sid.startswith("CAd0c7") for r in bridge.state.last_results)
     assert (
         bridge.state.guard.rejected["bad_signature"]
         + bridge.state.guard.rejected["missing_signature"]
@@ -148,8 +151,9 @@ def test_public_url_must_be_https(
     [failed] = fail_lines(out)
     assert failed.startswith(f"[FAIL] PUBLIC_URL={public_url} ") and fix in failed
     assert "[ ok ] upstream" in out  # the settings minus PUBLIC_URL still reach the upstream
-    host = public_url.split("://")[1]
-    assert f"A call comes in: Webhook, URL https://{host}/twilio/stream, HTTP POST" in out
+    # PUBLIC_URL's own scheme (what signatures are checked against): wss:// is https://.
+    base = public_url.replace("wss://", "https://")
+    assert f"A call comes in: Webhook, URL {base}/twilio/stream, HTTP POST" in out
     assert "once PUBLIC_URL is fixed" in out
 
 
@@ -190,14 +194,14 @@ def test_wrong_auth_token_is_a_403(
 
 @pytest.mark.slow
 def test_missing_account_sid(bridge: Bridge, upstream: FakeRealtimeServer, tmp_path: Path) -> None:
-    """No TWILIO_ACCOUNT_SID: everything else passes, that one fails with where to find it."""
+    """No TWILIO_ACCOUNT_SID is fine: calls end and transfer through the after-stream answer."""
     result = doctor(bridge, upstream, tmp_path, TWILIO_ACCOUNT_SID=None)
     out = result.stdout
-    assert result.returncode == 1, out + result.stderr
-    [failed] = fail_lines(out)
-    assert "TWILIO_ACCOUNT_SID is not set" in failed and "REST API" in failed
-    assert "set TWILIO_ACCOUNT_SID=AC" in failed
-    assert statuses(out).count(" ok ") == 7
+    assert result.returncode == 0, out + result.stderr
+    assert fail_lines(out) == []
+    assert (
+        "[ ok ] TWILIO_ACCOUNT_SID is not set: calls end and transfer without the REST API" in out
+    )
 
 
 @pytest.mark.slow
@@ -244,7 +248,7 @@ def test_unreachable_upstream(bridge: Bridge, upstream: FakeRealtimeServer, tmp_
     [failed] = fail_lines(out)
     assert f"upstream ws://127.0.0.1:{port}/v1/realtime?model=" in failed
     assert "unreachable" in failed and "check REALTIME_URL" in failed
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 15  # a subprocess under a loaded CI; the wait itself is 1 s
 
 
 @pytest.mark.slow

@@ -141,15 +141,29 @@ async def test_a_failed_response_is_recovered(fake: FakeRealtimeServer, settings
 async def test_idle_caller_is_reprompted_then_hung_up(
     fake: FakeRealtimeServer, settings: Settings
 ) -> None:
-    """A silent caller is re-prompted, then the call ends through the failure path."""
+    """A silent caller is re-prompted, then hears a short goodbye and the call ends
+    deliberately: the after-stream answer hangs up, no apology."""
     with running_bridge(settings, idle_timeout_ms=1000, idle_reprompts=1) as bridge:
         t0 = time.monotonic()
         report = await place_call(bridge.webhook, silent_call(30), speed=2.0, timeout=30)
         await wait_until(lambda: bridge.state.active_calls == 0)
     assert time.monotonic() - t0 < 20
     [session] = fake.sessions
-    assert sum(e["type"] == "input_audio_buffer.timeout_triggered" for e in session.sent) == 2
+    kinds = [e["type"] for e in session.sent]
+    goodbye_at = next(
+        i
+        for i, e in enumerate(session.sent)
+        if e["type"] == "response.created" and e["response"].get("metadata")
+    )
+    # One re-prompt, then the goodbye (the server's later re-prompts are cancelled unheard).
+    assert kinds[:goodbye_at].count("input_audio_buffer.timeout_triggered") == 2
     assert report.player.heard_ms() > 500  # the re-prompt was heard
-    assert report.closed_by == "server" and report.after_stream
+    [goodbye] = session.response_creates
+    assert goodbye["response"]["instructions"] == settings.idle_goodbye_instructions
+    said = list(session.items.values())[-1]  # the goodbye's audio, heard to the end
+    assert report.player.heard_ms(set(said.deltas)) == pytest.approx(said.audio_ms_sent, abs=1)
+    assert (report.closed_by, report.close_code) == ("server", 1000)
+    assert report.after_stream == (("Hangup", ""),)
     [result] = bridge.state.last_results
     assert result.reason == "idle_caller" and result.stats.idle_reprompts == 1
+    assert result.outcome == "idle" and not result.failed

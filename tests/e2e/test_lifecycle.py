@@ -11,13 +11,15 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.support.audio import SILENCE_B64
 from tests.support.processes import free_port, serve, serve_env, wait_healthy
 from tests.support.servers import running_bridge
 from tests.support.waiting import wait_until
 from voicebridge.config import DEFAULT_CLOSING, Settings
+from voicebridge.core.policy import CallPolicy
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import place_call
-from voicebridge.twilio_sim.recordings import packaged_call
+from voicebridge.twilio_sim.recordings import Recording, packaged_call
 from voicebridge.twilio_sim.webhook_client import call_params, new_sid, parse_twiml
 
 
@@ -83,20 +85,81 @@ async def test_sigterm_drains_calls_then_exits_zero(
     assert all(r.closed_by == "server" for r in reports)
 
 
-async def test_session_limit_renews_the_session(
+def two_turns() -> Recording:
+    """4 s of silence (the greeting), the caller's first utterance of "interrupts", 8 s of
+    silence, the same utterance again, silence: each turn answered and heard before the next."""
+    base = packaged_call("interrupts")
+    t0 = int(base.media[0]["media"]["timestamp"])
+    said = [m["media"]["payload"] for m in base.media if int(m["media"]["timestamp"]) - t0 < 3400]
+    quiet = SILENCE_B64
+    payloads = [quiet] * 200 + said + [quiet] * 400 + said + [quiet] * 150
+    frames = [
+        {
+            "event": "media",
+            "sequenceNumber": str(n + 2),
+            "streamSid": "MZ0",
+            "media": {
+                "track": "inbound",
+                "chunk": str(n + 1),
+                "timestamp": str(n * 20),
+                "payload": p,
+            },
+        }
+        for n, p in enumerate(payloads)
+    ]
+    return Recording("two-turns", (base.messages[0], base.messages[1], *frames, base.messages[-1]))
+
+
+async def test_session_limit_renews_the_session_and_keeps_the_conversation(
     fake: FakeRealtimeServer, settings: Settings
 ) -> None:
-    """With SESSION_LIMIT_ACTION=renew the call continues in a fresh upstream session.
+    """SESSION_LIMIT_ACTION=renew through real sockets on the wall clock, at a short limit:
+    the renewal comes at the pause after the first answer (heard in full), the fresh session
+    receives both sides of the conversation so far and the note to carry on, is asked for
+    nothing (no second greeting), and answers the caller's next turn, heard.
 
-    On the wall clock through real sockets, at a shrunk limit; both actions at the real
-    limit (3480 s) are in tests/shell/test_timers.py."""
-    with running_bridge(settings, session_limit_s=1.5, session_limit_action="renew") as bridge:
-        report = await place_call(
-            bridge.webhook, packaged_call("books_a_table"), speed=2.0, tail_ms=1000, timeout=20
-        )
+    Both actions at the real limit (3480 s) are in tests/shell/test_timers.py."""
+    with running_bridge(
+        settings,
+        session_limit_s=20.0,
+        session_limit_action="renew",
+        upstream_reconnect=False,
+        greeting_instructions="Greet the caller.",
+    ) as bridge:
+        report = await place_call(bridge.webhook, two_turns(), timeout=40)
         await wait_until(lambda: bridge.state.active_calls == 0)
-    assert fake.connections_total >= 2
     [result] = bridge.state.last_results
-    assert not result.failed and result.reason == "caller_hangup" and result.stats.reconnects >= 1
+    assert (result.failed, result.reason) == (False, "caller_hangup")
+    assert result.stats.renewals >= 1 and result.stats.reconnects == 0
     assert report.closed_by == "caller" and report.violations == []
-    assert fake.sessions[1].received[0]["type"] == "session.update"
+    first, second = fake.sessions[:2]
+    # At a pause: nothing was cut, and every answer was heard to its end (the greeting and
+    # the fresh session's answer are the fake's first clip: the same audio).
+    [greeting, answer], [again] = first.items.values(), second.items.values()
+    assert again.deltas == greeting.deltas and first.truncations == []
+    heard = report.player.heard_ms
+    assert heard(set(answer.deltas)) == pytest.approx(answer.audio_ms_sent, abs=1)
+    both = greeting.audio_ms_sent + again.audio_ms_sent
+    assert heard(set(greeting.deltas)) == pytest.approx(both, abs=1)
+    # Both sides, then the note to carry on; then nothing asked until the caller speaks.
+    caller = next(
+        e["transcript"]
+        for e in first.sent
+        if e["type"] == "conversation.item.input_audio_transcription.completed"
+    )
+    hello, reply = [
+        e["transcript"] for e in first.sent if e["type"] == "response.output_audio_transcript.done"
+    ]
+    seeded = [
+        (e["item"]["role"], e["item"]["content"][0]["text"])
+        for e in second.received
+        if e["type"] == "conversation.item.create"
+    ]
+    note = CallPolicy().continuation
+    assert seeded == [
+        ("assistant", hello),
+        ("user", caller),
+        ("assistant", reply),
+        ("system", note),
+    ]
+    assert second.response_creates == []  # answered by VAD after the caller's turn: no greeting

@@ -508,7 +508,8 @@ LOSSES = [
         id="1011-after-an-answer",
     ),
     # The greeting is cut off mid-sentence (the fake speaks in real time) with 4000, as the
-    # real API closes on errors: nothing was transcribed, so nothing is re-seeded.
+    # real API closes on errors: no turn was finished, so only the greeting is re-seeded, as
+    # far as it reached the caller, marked as cut off.
     pytest.param(
         Loss(
             close_code=4000,
@@ -583,7 +584,17 @@ async def test_lost_upstream_is_replaced_and_the_caller_is_told(
     for event, (role, text) in zip(seeded, said, strict=True):
         assert event["item"]["role"] == role
         assert text in json.dumps(event["item"]["content"])
-    resume = control[1 + len(said)]
+    rest = control[1 + len(said) :]
+    if not transcribed:  # the greeting the drop cut, as far as it reached the caller
+        cut, rest = rest[0], rest[1:]
+        spoken = "".join(
+            e["delta"] for e in lost.sent if e["type"] == "response.output_audio_transcript.delta"
+        )
+        marker = " [cut off here: the caller heard only this much]"
+        assert cut["item"]["role"] == "assistant" and spoken.strip()
+        assert cut["item"]["content"][0]["text"] == spoken.strip() + marker
+    note, resume = rest[0], rest[1]
+    assert note["item"]["role"] == "system"  # the call goes on: no greeting again
     assert resume["type"] == "response.create"
     assert "back" in resume["response"]["instructions"]
     assert [e["type"] for e in control].count("response.create") == 1

@@ -159,3 +159,15 @@ def test_a_renewal_that_cuts_an_answer_reseeds_it_and_carries_it_on() -> None:
     events = upstream(core.receive_realtime(rt.SessionUpdated(session()), 100.0))
     assert events[0]["item"]["content"][0]["text"].startswith("First half [cut off here")
     assert events[-1]["response"]["instructions"] == POLICY.renew_resume_instructions
+
+
+def test_a_response_the_server_begins_while_closing_is_cancelled_unheard() -> None:
+    """The goodbye is spoken; the server's idle timer fires again and it starts a re-prompt:
+    that response is cancelled at once and none of its audio plays, so the call can end."""
+    core = ready_core(idle_reprompts=0)
+    core.receive_realtime(rt.TimeoutTriggered("t1"), 0.0)
+    core.receive_realtime(rt.ResponseCreated("reprompt"), 1.0)
+    core.receive_realtime(done("reprompt", "cancelled"), 2.0)  # the goodbye is asked for
+    [cancel] = upstream(core.receive_realtime(rt.ResponseCreated("again"), 3.0))
+    assert (cancel["type"], cancel["response_id"]) == ("response.cancel", "again")
+    assert core.receive_realtime(rt.AudioDelta("again", "i9", DELTA), 4.0) == []

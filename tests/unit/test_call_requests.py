@@ -39,8 +39,10 @@ def test_a_server_response_arriving_first_is_not_taken_for_the_closing_line() ->
     for the line's own response (matched by metadata) before it may end."""
     core = ready_core()
     [line] = upstream(core.close("draining", "Goodbye."))
-    assert created(core, "resp_vad", None, 10.0) == []
-    core.receive_realtime(done("resp_vad"), 20.0)
+    # Not the line, and never to be heard while the call closes: cancelled at once.
+    [cancel] = created(core, "resp_vad", None, 10.0)
+    assert (cancel["type"], cancel["response_id"]) == ("response.cancel", "resp_vad")
+    core.receive_realtime(done("resp_vad", "cancelled"), 20.0)
     assert not core.closing_finished(30.0)  # the line is still to come
     created(core, "resp_line", line, 40.0)
     assert not core.closing_finished(50.0)

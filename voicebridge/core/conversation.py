@@ -73,8 +73,10 @@ class Conversation:
         self.responses.created(ev.response_id)
         self._stats.responses += 1
         request = self.requests.created(ev.response_id, ev.metadata)
-        if self.closing.response_created(ev.response_id, request):
-            # The last line of a closing the caller has called off: never to be heard.
+        ours = self.closing.response_created(ev.response_id, request)
+        if ours or (request is None and self.closing.reason is not None):
+            # The last line of a closing the caller has called off, or a response the server
+            # began by itself while the call is closing (an idle re-prompt): never heard.
             self.responses.interrupt(ev.response_id)
             return [SendUpstream(rt.response_cancel(self._next_event_id(), ev.response_id))]
         return []

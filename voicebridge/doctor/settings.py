@@ -40,10 +40,16 @@ def load_settings(environ: Mapping[str, str]) -> tuple[Settings | None, str | No
     return None, error
 
 
+# What a variable is checked beside, so only its own value is judged.
+_COMPANIONS = {
+    "TWILIO_ACCOUNT_SID": {"TWILIO_AUTH_TOKEN": "0" * 32, "PUBLIC_URL": "https://x.example"},
+}
+
+
 def config_error(name: str, value: str) -> str | None:
     """What ``voicebridge serve`` would say about this one variable, or None."""
     try:
-        Settings.from_env({name: value})
+        Settings.from_env({name: value, **_COMPANIONS.get(name, {})})
     except ConfigError as exc:
         return str(exc)
     return None
