@@ -29,6 +29,18 @@ def test_bad_setting_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "PORT" in result.stderr
 
 
+def test_workers_that_cannot_work_are_refused(tmp_path: Path) -> None:
+    """--workers 0, more workers than MAX_CALLS, or --fake-upstream with workers: exit 2."""
+    env = clean_env(OPENAI_API_KEY="sk-test-secret-value", MAX_CALLS="2")
+    for args, named in (
+        (["--workers", "0"], "--workers"),
+        (["--workers", "3"], "MAX_CALLS"),
+        (["--workers", "2", "--fake-upstream"], "--fake-upstream"),
+    ):
+        result = run_voicebridge("serve", *args, env=env, cwd=tmp_path)
+        assert result.returncode == 2 and named in result.stderr, result.stderr
+
+
 def test_dotenv_is_read(tmp_path: Path) -> None:
     """Settings in .env count; the environment wins over them."""
     (tmp_path / ".env").write_text("PUBLIC_URL=wss://wrong.example.com\n")
