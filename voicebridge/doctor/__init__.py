@@ -8,12 +8,17 @@ Checks, in order, each printed as one line (``[ ok ]``, ``[FAIL] … — fix: �
 3. the webhook: ``POST PUBLIC_URL/twilio/stream`` as Twilio would (signed with
    ``TWILIO_AUTH_TOKEN`` when set) answers TwiML whose ``<Stream url>`` is
    ``wss://HOST/realtime`` with a ``StreamToken``; ``PUBLIC_URL/twilio/fallback`` answers
-   TwiML; with a token, an unsigned request is refused; :mod:`.webhook`;
-4. the upstream accepts the key: the handshake, then the bridge's own ``session.update``
+   TwiML; with a token, an unsigned request is refused; a failure or busy answer says which
+   setting to fix; :mod:`.webhook`;
+4. the stream that answer names, through the public URL as Twilio opens it: the WebSocket
+   upgrade (signed), ``start`` with a ``StreamToken`` minted with ``STREAM_TOKEN_SECRET`` here
+   (so a secret the service does not share is caught), the service's upstream answering a
+   keypad digit, then ``stop``; :mod:`.stream`;
+5. the upstream accepts the key: the handshake, then the bridge's own ``session.update``
    confirmed by ``session.updated`` with the asked audio formats; :mod:`.upstream`;
-5. ``STREAM_TOKEN_SECRET``, ``TWILIO_AUTH_TOKEN`` and ``TWILIO_ACCOUNT_SID`` are set;
+6. ``STREAM_TOKEN_SECRET``, ``TWILIO_AUTH_TOKEN`` and ``TWILIO_ACCOUNT_SID`` are set;
    :mod:`.credentials`;
-6. the profiles per number and HTTP tools load, listed with their numbers, voice,
+7. the profiles per number and HTTP tools load, listed with their numbers, voice,
    language and tools; where call events go; :mod:`.business`.
 
 Then it prints what to paste into the Twilio console (:mod:`.console`). Every network wait is
@@ -21,5 +26,6 @@ bounded by ``--timeout``. Exit status: 0 when every check passed, 1 when any fai
 arguments. :mod:`.command` runs them in this order; :mod:`.report` prints the lines.
 
 The webhook check reserves a call slot on the service for a made-up CallSid
-(``CAd0c7d0c7…``), held until its stream token expires (``STREAM_TOKEN_TTL_S``).
+(``CAd0c7d0c7…``); the stream check then places that call (one short answer from the model)
+and frees the slot, or the slot is held until its stream token expires (``STREAM_TOKEN_TTL_S``).
 """

@@ -14,7 +14,8 @@ from voicebridge.doctor.console import print_console
 from voicebridge.doctor.credentials import check_credentials
 from voicebridge.doctor.public_url import check_public_url
 from voicebridge.doctor.report import Report
-from voicebridge.doctor.settings import load_settings
+from voicebridge.doctor.settings import config_error, load_settings
+from voicebridge.doctor.stream import check_stream
 from voicebridge.doctor.upstream import check_upstream
 from voicebridge.doctor.webhook import check_webhook
 from voicebridge.startup import read_environ
@@ -44,17 +45,11 @@ async def doctor(
     raw_public_url = environ.get("PUBLIC_URL", "")
     base = check_public_url(report, raw_public_url)
     if base is not None:
-        await check_webhook(
-            report,
-            base,
-            auth_token=environ.get("TWILIO_AUTH_TOKEN", "").strip(),
-            account_sid=environ.get("TWILIO_ACCOUNT_SID", "").strip(),
-            token_ttl=(settings or Settings()).stream_token_ttl_s,
-            proxy=LocalProxy(connect_to) if connect_to else None,
-            timeout=timeout,
+        await _webhook_and_stream(
+            report, base, settings or Settings(), environ, connect_to, timeout
         )
     else:
-        report.note("the webhook is not checked until PUBLIC_URL is fixed")
+        report.note("the webhook and the stream are not checked until PUBLIC_URL is fixed")
     if settings is not None:
         await check_upstream(report, settings, timeout)
     else:
@@ -68,6 +63,50 @@ async def doctor(
         return 1
     report.out.write(f"\nAll {report.checks} checks passed.\n")
     return 0
+
+
+async def _webhook_and_stream(
+    report: Report,
+    base: str,
+    settings: Settings,
+    environ: Mapping[str, str],
+    connect_to: str | None,
+    timeout: float,  # noqa: ASYNC109 (each network wait's bound)
+) -> None:
+    """Checks 3 and 4: the webhook as Twilio posts it, then the stream its answer names."""
+    auth_token = environ.get("TWILIO_AUTH_TOKEN", "").strip()
+    proxy = LocalProxy(connect_to) if connect_to else None
+    target = await check_webhook(
+        report,
+        base,
+        auth_token=auth_token,
+        account_sid=environ.get("TWILIO_ACCOUNT_SID", "").strip(),
+        proxy=proxy,
+        timeout=timeout,
+        failure_say=settings.failure_say,
+        busy_say=settings.busy_say,
+    )
+    if target is None:
+        report.note("the stream is not checked until the webhook answers with one")
+        return
+    secret = environ.get("STREAM_TOKEN_SECRET", "").strip()
+    streamed = await check_stream(
+        report,
+        base,
+        target,
+        auth_token=auth_token,
+        # As the service mints it; one that would not load is the credentials check's.
+        secret="" if config_error("STREAM_TOKEN_SECRET", secret) else secret,
+        token_ttl=settings.stream_token_ttl_s,
+        proxy=proxy,
+        timeout=timeout,
+    )
+    if not streamed:
+        report.note(
+            f"the webhook check holds one call slot on the service for CallSid "
+            f"{target.call_sid} until its token expires (STREAM_TOKEN_TTL_S: "
+            f"{settings.stream_token_ttl_s:g} s here)"
+        )
 
 
 def _host_port(value: str) -> str:

@@ -1,4 +1,4 @@
-"""Check 5: the secrets a production service needs are set, each with its own fix."""
+"""Check 6: the secrets a production service needs are set, each with its own fix."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Check 4: the upstream accepts the key and the session the bridge asks for."""
+"""Check 5: the upstream accepts the key and the session the bridge asks for."""
 
 from __future__ import annotations
 

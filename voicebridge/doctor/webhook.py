@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from voicebridge.core.admission import TOKEN_PARAMETER
 from voicebridge.core.twiml import stream_url
 from voicebridge.doctor.report import Report
+from voicebridge.doctor.stream import StreamTarget
 from voicebridge.twilio_sim.webhook_client import (
     LocalProxy,
     WebhookAnswer,
@@ -113,11 +114,15 @@ async def check_webhook(
     *,
     auth_token: str,
     account_sid: str,
-    token_ttl: float,
     proxy: LocalProxy | None,
     timeout: float,  # noqa: ASYNC109 (each request's bound)
-) -> None:
-    """The webhook's TwiML streams to ``wss://HOST/realtime`` with a token; then the fallback."""
+    failure_say: str,
+    busy_say: str,
+) -> StreamTarget | None:
+    """The webhook's TwiML streams to ``wss://HOST/realtime`` with a token; then the fallback.
+
+    Returns the call to stream (check 4), when the webhook answered with one.
+    """
     url = base + "/twilio/stream"
     call_sid = DOCTOR_SID_PREFIX + secrets.token_hex(8)
     params = call_params(
@@ -127,16 +132,12 @@ async def check_webhook(
         report, "webhook", url, params, auth_token=auth_token, proxy=proxy, timeout=timeout
     )
     if answer is None or answer.twiml is None:
-        return
+        return None
     twiml = answer.twiml
     expected = stream_url(base)
     if twiml.stream_url is None:
-        report.fail(
-            f"webhook POST {url}: TwiML without <Connect><Stream>: every call slot is taken "
-            "(BUSY_SAY) or the service is shutting down",
-            "check GET PUBLIC_URL/readyz; raise MAX_CALLS or add instances",
-        )
-        return
+        _no_stream(report, url, base, twiml.says_before, failure_say, busy_say)
+        return None
     if twiml.stream_url != expected:
         fix = "set PUBLIC_URL on the service to the same value as here"
         if not twiml.stream_url.startswith("wss://"):
@@ -144,33 +145,60 @@ async def check_webhook(
         report.fail(
             f"webhook POST {url}: the stream URL is {twiml.stream_url}, not {expected}", fix
         )
-        return
+        return None
     if not twiml.parameters.get(TOKEN_PARAMETER):
         report.fail(
             f"webhook POST {url}: no {TOKEN_PARAMETER} parameter: the service would refuse "
             "the stream",
             "deploy the same voicebridge version as this one",
         )
-        return
+        return None
     signed = "signed with TWILIO_AUTH_TOKEN" if auth_token else "unsigned"
     report.ok(
         f'webhook POST {url} ({signed}) answers TwiML <Connect><Stream url="{expected}"> '
         f"with a {TOKEN_PARAMETER}"
     )
-    report.note(
-        f"this check holds one call slot on the service for CallSid {call_sid} until its "
-        f"token expires (STREAM_TOKEN_TTL_S: {token_ttl:g} s here)"
-    )
+    target = StreamTarget(call_sid, params["AccountSid"], dict(twiml.parameters))
     fallback = base + "/twilio/fallback"
     failed = {**params, "ErrorCode": "11200", "ErrorUrl": url}
     answer = await _post(
         report, "fallback", fallback, failed, auth_token=auth_token, proxy=proxy, timeout=timeout
     )
-    if answer is None:
-        return
-    report.ok(f"fallback POST {fallback} answers TwiML")
-    if auth_token:
-        await check_unsigned_refused(report, fallback, failed, proxy=proxy, timeout=timeout)
+    if answer is not None:
+        report.ok(f"fallback POST {fallback} answers TwiML")
+        if auth_token:
+            await check_unsigned_refused(report, fallback, failed, proxy=proxy, timeout=timeout)
+    return target
+
+
+def _no_stream(
+    report: Report,
+    url: str,
+    base: str,
+    says: tuple[str, ...],
+    failure_say: str,
+    busy_say: str,
+) -> None:
+    """The webhook answered TwiML without a stream: which of the service's answers it is."""
+    if failure_say in says:
+        report.fail(
+            f"webhook POST {url}: the service answered the failure TwiML (FAILURE_SAY): the "
+            "stream URL it would serve is not wss://, and Twilio streams only to wss://",
+            f"set PUBLIC_URL={base} on the service, or list the TLS router's address in its "
+            "FORWARDED_ALLOW_IPS (* where it varies) so its X-Forwarded-Proto: https counts",
+        )
+    elif busy_say in says:
+        report.fail(
+            f"webhook POST {url}: the service answered busy (BUSY_SAY): every call slot is "
+            "taken, or it is shutting down",
+            "check GET PUBLIC_URL/readyz; raise MAX_CALLS or add instances",
+        )
+    else:
+        report.fail(
+            f"webhook POST {url}: TwiML without <Connect><Stream> ({' '.join(says)[:80]!r}): "
+            "busy, shutting down, or a stream URL that is not wss://",
+            "check GET PUBLIC_URL/readyz and the service's log (an ERROR names the setting)",
+        )
 
 
 async def check_unsigned_refused(
