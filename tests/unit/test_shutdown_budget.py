@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from voicebridge.config import Secret, Settings
 from voicebridge.core import twilio as tw
@@ -16,6 +18,7 @@ from voicebridge.server.guard import Guard
 from voicebridge.server.lifetime import CallResult
 
 SECRET = "a-shared-stream-token-secret-0123456789"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_defaults_fit_under_the_common_30_s_kill() -> None:
@@ -29,6 +32,17 @@ def test_the_defaults_fit_under_the_common_30_s_kill() -> None:
     assert (plan.closing_lines_at, plan.force_at, plan.stop_at) == (10.0, 23.0, 24.5)
     assert plan.closing_lines_at + plan.closing_s + ENDING_S <= plan.force_at
     assert plan.stop_at == plan.budget_s - STOP_S
+
+
+def test_the_documented_budget_is_the_default_and_loads() -> None:
+    """README's Settings table and .env.example give the defaults, which fit together."""
+    readme = (ROOT / "README.md").read_text()
+    example = dotenv_values(ROOT / ".env.example")
+    names = {"SHUTDOWN_TIMEOUT_S": "25", "DRAIN_TIMEOUT_S": "10", "CLOSING_TIMEOUT_S": "10"}
+    for name, value in names.items():
+        assert f"| `{name}` | `{value}` |" in readme
+        assert example[name] == value
+    assert Settings.from_env({k: v for k, v in example.items() if k in names and v})
 
 
 def test_the_server_gets_what_is_left_of_the_budget() -> None:
