@@ -29,7 +29,7 @@ from voicebridge.twilio_sim.recordings import (
     speech_segments,
 )
 
-__all__ = ["NAME", "add_parser", "demo_call", "run", "summarize"]
+__all__ = ["NAME", "add_parser", "demo_call", "ended_well", "run", "summarize"]
 
 NAME = "demo"
 
@@ -112,7 +112,16 @@ async def demo_call(
     for line in summarize(report, session):
         print(line)
     print(f"wrote {wav} (left: caller, right: what the caller heard)")
-    return 0 if report.closed_by == "caller" and not report.violations else 1
+    return 0 if ended_well(report) and not report.violations else 1
+
+
+def ended_well(report: CallReport) -> bool:
+    """The caller hung up, or the bridge ended the call on purpose and Twilio then said
+    nothing more (a hang-up or a transfer, no apology)."""
+    if report.closed_by == "caller":
+        return True
+    said = {verb for verb, _ in report.after_stream}
+    return report.close_code == 1000 and not said & {"Say", "Error"}
 
 
 def summarize(report: CallReport, session: FakeSession | None) -> list[str]:
@@ -121,8 +130,10 @@ def summarize(report: CallReport, session: FakeSession | None) -> list[str]:
         f"call {report.call_sid}: ended by {report.closed_by}, "
         f"{report.frames_sent} frames sent, {len(report.violations)} protocol violations"
     ]
-    if report.after_stream:
-        lines.append(f"after the stream, Twilio ran: {report.after_stream}")
+    if report.closed_by == "server":
+        # What the caller heard once the stream ended: the <Connect action>'s answer.
+        ran = ", ".join(f"<{v}> {t}".strip() for v, t in report.after_stream) or "nothing"
+        lines.append(f"after the stream, Twilio ran: {ran}")
     if session is None:
         return lines
     # Matched by sound, not bytes: with UPSTREAM_AUDIO=pcm24k the bridge converts each delta.

@@ -67,6 +67,7 @@ async def test_webhook_smoke_run(
         "failed_reasons": {},
         "failed_examples": {},
         "cut_by_run_end": 0,
+        "after_stream": {},  # every caller hung up: Twilio asked nothing after the stream
     }
     assert data["violations"]["total"] == 0
     assert fake.connections_total == 3
@@ -152,7 +153,8 @@ async def test_the_assistant_ending_the_call_is_an_ok_call(
     fake: FakeRealtimeServer, settings: Settings
 ) -> None:
     """end_call without Twilio's REST API: the bridge closes the stream with 1000 after the
-    goodbye. An ok call, ended by the server; the TwiML after </Connect> is noted."""
+    goodbye, and the replay follows <Connect action> as Twilio does: <Hangup/>, no apology.
+    An ok call, ended by the server, with what the caller heard after the stream."""
     fake.options = dataclasses.replace(fake.options, tool_call=("end_call", "{}"))
     with running_bridge(settings) as bridge:
         report = await run_replay(
@@ -165,10 +167,13 @@ async def test_the_assistant_ending_the_call_is_an_ok_call(
         )
     [call] = report.outcomes
     assert (call.ok, call.reason, call.close_code) == (True, "ended_by_server", 1000)
-    assert call.detail is not None and "then Twilio runs: Say" in call.detail
+    assert call.detail is not None and "then Twilio runs: Hangup" in call.detail
+    assert call.after_stream == "Hangup"
     assert call.metrics is not None and call.metrics.heard_ms > 500  # the goodbye
     assert report.exit_code == 0
     assert report.as_json()["calls"]["ok_reasons"] == {"ended_by_server": 1}
+    assert report.as_json()["calls"]["after_stream"] == {"Hangup": 1}
+    assert "after the stream, Twilio ran: Hangup x1" in report.table()
 
 
 async def test_direct_websocket_with_minted_tokens_and_loops(
@@ -267,6 +272,7 @@ async def test_unreachable_upstream_is_a_failed_call_with_its_reason(settings: S
     [(reason, count)] = data["calls"]["failed_reasons"].items()
     assert reason.startswith("closed_by_server") and count == 2
     assert "failure path: Say" in data["calls"]["failed_examples"][reason]
+    assert data["calls"]["after_stream"] == {"Say Hangup": 2}  # the action's apology
 
 
 async def test_nothing_listening_fails_fast() -> None:

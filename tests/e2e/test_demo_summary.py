@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from tests.support.servers import running_bridge
 from tests.support.waiting import wait_until
 from voicebridge.config import Settings
-from voicebridge.demo import summarize
+from voicebridge.demo import ended_well, summarize
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.emulator import Network, place_call
 from voicebridge.twilio_sim.recordings import packaged_call
@@ -38,3 +39,19 @@ async def test_the_summary_reports_what_the_caller_heard(
     actually = int(found.group(1))
     assert actually == pytest.approx(report.player.heard_ms(), abs=1)  # the only answer heard
     assert abs(actually - truncate["audio_end_ms"]) <= 60, line
+
+
+async def test_the_summary_says_what_the_caller_heard_after_the_stream(
+    fake: FakeRealtimeServer, settings: Settings
+) -> None:
+    """The model ends the call: the summary names what Twilio ran after the stream (the
+    action's <Hangup/>), and the demo counts it as a call that ended well."""
+    fake.options = dataclasses.replace(fake.options, tool_call=("end_call", "{}"))
+    with running_bridge(settings) as bridge:
+        report = await place_call(
+            bridge.webhook, packaged_call("books_a_table"), speed=2.0, tail_ms=15000, timeout=40
+        )
+        await wait_until(lambda: fake.active == 0)
+    lines = summarize(report, fake.sessions[0])
+    assert "after the stream, Twilio ran: <Hangup>" in lines, lines
+    assert ended_well(report)

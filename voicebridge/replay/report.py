@@ -44,6 +44,9 @@ class CallOutcome:
     # "ended_by_server": the server closed with 1000, e.g. the assistant's end_call).
     reason: str | None = None
     detail: str | None = None  # the error, or what Twilio runs after the server closed
+    # The verbs Twilio ran after the server closed the stream ("Hangup", "Say Hangup",
+    # "Dial"): the <Connect action>'s answer. None when the caller hung up.
+    after_stream: str | None = None
     cut_by_run_end: bool = False  # hung up when the run's duration ran out
     webhook_ms: float | None = None
     connect_ms: float | None = None
@@ -163,6 +166,10 @@ class ReplayReport:
                 "failed_reasons": dict(self.reasons()),
                 "failed_examples": self.examples(),
                 "cut_by_run_end": sum(1 for o in self.outcomes if o.cut_by_run_end),
+                # What the callers heard after the stream, for the calls the server ended.
+                "after_stream": dict(
+                    Counter(o.after_stream for o in self.outcomes if o.after_stream)
+                ),
             },
             "violations": {
                 "total": self.violations,
@@ -208,6 +215,11 @@ class ReplayReport:
         for reason, n in sorted(calls["failed_reasons"].items(), key=lambda kv: -kv[1]):
             example = calls["failed_examples"].get(reason)
             lines.append(f"  failed: {reason} x{n}" + (f" ({example[:120]})" if example else ""))
+        after = sorted(calls["after_stream"].items(), key=lambda kv: -kv[1])
+        if after:
+            lines.append(
+                "after the stream, Twilio ran: " + ", ".join(f"{v} x{n}" for v, n in after)
+            )
         lines.append(f"protocol violations: {data['violations']['total']}")
         for kind, n in sorted(data["violations"]["kinds"].items(), key=lambda kv: -kv[1])[:5]:
             lines.append(f"  {kind} x{n}")

@@ -37,9 +37,15 @@ from voicebridge.replay.options import (
 from voicebridge.replay.progress import Snapshot
 from voicebridge.replay.report import CallOutcome, ReplayReport
 from voicebridge.twilio_sim.bench import frame_id_base, run_tag
-from voicebridge.twilio_sim.emulator import CallReport, EmulatedCall
+from voicebridge.twilio_sim.emulator import CallReport, EmulatedCall, after_stream
 from voicebridge.twilio_sim.script import CallScript, spoken_until_ms
-from voicebridge.twilio_sim.webhook_client import LocalProxy, call_params, new_sid, post_webhook
+from voicebridge.twilio_sim.webhook_client import (
+    LocalProxy,
+    TwiML,
+    call_params,
+    new_sid,
+    post_webhook,
+)
 
 __all__ = [
     "MAX_CALLS",
@@ -185,8 +191,8 @@ class _Run:
 
     async def _answer(
         self, outcome: CallOutcome, account_sid: str
-    ) -> tuple[str, dict[str, str], tuple[tuple[str, str], ...]]:
-        """(stream URL, customParameters, verbs after </Connect>) for this call."""
+    ) -> tuple[str, dict[str, str], TwiML | None]:
+        """(stream URL, customParameters, the webhook's TwiML if one was asked) for this call."""
         o = self.o
         if o.ws_url is not None:
             params = {"From": o.from_, "To": o.to, **o.parameters}
@@ -194,7 +200,7 @@ class _Run:
                 params[TOKEN_PARAMETER] = mint_token(
                     o.token_secret.encode(), outcome.call_sid, time.time(), o.token_ttl_s
                 )
-            return o.ws_url, params, ()
+            return o.ws_url, params, None
         assert o.webhook_url is not None
         posted = time.monotonic()
         try:
@@ -220,12 +226,12 @@ class _Run:
         if twiml.stream_url is None:
             said = " / ".join(twiml.says_before)
             raise _Refused("busy" if said else "no_stream", said or answer.body[:200])
-        return twiml.stream_url, dict(twiml.parameters), twiml.after_connect
+        return twiml.stream_url, dict(twiml.parameters), twiml
 
     async def _stream(self, i: int, script: CallScript, outcome: CallOutcome) -> EmulatedCall:
         o = self.o
         outcome.call_sid = new_sid("CA")
-        url, params, after = await self._answer(outcome, self.account_sid)
+        url, params, twiml = await self._answer(outcome, self.account_sid)
         net = o.network
         if net.seed is not None:
             net = dataclasses.replace(net, seed=net.seed + i)  # not the same jitter everywhere
@@ -254,6 +260,12 @@ class _Run:
             outcome.cut_by_run_end = True
             call.request_hangup()
         await call.run(self.call_timeout)
+        after: tuple[tuple[str, str], ...] = ()
+        if call.report.closed_by == "server" and twiml is not None:
+            # As Twilio does: the <Connect action>'s answer, else the verbs after </Connect>.
+            after = await after_stream(
+                twiml, outcome.call_sid, self.account_sid, o.from_, o.to, o.auth_token, self.proxy
+            )
         _judge(outcome, call.report, after)
         return call
 
@@ -298,19 +310,26 @@ def _judge(outcome: CallOutcome, report: CallReport, after: tuple[tuple[str, str
     """ok or not, and how the stream ended.
 
     The caller hanging up is the normal end; so is the server closing with 1000 (the
-    assistant ended the call on purpose). Any other close from the server is a failure.
-    ``after``: the TwiML verbs Twilio runs once the server closed the stream.
+    assistant ended the call on purpose) when what Twilio runs next says nothing more (a
+    hang-up, a transfer). Any other close from the server is a failure, and so is an
+    apology after a deliberate ending. ``after``: the TwiML verbs Twilio ran once the server
+    closed the stream (``outcome.after_stream``).
     """
     if report.closed_by != "server":
         outcome.ok, outcome.reason = True, "caller_hung_up"
         return
-    ok = report.close_code == NORMAL_CLOSE
+    outcome.after_stream = " ".join(verb for verb, _ in after) or None
+    apology = any(verb in ("Say", "Error") for verb, _ in after)
+    ok = report.close_code == NORMAL_CLOSE and not apology
     then = ", ".join(f"{v} {t}".strip() for v, t in after)
     details = [f"close reason: {report.close_reason}"] if report.close_reason else []
     if then:
         details.append(f"then Twilio runs: {then}" if ok else f"failure path: {then}")
     outcome.ok = ok
-    outcome.reason = "ended_by_server" if ok else f"closed_by_server_{report.close_code}"
+    if ok or report.close_code != NORMAL_CLOSE:
+        outcome.reason = "ended_by_server" if ok else f"closed_by_server_{report.close_code}"
+    else:
+        outcome.reason = "apology_after_a_deliberate_end"
     outcome.detail = "; ".join(details) or None
 
 

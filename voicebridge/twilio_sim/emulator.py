@@ -20,7 +20,7 @@ from voicebridge.twilio_sim.webhook_client import (
     post_webhook,
 )
 
-__all__ = ["CallReport", "EmulatedCall", "Network", "check_outbound", "place_call"]
+__all__ = ["CallReport", "EmulatedCall", "Network", "after_stream", "check_outbound", "place_call"]
 
 
 async def place_call(
@@ -74,13 +74,13 @@ async def place_call(
     report.twiml, report.webhook_status = answer.twiml, answer.status
     report.webhook_ms = webhook_ms
     if report.closed_by == "server":
-        report.after_stream = await _after_stream(
+        report.after_stream = await after_stream(
             answer.twiml, call_sid, account_sid, from_, to, auth_token, proxy
         )
     return report
 
 
-async def _after_stream(
+async def after_stream(
     twiml: TwiML,
     call_sid: str,
     account_sid: str,
