@@ -452,6 +452,12 @@ class Settings:
             realtime_ca_file=text("REALTIME_CA_FILE", ""),
         )
         settings.validate()
+        if environ.get("IDLE_GOODBYE_INSTRUCTIONS", "").strip() and not settings.idle_timeout_ms:
+            # Never said: refused rather than dropped without a word.
+            raise ConfigError(
+                "IDLE_GOODBYE_INSTRUCTIONS is set but IDLE_TIMEOUT_MS is 0 (no idle timeout): "
+                "set IDLE_TIMEOUT_MS, or unset IDLE_GOODBYE_INSTRUCTIONS"
+            )
         return replace(settings, deprecated_names=old_names) if old_names else settings
 
     def validate(self) -> None:

@@ -83,6 +83,8 @@ async def test_sigterm_drains_calls_then_exits_zero(
         ]
         assert len(closing) == 1
     assert all(r.closed_by == "server" for r in reports)
+    # The draining instance still answers Twilio's <Connect action>: a hang-up, no apology.
+    assert all(r.after_stream == (("Hangup", ""),) for r in reports)
 
 
 def two_turns() -> Recording:

@@ -124,6 +124,7 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
 REQUIRES = {
     "TWILIO_AUTH_TOKEN": {"PUBLIC_URL": "https://voice.example.com"},
     "TWILIO_ACCOUNT_SID": {"TWILIO_AUTH_TOKEN": "tw-token", "PUBLIC_URL": "https://x.example"},
+    "IDLE_GOODBYE_INSTRUCTIONS": {"IDLE_TIMEOUT_MS": "8000"},
     "MAX_CALLS_TOTAL": {"REDIS_URL": "redis://cache:6379/0"},
     "TWILIO_API_KEY_SID": {"TWILIO_API_KEY_SECRET": "k", "TWILIO_ACCOUNT_SID": "AC" + "a" * 32},
     "TWILIO_API_KEY_SECRET": {"TWILIO_API_KEY_SID": "SK" + "b" * 32, "TWILIO_ACCOUNT_SID": "AC" + "a" * 32},

@@ -53,7 +53,9 @@ def test_a_deprecated_transcription_model_is_warned_about_at_start_up(model: str
 
 
 def test_the_idle_goodbye_has_its_own_instructions() -> None:
-    settings = Settings.from_env({"IDLE_GOODBYE_INSTRUCTIONS": "Hang up kindly."})
+    settings = Settings.from_env(
+        {"IDLE_GOODBYE_INSTRUCTIONS": "Hang up kindly.", "IDLE_TIMEOUT_MS": "8000"}
+    )
     assert call_policy(settings).idle_goodbye_instructions == "Hang up kindly."
     assert call_policy(Settings()).idle_goodbye_instructions == Settings().idle_goodbye_instructions
 
@@ -70,3 +72,9 @@ def test_transfer_destinations_need_no_rest_credentials() -> None:
     toolbox = Toolbox(Settings(transfer_destinations="sales=+14155550100"), [])
     assert toolbox.can_transfer
     assert "transfer_call" in [t["name"] for t in toolbox.declarations()]
+
+
+def test_an_idle_goodbye_without_an_idle_timeout_is_refused() -> None:
+    """It could never be said: refused at start-up rather than dropped silently."""
+    with pytest.raises(ConfigError, match="IDLE_GOODBYE_INSTRUCTIONS.*IDLE_TIMEOUT_MS"):
+        Settings.from_env({"IDLE_GOODBYE_INSTRUCTIONS": "Bye."})
