@@ -154,7 +154,8 @@ async def test_a_superscript_expiry_and_deep_parameters_are_counted_refusals(
             else:
                 codes = [await refused(bridge, *frames)]
             assert codes == [1008] * len(codes), reason
-        await wait_until(lambda: bridge.state.active_calls == 0)
+        # A socket's ending is counted after its close: wait for the last one.
+        await wait_until(lambda: sum(bridge.state.guard.rejected.values()) == 8)
         rejected = dict(bridge.state.guard.rejected)
         metrics = scrape(bridge)
     assert rejected == {
@@ -391,8 +392,9 @@ async def test_a_flood_of_unknown_event_names_leaves_no_trace(
         ws = await RawSocket.open(server.port)
         sid = new_sid("CA")
         params = json.dumps({"StreamToken": await signed_token(server.port, sid)})
+        upstreams = keyed_fake.connections_total
         await ws.send([CONNECTED, start_message(sid, params)])
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: keyed_fake.connections_total > upstreams)  # admitted
         await ws.send(["x" * 70_000])
         oversized = await ws.close_code()
         ws.close()
@@ -402,13 +404,14 @@ async def test_a_flood_of_unknown_event_names_leaves_no_trace(
         ws.close()
         await asyncio.sleep(0.3)  # the last calls' endings
         text, _ = scrape_text(server.url)
-        scrape_s = max(scrape_text(server.url)[1] for _ in range(3))
+        scrapes = sorted(scrape_text(server.url)[1] for _ in range(5))
+        scrape_s = scrapes[2]  # the median: one scheduling hiccup of a loaded test machine aside
         grown = server.rss() - rss0
         log = server.log_text()
     lines = [line for line in log.splitlines() if re.search(r" (WARNING|ERROR) ", line)]
     print(  # noqa: T201 (the figures for the report, with -s)
         f"\nflood: {sockets} x {names} names in {flood_s:.1f} s; /metrics {len(text) / 1000:.1f}"
-        f" KB, scrape {scrape_s / MS:.1f} ms, RSS +{grown / MB:.1f} MB, "
+        f" KB, scrape {scrape_s / MS:.1f} ms (max {scrapes[-1] / MS:.1f}), RSS +{grown / MB:.1f} MB, "
         f"{len(lines)} WARNING/ERROR lines"
     )
     # Refused after 16 messages (the close frame may be lost to the reset of the unread
@@ -480,7 +483,7 @@ async def test_a_replayed_webhook_opens_one_call(
                 await call({"StreamToken": "none"})  # what an attacker would try anyway
         assert answers[0].stream_url is not None
         assert all(a.stream_url is None and a.verbs == (("Hangup", ""),) for a in answers[1:])
-        await wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: len(bridge.state.last_results) == 6)  # each socket ended
         assert fake.connections_total == 1
         assert bridge.state.guard.rejected["call_sid_reused"] == 5
 
@@ -488,7 +491,7 @@ async def test_a_replayed_webhook_opens_one_call(
         sid = params["CallSid"] = new_sid("CA")
         tokens = [(await webhook()).parameters for _ in range(6)]
         reports = [await call(token) for token in tokens]
-        await wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: len(bridge.state.last_results) == 12)
         metrics = scrape(bridge)
     assert fake.connections_total == 2
     assert [r.close_code for r in reports[1:]] == [1008] * 5
@@ -555,7 +558,7 @@ async def test_media_at_100x_real_time_is_paced_and_the_call_goes_on(
         await ws.send(['{"event":"stop","streamSid":"MZ1"}'])
         assert await ws.close_code(timeout=5) == 1000
         ws.close()
-        await wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: len(bridge.state.last_results) == 1)
         [result] = bridge.state.last_results
         metrics = scrape(bridge)
     print(  # noqa: T201
@@ -588,7 +591,7 @@ async def test_real_time_callers_are_never_paced(
                 for n in range(4)
             )
         )
-        await wait_until(lambda: bridge.state.active_calls == 0)
+        await wait_until(lambda: len(bridge.state.last_results) == 4)
         results = list(bridge.state.last_results)
     assert all(r.closed_by == "caller" for r in reports)
     assert [r.stats.caller_paced_dropped for r in results] == [0] * 4

@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.support.servers import Bridge, running_bridge
+from tests.support.waiting import wait_until
 from voicebridge.config import Secret, Settings
 from voicebridge.core.admission import mint_token
 from voicebridge.fake_realtime.server import FakeRealtimeServer
@@ -240,7 +241,7 @@ async def test_handshake_signature_modes(
                 await ws.send(START_WITHOUT_TOKEN)
                 await asyncio.wait_for(ws.wait_closed(), 5)
             assert ws.close_code == 1008  # the stream token decides
-            assert bridge.state.guard.rejected == {"missing_token": 1}
+            await wait_until(lambda: bridge.state.guard.rejected == {"missing_token": 1})
     assert fake.connections_total == 0
 
 
@@ -308,7 +309,7 @@ async def test_bad_stream_tokens_never_reach_upstream(
             "other_call": "forged_token",
             "malformed": "malformed_token",
         }[case]
-        assert bridge.state.guard.rejected == {reason: 1}
+        await wait_until(lambda: bridge.state.guard.rejected == {reason: 1})
     assert report.closed_by == "server" and report.close_code == 1008
     assert fake.connections_total == 0
 
@@ -328,7 +329,7 @@ async def test_a_token_opens_one_call_only(fake: FakeRealtimeServer, settings: S
         first = await direct_call(bridge, {"StreamToken": token}, sid)
         assert first.closed_by == "caller" and fake.connections_total == 1
         second = await direct_call(bridge, {"StreamToken": token}, sid)
-        assert bridge.state.guard.rejected == {"reused_token": 1}
+        await wait_until(lambda: bridge.state.guard.rejected == {"reused_token": 1})
     assert second.close_code == 1008 and fake.connections_total == 1
 
 
@@ -341,7 +342,7 @@ async def test_per_process_secret_needs_the_webhook_reservation(
     token = mint_token(settings.stream_token_secret.reveal().encode(), sid, time.time(), 60)
     with running_bridge(settings) as bridge:
         await direct_call(bridge, {"StreamToken": token}, sid)
-        assert bridge.state.guard.rejected == {"no_reservation": 1}
+        await wait_until(lambda: bridge.state.guard.rejected == {"no_reservation": 1})
     assert fake.connections_total == 0
 
 
@@ -406,7 +407,7 @@ async def test_start_timeout(fake: FakeRealtimeServer, settings: Settings) -> No
             await asyncio.wait_for(ws.wait_closed(), 5)
         assert 0.25 < time.monotonic() - t0 < 2
         assert ws.close_code == 1008
-        assert bridge.state.guard.rejected == {"no_start": 1}
+        await wait_until(lambda: bridge.state.guard.rejected == {"no_start": 1})
     assert fake.connections_total == 0
 
 
