@@ -890,6 +890,13 @@ def main() -> int:
         "--pairs", type=int, default=3, help="paired bridge/relay rounds per --pairs-at load"
     )
     parser.add_argument(
+        "--bridge-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the bridge's environment (repeatable), e.g. LOCAL_BARGE_IN=on",
+    )
+    parser.add_argument(
         "--pairs-at", default="100,150", help="calls at which the CPU ratio is measured in pairs"
     )
     parser.add_argument(
@@ -927,6 +934,7 @@ def main() -> int:
         profile=args.profile,
         replay_nice=args.replay_nice,
         tls=args.tls,
+        bridge_env=dict(kv.split("=", 1) for kv in args.bridge_env),
     )
     info = machine()
     info["settings"] = (
@@ -934,6 +942,7 @@ def main() -> int:
         f"{args.settle:g} s settling; calls alternate {' and '.join(CALLS)} (looped); bridge: "
         f"`{' '.join(Path(c).name for c in launcher)}`; relay loop {args.relay_loop}; fake loop "
         f"{args.fake_loop}; direct baseline on every {args.direct_every} call(s)"
+        + (f"; bridge environment {' '.join(args.bridge_env)}" if args.bridge_env else "")
         + (
             "; the bridge's upstream over wss:// (a throw-away CA, REALTIME_CA_FILE)"
             if args.tls
