@@ -1,4 +1,4 @@
-"""The ``voicebridge`` command: serve, demo, fake-realtime."""
+"""The ``voicebridge`` command: serve, call, demo, fake-realtime."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from voicebridge import __version__, demo, serve
+from voicebridge.call import command as call
 from voicebridge.doctor import command as doctor
 from voicebridge.errors import ConfigError
 from voicebridge.fake_realtime import command as fake_realtime
@@ -29,7 +30,7 @@ class Command(Protocol):
 
 
 # In the order ``voicebridge --help`` lists them.
-COMMANDS: tuple[Command, ...] = (serve, fake_realtime, demo, replay, doctor)
+COMMANDS: tuple[Command, ...] = (serve, call, fake_realtime, demo, replay, doctor)
 
 
 def _parser() -> argparse.ArgumentParser:

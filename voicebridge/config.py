@@ -242,6 +242,12 @@ class Settings:
     redis_url: str = ""  # REDIS_URL: call state shared by instances; empty: per process
     max_calls_total: int = 0  # MAX_CALLS_TOTAL: concurrent calls in the cluster (Redis); 0 none
     workers: int = 1  # WEB_CONCURRENCY (or serve --workers): processes on one port
+    # Outbound calls (README "Outbound calls"): POST /calls is off until API_TOKEN is set
+    api_token: Secret = Secret("")  # API_TOKEN: POST /calls needs Bearer <token>
+    outbound_caller_id: str = ""  # OUTBOUND_CALLER_ID: the E.164 number calls come from
+    outbound_allow: str = ""  # OUTBOUND_ALLOW: comma-separated number prefixes; empty: any
+    outbound_calls_per_s: float = 1.0  # OUTBOUND_CALLS_PER_S: calls started per second
+    voicemail_message: str = ""  # VOICEMAIL_MESSAGE: said after a voicemail's beep; empty: hang up
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -450,6 +456,13 @@ class Settings:
             max_calls_total=count("MAX_CALLS_TOTAL", 0),
             workers=int(number("WEB_CONCURRENCY", defaults.workers, int)),
             realtime_ca_file=text("REALTIME_CA_FILE", ""),
+            api_token=Secret(environ.get("API_TOKEN", "").strip()),
+            outbound_caller_id=text("OUTBOUND_CALLER_ID", ""),
+            outbound_allow=text("OUTBOUND_ALLOW", ""),
+            outbound_calls_per_s=number(
+                "OUTBOUND_CALLS_PER_S", defaults.outbound_calls_per_s, float
+            ),
+            voicemail_message=text("VOICEMAIL_MESSAGE", ""),
         )
         settings.validate()
         if environ.get("IDLE_GOODBYE_INSTRUCTIONS", "").strip() and not settings.idle_timeout_ms:
@@ -622,6 +635,20 @@ class Settings:
                 f"REDIS_URL={mask_url(self.redis_url)!r} must be a redis://, rediss:// or "
                 "unix:// URL, e.g. redis://redis.internal:6379/0"
             )
+        if self.api_token and not (self.outbound_caller_id and self.public_url):
+            raise ConfigError(
+                "API_TOKEN turns outbound calls on: set OUTBOUND_CALLER_ID (your Twilio number, "
+                "E.164) and PUBLIC_URL too, or leave API_TOKEN empty"
+            )
+        if self.outbound_caller_id and not re.fullmatch(
+            r"\+[1-9][0-9]{6,14}", self.outbound_caller_id
+        ):
+            raise ConfigError(
+                f"OUTBOUND_CALLER_ID={self.outbound_caller_id!r} must be an E.164 number such "
+                "as +14155550100"
+            )
+        if self.outbound_calls_per_s <= 0:
+            raise ConfigError("OUTBOUND_CALLS_PER_S must be above 0 (e.g. 1)")
         if self.max_calls_total and not self.redis_url:
             raise ConfigError(
                 "MAX_CALLS_TOTAL caps the calls of instances sharing REDIS_URL: set both"
@@ -679,6 +706,7 @@ class Settings:
             self.signing_secret,
             self.stream_token_secret,
             self.metrics_token,
+            self.api_token,
         )
         found = {s.reveal() for s in secrets}
         found |= url_secrets(self.realtime_url) | url_secrets(self.redis_url)

@@ -118,6 +118,11 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "CALL_EVENTS_URL": ("https://b.example/ev", "call_events_url", "https://b.example/ev"),
     "CALL_EVENTS_QUEUE": ("10", "call_events_queue", 10),
     "CALL_EVENTS_RETRY_S": ("30", "call_events_retry_s", 30.0),
+    "API_TOKEN": ("api-token", "api_token", Secret("api-token")),
+    "OUTBOUND_CALLER_ID": ("+14155550100", "outbound_caller_id", "+14155550100"),
+    "OUTBOUND_ALLOW": ("+1415,+44", "outbound_allow", "+1415,+44"),
+    "OUTBOUND_CALLS_PER_S": ("5", "outbound_calls_per_s", 5.0),
+    "VOICEMAIL_MESSAGE": ("Call us back.", "voicemail_message", "Call us back."),
 }
 # Variables that are only valid together with another one.
 # (IDLE_TIMEOUT_MS needs server_vad, the default.)
@@ -129,6 +134,7 @@ REQUIRES = {
     "TWILIO_API_KEY_SID": {"TWILIO_API_KEY_SECRET": "k", "TWILIO_ACCOUNT_SID": "AC" + "a" * 32},
     "TWILIO_API_KEY_SECRET": {"TWILIO_API_KEY_SID": "SK" + "b" * 32, "TWILIO_ACCOUNT_SID": "AC" + "a" * 32},
     "CALL_EVENTS_URL": {"SIGNING_SECRET": "s" * 32},
+    "API_TOKEN": {"OUTBOUND_CALLER_ID": "+14155550100", "PUBLIC_URL": "https://x.example"},
 }
 
 
@@ -242,6 +248,9 @@ def test_each_variable_is_read(name: str) -> None:
         ("WEB_CONCURRENCY", "0"),
         ("WEB_CONCURRENCY", "51"),  # more workers than MAX_CALLS' 50 slots
         ("REALTIME_CA_FILE", "/no/such/ca.pem"),
+        ("API_TOKEN", "t"),  # without OUTBOUND_CALLER_ID and PUBLIC_URL
+        ("OUTBOUND_CALLER_ID", "4155550100"),
+        ("OUTBOUND_CALLS_PER_S", "0"),
     ],
 )
 def test_invalid_value_raises_config_error_naming_the_variable(name: str, value: str) -> None:

@@ -105,6 +105,8 @@ class CallCore:
         )
         self._started_at: float | None = None
         self._event_seq = 0
+        self.hold_answers = False  # an outbound call's answers wait for the AMD verdict
+        self._turn_held = False  # a turn ended meanwhile: answered by release_answers()
 
     @property
     def started_at(self) -> float | None:
@@ -229,6 +231,9 @@ class CallCore:
         if isinstance(event, rt.Committed):
             # create_response off: the server detects turns and the bridge answers them, one
             # at a time (a turn ending while the model speaks is answered after it).
+            if self.hold_answers and not self._session.create_response:
+                self._turn_held = True
+                return []
             return [] if self._session.create_response else self.request_response()
         if isinstance(event, rt.SpeechStopped):
             self._audio.latency.speech_stopped(now)
@@ -268,6 +273,13 @@ class CallCore:
         return self._audio.barge_in(
             now, self.stream_sid, server_cancels=self._session.interrupt_response
         )
+
+    def release_answers(self) -> list[Action]:
+        """A person answered the outbound call: turns are answered from now on, the one
+        they ended meanwhile ("Hello?") first."""
+        self.hold_answers = False
+        held, self._turn_held = self._turn_held, False
+        return self.request_response() if held and self.closing is None else []
 
     def request_response(self) -> list[Action]:
         """``response.create`` now, or as soon as the active response is done."""

@@ -89,6 +89,7 @@ PROFILE_KEYS: dict[str, tuple[str, Any, str]] = {
     "welcome_say": ("welcome_say", _text, "a string Twilio says before connecting"),
     "failure_say": ("failure_say", _text, "a string"),
     "busy_say": ("busy_say", _text, "a string"),
+    "voicemail_message": ("voicemail_message", _text, "a string said after a voicemail's beep"),
     "say_language": ("say_language", _language, "a language tag such as en-US or de-DE"),
     "tools": ("", _names, "a list of tool names"),
     "end_call_tool": ("end_call_tool", _flag, "true or false"),

@@ -36,6 +36,7 @@ from voicebridge.server.connect import Connect
 from voicebridge.server.guard import Guard
 from voicebridge.server.http_edge import EXCEPTION_HANDLERS
 from voicebridge.server.metrics import Metrics
+from voicebridge.server.outbound import Outbound
 from voicebridge.server.recorder import RecordingHealth
 from voicebridge.server.shared_state import SharedState
 from voicebridge.server.shutdown import DRAINING, Shutdown
@@ -145,6 +146,8 @@ def create_app(
         guard, metrics, outcomes, calls=calls, shutdown=Shutdown(settings.shutdown_plan())
     )
     insecure_urls = InsecureStreamUrls()
+    # POST /calls; off while API_TOKEN is unset.
+    outbound = Outbound.for_app(settings, connect, metrics.registry, state.is_ready, shared.redis)
 
     async def twilio_request(request: Request) -> tuple[Response | None, dict[str, str]]:
         """Read and authenticate a Twilio request: (refusal, parameters)."""
@@ -203,6 +206,8 @@ def create_app(
         # `start` carries no caller or callee number: pass what the bridge needs later.
         parameters = {k: params[k] for k in ("From", "To") if params.get(k)}
         parameters.update(custom_parameters(request.query_params.multi_items()))
+        # A call POST /calls placed: its profile and context (a lookup miss for any other).
+        parameters.update(await outbound.stream_parameters(call_sid))
         parameters[TOKEN_PARAMETER] = token
         profile = connect.for_number(params.get("To", "")).settings
         twiml = stream_twiml(
@@ -290,6 +295,14 @@ def create_app(
             )
         return Response(status_code=204)
 
+    async def outbound_callback(request: Request) -> Response:
+        # Call progress and AMD results of the calls POST /calls placed.
+        refusal, params = await twilio_request(request)
+        if refusal:
+            return refusal
+        await outbound.callback(request.url.path, params)
+        return Response(status_code=204)
+
     async def metrics_endpoint(request: Request) -> Response:
         token = settings.metrics_token.reveal()
         if token:
@@ -324,7 +337,7 @@ def create_app(
         state.calls_total += 1
         result: CallResult | None = None
         try:
-            result = await call.run()
+            result = await outbound.run(call)  # with an outbound call's AMD verdict
         finally:
             state.active_calls -= 1
             state.calls.discard(call)
@@ -363,6 +376,9 @@ def create_app(
             Route("/twilio/fallback", twilio_fallback, methods=["GET", "POST"]),
             Route("/twilio/stream-status", stream_status, methods=["POST"]),
             Route("/twilio/after-stream", after_stream, methods=["POST"]),
+            Route("/twilio/amd", outbound_callback, methods=["POST"]),
+            Route("/twilio/call-status", outbound_callback, methods=["POST"]),
+            Route("/calls", outbound.place, methods=["POST"]),
             Route("/metrics", metrics_endpoint),
             WebSocketRoute("/realtime", realtime),
             Route("/healthz", healthz),
@@ -375,4 +391,5 @@ def create_app(
     app.state.shared = shared
     app.state.settings = settings
     app.state.connect = connect
+    app.state.outbound = outbound
     return app

@@ -227,7 +227,7 @@ class Call:
         finally:
             self._cutoff = None  # exited: end_by may no longer reschedule it
             self.twilio.cancel_timers()
-            ours = self.closer.ended_through_twilio
+            ours = self.closer.ended_through_twilio or self.closer.ending_through_twilio
             if ours and result.reason in ("caller_hangup", "caller_disconnected"):
                 # The `stop` that followed our REST update: still our deliberate ending.
                 result = CallResult(ours, failed=False, deliberate=True)

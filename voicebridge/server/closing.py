@@ -64,6 +64,7 @@ class Closer:
         self.instructions: str | None = settings.closing_instructions
         # Set once Twilio's REST API took our ending: the `stop` that follows is ours.
         self.ended_through_twilio: str | None = None
+        self.ending_through_twilio: str | None = None  # asked, not yet answered
 
     def request_close(self, reason: str, instructions: str | None = "") -> None:
         """End the call well: the model says a closing line, the caller hears it, the end.
@@ -129,9 +130,12 @@ class Closer:
         if start is None or not rest_configured(self.settings):
             return
         params = self.ending.rest_params if self.ending else {"Status": "completed"}
+        # Twilio's `stop` for this update may arrive ahead of its answer: still ours.
+        self.ending_through_twilio = reason
         try:
             await update_call(self.http, self.settings, start.call_sid, params)
         except TwilioRestError as exc:
+            self.ending_through_twilio = None
             self.log.warning(
                 "could not end the call through Twilio's REST API (%s): %s; "
                 "the after-stream answer ends it",

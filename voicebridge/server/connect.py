@@ -23,10 +23,12 @@ from voicebridge.core import realtime as rt
 from voicebridge.core import twilio as tw
 from voicebridge.core.call import CallPolicy
 from voicebridge.core.context import CallContext
+from voicebridge.core.outbound import OUTBOUND_PARAMETER, OutboundRequest
 from voicebridge.core.transcript import Transcript
 from voicebridge.server.call_events import CallEvents
 from voicebridge.server.http_client import OutboundHttp
 from voicebridge.server.lifetime import CallResult
+from voicebridge.server.outbound_profile import outbound_profile
 from voicebridge.server.profiles import Profile, Profiles, load_profiles
 from voicebridge.server.tool_calls import ToolMetrics
 from voicebridge.server.tools import Tool, load_custom_tools
@@ -69,6 +71,8 @@ class Connect:
         self.events = (
             CallEvents(settings, self.http, registry) if settings.call_events_url else None
         )
+        # An outbound call's request, if its webhook came to this instance (server/outbound.py).
+        self.outbound_request: Callable[[str], OutboundRequest | None] = lambda call_sid: None
 
     def for_number(self, called: str) -> Profile:
         return self.profiles.for_number(called)
@@ -76,6 +80,8 @@ class Connect:
     def setup(self, start: tw.Start) -> CallSetup:
         """The call's profile, context, session and policy (``start`` was admitted)."""
         profile = self.for_number(start.custom_parameters.get("To", ""))
+        if OUTBOUND_PARAMETER in start.custom_parameters:  # a call POST /calls placed
+            profile = outbound_profile(self.profiles, start, self.outbound_request)
         context = CallContext.from_start(start, profile.name)
         session, policy = profile.session(context)
         return CallSetup(profile, context, session, policy)

@@ -1,0 +1,1 @@
+"""`voicebridge call`: place an outbound call through a running voicebridge."""
