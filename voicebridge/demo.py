@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from voicebridge.business_sim.demo import business_setup, business_summary
-from voicebridge.config import Settings
+from voicebridge.config import Secret, Settings
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer, FakeSession
 from voicebridge.server.serve import uvicorn_config
 from voicebridge.startup import configure
+from voicebridge.twilio_sim.callee import person, voicemail
 from voicebridge.twilio_sim.emulator import CallReport, Network, place_call
 from voicebridge.twilio_sim.heard import heard_per_item
 from voicebridge.twilio_sim.recordings import (
@@ -28,6 +33,8 @@ from voicebridge.twilio_sim.recordings import (
     packaged_call,
     speech_segments,
 )
+from voicebridge.twilio_sim.twilio_api import FakeTwilioApi
+from voicebridge.twilio_sim.webhook_client import LocalProxy
 
 __all__ = ["NAME", "add_parser", "demo_call", "ended_well", "run", "summarize"]
 
@@ -39,6 +46,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--call", default="interrupts", help="a packaged call name or a .jsonl path")
     p.add_argument("--wav", default="demo-call.wav", help="stereo WAV: caller left, heard right")
     p.add_argument("--network-ms", type=float, default=60.0, help="one-way delay each way")
+    p.add_argument(
+        "--outbound",
+        action="store_true",
+        help="two outbound calls placed through POST /calls and a fake Twilio REST API: a "
+        "person who says hello, and a voicemail that gets the message after its beep",
+    )
     p.add_argument(
         "--business",
         action="store_true",
@@ -52,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     settings = configure(args.env_file)
     if args.business:
         return asyncio.run(_business_call(settings, args))
+    if args.outbound:
+        return asyncio.run(outbound_demo(settings))
     return asyncio.run(demo_call(settings, args.call, args.wav, args.network_ms))
 
 
@@ -61,6 +76,67 @@ async def _business_call(settings: Settings, args: argparse.Namespace) -> int:
     for line in business_summary(backend):
         print(line)
     return status
+
+
+@contextlib.asynccontextmanager
+async def _bridge(settings: Settings) -> AsyncIterator[int]:
+    """The bridge under uvicorn on a free loopback port, as ``serve`` runs it: its port."""
+    server = uvicorn.Server(uvicorn_config(dataclasses.replace(settings, host="127.0.0.1", port=0)))
+    serving = asyncio.create_task(server.serve(), name="demo-bridge")
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if serving.done():
+                    serving.result()
+                await asyncio.sleep(0.01)
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def outbound_demo(settings: Settings) -> int:
+    """Two calls placed through POST /calls: a person, then a voicemail box."""
+    numbers = {"+15005550101": person(), "+15005550102": voicemail()}
+    auth, api_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    api = FakeTwilioApi(lambda to: numbers[to], auth_token=auth)
+    async with FakeRealtimeServer() as fake, api.serving() as api_url:
+        settings = dataclasses.replace(
+            settings,
+            realtime_url=fake.url,
+            public_url="https://voicebridge.demo.invalid",  # reached through a local proxy
+            twilio_auth_token=Secret(auth),
+            twilio_account_sid="AC" + secrets.token_hex(16),
+            twilio_api_base=api_url,
+            api_token=Secret(api_token),
+            outbound_caller_id="+15005550006",
+            instructions="Call {param.name} to confirm the table at {param.time}.",
+            voicemail_message=settings.voicemail_message or "Please call Bistro Roma back.",
+        )
+        async with _bridge(settings) as port, httpx.AsyncClient() as client:
+            api.proxy = LocalProxy(f"127.0.0.1:{port}")
+            print(f"bridge on http://127.0.0.1:{port}, fake Twilio REST API on {api_url}")
+            for number, callee in numbers.items():
+                answer = await client.post(
+                    f"http://127.0.0.1:{port}/calls",
+                    json={"to": number, "context": {"name": "Ada", "time": "7:30 pm"}},
+                    headers={"Authorization": f"Bearer {api_token}"},
+                    timeout=30,
+                )
+                print(f"POST /calls to {number} ({callee.name}): HTTP {answer.status_code}")
+                if answer.status_code != 202:
+                    return 1
+                placed = await api.wait_done(answer.json()["call_sid"])
+                for line in placed.summary():
+                    print(line)
+        instructions = [
+            e["session"]["instructions"]
+            for session in fake.sessions
+            for e in session.received
+            if e["type"] == "session.update"
+        ]
+    print(f"the model's instructions: {instructions[0] if instructions else '-'}")
+    return 0
 
 
 def _recording(name: str) -> Recording:

@@ -5,6 +5,7 @@ emulated callee, the AMD result), the fake model answering."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.support.outbound import (
     ACCOUNT,
@@ -17,6 +18,7 @@ from tests.support.outbound import (
 )
 from tests.support.waiting import wait_until
 from voicebridge.config import Secret, Settings
+from voicebridge.demo import outbound_demo
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.callee import busy, no_answer, person, voicemail
 
@@ -127,3 +129,16 @@ async def test_busy_and_no_answer_are_reported(settings: Settings) -> None:
     assert 'voicebridge_outbound_call_status_total{status="busy"} 1.0' in metrics
     assert 'voicebridge_outbound_call_status_total{status="no-answer"} 1.0' in metrics
     assert 'voicebridge_outbound_requests_total{result="placed"} 2.0' in metrics
+
+
+async def test_the_outbound_demo_shows_both_callees(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`voicebridge demo --outbound`: a person answered after their hello, a voicemail given
+    the message after its beep and hung up, every callback signed."""
+    assert await outbound_demo(settings) == 0
+    out = capsys.readouterr().out
+    assert out.count("HTTP 202") == 2 and "0 refused as unsigned" in out
+    assert "AMD said 'human'" in out and "AMD said 'machine_end_beep'" in out
+    assert "the bridge hung up through the REST API" in out and "heard whole" in out
+    assert 'Call "Ada" to confirm the table at "7:30 pm".' in out

@@ -67,6 +67,37 @@ class PlacedCall:
         """The CallStatus of each status callback, in order."""
         return [f["CallStatus"] for url, f, _ in self.callbacks if url.endswith("/call-status")]
 
+    def summary(self) -> list[str]:
+        """What Twilio saw of the call, for ``voicebridge demo --outbound``."""
+        refused = sum(status == 403 for _, _, status in self.callbacks)
+        lines = [
+            f"{self.callee.name}: call {self.call_sid}, status callbacks "
+            f"{' -> '.join(self.statuses())} ({refused} refused as unsigned)"
+        ]
+        report = self.report
+        if report is None:
+            return lines
+        amd = self.callee.amd_at_ms
+        chunks = report.player.chunks
+        spoke = f"{min(c.start for c in chunks) / 1000:.1f} s" if chunks else "never"
+        whole = all(c.played >= c.duration - 1 for c in chunks)
+        lines.append(
+            f"  callee spoke until {self.callee.speech_ends_ms / 1000:.1f} s, AMD said "
+            f"{self.callee.answered_by!r} at {amd / 1000:.1f} s, the assistant spoke at {spoke}"
+            f" ({sum(c.duration for c in chunks) / 1000:.1f} s of audio, "
+            f"{'heard whole' if whole else 'cut short'})"
+        )
+        if self.hung_up_by_rest:
+            ended = "the bridge hung up through the REST API"
+        elif report.closed_by == "server":
+            ended = "the bridge closed the stream; Twilio then ran " + (
+                ", ".join(f"<{v}>" for v, _ in self.after_stream) or "nothing"
+            )
+        else:
+            ended = "the callee hung up"
+        lines.append(f"  {ended}; {len(report.violations)} protocol violations")
+        return lines
+
 
 class FakeTwilioApi:
     """Calls create and update, each placed call driven against the bridge's callbacks."""
