@@ -25,7 +25,7 @@ from voicebridge.twilio_sim.callee import busy, no_answer, person, voicemail
 
 async def test_post_calls_is_refused_without_the_token(settings: Settings) -> None:
     """Outbound calling is off without API_TOKEN; with it, a missing or wrong bearer token is
-    refused, and Twilio is never asked to place a call."""
+    refused, and Twilio is never asked to place a call; unsigned callbacks are refused."""
     async with outbound(settings, lambda to: person(), api_token=Secret("")) as (bridge, api):
         off = await post_call(bridge, {"to": CALLEE})
     async with outbound(settings, lambda to: person()) as (bridge, api):
@@ -33,10 +33,19 @@ async def test_post_calls_is_refused_without_the_token(settings: Settings) -> No
         wrong = await post_call(bridge, {"to": CALLEE}, token="not-the-token")
         bad_number = await post_call(bridge, {"to": "4155550199"})
         unknown_profile = await post_call(bridge, {"to": CALLEE, "profile": "nope"})
+        async with httpx.AsyncClient() as client:
+            forged = [
+                (await client.post(bridge.url + path, data={"CallSid": "CA1", **extra})).status_code
+                for path, extra in (
+                    ("/twilio/amd", {"AnsweredBy": "fax"}),
+                    ("/twilio/call-status", {"CallStatus": "busy"}),
+                )
+            ]
     assert off.status_code == 403 and "API_TOKEN" in off.json()["error"]
     assert (missing.status_code, wrong.status_code) == (401, 401)
     assert bad_number.status_code == 400 and "E.164" in bad_number.json()["error"]
     assert unknown_profile.status_code == 400
+    assert forged == [403, 403]  # callbacks without Twilio's signature
     assert api.requests == []
 
 

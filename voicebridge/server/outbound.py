@@ -22,7 +22,6 @@ import dataclasses
 import hmac
 import json
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection
 from urllib.parse import quote, urlencode
@@ -83,14 +82,12 @@ class Outbound:
         has_room: Callable[[], Awaitable[bool]],
         redis: RedisState | None = None,
         events: CallEvents | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.http = http
         self.profiles = profiles
         self.has_room = has_room  # async: a free call slot on this instance
         self.events = events
-        self.clock = clock
         self.pending = PendingCalls(redis)
         self.here: OrderedDict[str, OutboundRequest] = OrderedDict()  # webhooks answered here
         self.live: set[str] = set()  # outbound calls running here, waiting for their verdict
@@ -169,7 +166,7 @@ class Outbound:
             return self._refused("invalid", exc.status, str(exc))
         if not await self.has_room():
             return self._refused("busy", 503, "all call slots (MAX_CALLS) are taken")
-        now = self.clock()
+        now = asyncio.get_running_loop().time()  # the clock the pacing sleeps on
         if self.pacer.backlog(now) > MAX_PACING_WAIT_S:
             refusal = self._refused("paced", 429, "too many calls queued: retry later")
             refusal.headers["Retry-After"] = str(int(MAX_PACING_WAIT_S))
