@@ -17,10 +17,13 @@ from tests.support.outbound import (
     post_call,
 )
 from tests.support.waiting import wait_until
+from voicebridge.business_sim.backend import BusinessBackend, serving
 from voicebridge.config import Secret, Settings
 from voicebridge.demo import outbound_demo
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.twilio_sim.callee import busy, no_answer, person, voicemail
+
+EVENTS_SECRET = "outbound-events-secret-0123456789"
 
 
 async def test_post_calls_is_refused_without_the_token(settings: Settings) -> None:
@@ -151,3 +154,26 @@ async def test_the_outbound_demo_shows_both_callees(
     assert "AMD said 'human'" in out and "AMD said 'machine_end_beep'" in out
     assert "the bridge hung up through the REST API" in out and "heard whole" in out
     assert 'Call "Ada" to confirm the table at "7:30 pm".' in out
+
+
+async def test_call_progress_is_sent_as_call_events(settings: Settings) -> None:
+    """With CALL_EVENTS_URL, each status callback of an outbound call reaches the business
+    backend as a signed call.status event."""
+    backend = BusinessBackend(EVENTS_SECRET)
+    async with serving(backend) as url:
+        async with outbound(
+            settings,
+            lambda to: busy(),
+            call_events_url=url + "/events",
+            signing_secret=Secret(EVENTS_SECRET),
+        ) as (bridge, api):
+            answer = await post_call(bridge, {"to": CALLEE})
+            await api.wait_done(answer.json()["call_sid"])
+            await wait_until(lambda: len(backend.events) == 3, timeout=10)
+    assert [(e["type"], e["status"]) for e in backend.events] == [
+        ("call.status", "initiated"),
+        ("call.status", "ringing"),
+        ("call.status", "busy"),
+    ]
+    assert {e["call_sid"] for e in backend.events} == {answer.json()["call_sid"]}
+    assert backend.bad_signatures == 0
