@@ -2,6 +2,7 @@
 
 Run by hand, never in CI:
 
+    .venv/bin/pip install webrtcvad-wheels               # once, by hand: the comparison only
     .venv/bin/python bench/speech_corpus.py              # tables for bench/RESULTS.md
     .venv/bin/python bench/speech_corpus.py --recordings ../shared/recordings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,18 @@ def test_the_core_gets_the_settings_only_when_on() -> None:
     assert call_policy(Settings.from_env({})).local_barge_in is None
     on = Settings.from_env({"LOCAL_BARGE_IN": "on", "LOCAL_BARGE_IN_REWIND_MS": "0"})
     assert call_policy(on).local_barge_in == LocalSettings(60, 600, 0)
+
+
+def test_the_settings_are_documented() -> None:
+    """README's table and .env.example give LOCAL_BARGE_IN's settings and their defaults."""
+    root = Path(__file__).resolve().parents[2]
+    readme, example = (root / "README.md").read_text(), (root / ".env.example").read_text()
+    defaults = Settings()
+    for name, shown in {
+        "LOCAL_BARGE_IN": "on" if defaults.local_barge_in else "off",
+        "LOCAL_BARGE_IN_MIN_SPEECH_MS": str(defaults.local_barge_in_min_speech_ms),
+        "LOCAL_BARGE_IN_WINDOW_MS": str(defaults.local_barge_in_window_ms),
+        "LOCAL_BARGE_IN_REWIND_MS": str(defaults.local_barge_in_rewind_ms),
+    }.items():
+        assert f"| `{name}` | `{shown}` |" in readme, name
+        assert f"\n{name}={shown}\n" in example, name
