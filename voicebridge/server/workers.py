@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -25,6 +26,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from voicebridge.config import Settings
+from voicebridge.errors import ConfigError
 from voicebridge.logs import setup_logging
 from voicebridge.server.serve import event_loop_factory, listen, serve_on
 from voicebridge.server.worker_peers import Worker
@@ -142,8 +144,12 @@ def _worker_main(settings: Settings, sock: socket.socket, worker: Worker) -> Non
         secrets=settings.secret_values(),
     )
     _exit_with_parent()
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(serve_on(sock, settings, worker))
+    try:
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve_on(sock, settings, worker))
+    except ConfigError as exc:  # as the single process reports it: one line, exit 2
+        print(f"voicebridge: {exc}", file=sys.stderr)  # noqa: T201
+        sys.exit(2)
 
 
 def _exit_with_parent() -> None:
