@@ -1,6 +1,6 @@
 """Barge-in as the caller feels it: upstream VAD only vs ``LOCAL_BARGE_IN=on``, end to end.
 
-Run by hand, never in CI (a few minutes; results in bench/RESULTS.md):
+Run by hand, never in CI (about 20 minutes; results in bench/RESULTS.md):
 
     .venv/bin/python bench/barge_in.py                    # both modes, 30 + 10 calls each
     .venv/bin/python bench/barge_in.py --calls 5 --coughs 3   # a quick look
