@@ -48,7 +48,7 @@ def room(module: str) -> str:
         return SHELL
     if top in ("fake_realtime", "twilio_sim", "replay", "business_sim"):
         return PEERS
-    if top == "config":
+    if top in ("config", "config_fields", "config_checks"):
         return SETTINGS
     return BASE
 
