@@ -125,7 +125,7 @@ class Settings(SettingsFields):
                 raise ConfigError(f"{name}={raw!r} must be a whole number, 0 or more")
             return int(raw)
 
-        def seconds_or_off(name: str, default: float) -> float:
+        def bounded(name: str, default: float, top: float, what: str) -> float:
             raw = environ.get(name, "").strip()
             if raw == "":
                 return default
@@ -133,21 +133,15 @@ class Settings(SettingsFields):
                 value = float(raw)
             except ValueError:
                 value = math.nan
-            if not 0.0 <= value < math.inf:
-                raise ConfigError(f"{name}={raw!r} must be a number of seconds, 0 (off) or more")
+            if not 0.0 <= value <= top or value == math.inf:
+                raise ConfigError(f"{name}={raw!r} must be {what}")
             return value
 
+        def seconds_or_off(name: str, default: float) -> float:
+            return bounded(name, default, math.inf, "a number of seconds, 0 (off) or more")
+
         def fraction(name: str, default: float) -> float:
-            raw = environ.get(name, "").strip()
-            if raw == "":
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                value = math.nan
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name}={raw!r} must be a number from 0 to 1")
-            return value
+            return bounded(name, default, 1.0, "a number from 0 to 1")
 
         port = int(number("PORT", defaults.port, int))
         if port > 65535:
