@@ -145,7 +145,7 @@ async def test_idle_caller_is_reprompted_then_hung_up(
     deliberately: the after-stream answer hangs up, no apology."""
     with running_bridge(settings, idle_timeout_ms=1000, idle_reprompts=1) as bridge:
         t0 = time.monotonic()
-        report = await place_call(bridge.webhook, silent_call(30), speed=2.0, timeout=30)
+        report = await place_call(bridge.webhook, silent_call(30), speed=4.0, timeout=30)
         await wait_until(lambda: bridge.state.active_calls == 0)
     assert time.monotonic() - t0 < 20
     [session] = fake.sessions

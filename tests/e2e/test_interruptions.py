@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from tests.support.conformance import assert_protocol_clean
+from tests.support.recordings import trimmed
 from tests.support.servers import running_bridge, running_fake
 from tests.support.waiting import wait_until
 from voicebridge.config import Settings
@@ -13,7 +14,9 @@ from voicebridge.twilio_sim.emulator import Network, place_call
 from voicebridge.twilio_sim.recordings import packaged_call, speech_segments
 
 # The model says the first half of its answer, then takes 8 s for the rest: the caller has
-# heard all it was sent when they speak again (books_a_table's second turn, 11.4-14.6 s).
+# heard all it was sent when they speak again (books_a_table's second turn, 11.4-14.6 s of
+# audio, played at 3x: 3.8-4.9 s after the start; the recording's silence after it is cut).
+CALLER = trimmed(packaged_call("books_a_table"), 16000)
 SLOW_MODEL = FakeRealtimeOptions(speed=10.0, response_delay_ms=50, pause_midway_ms=8000)
 
 
@@ -27,9 +30,7 @@ async def test_speech_over_an_answer_still_generating_silences_the_rest(
     with running_fake(SLOW_MODEL) as (fake, _):
         wired = dataclasses.replace(settings, realtime_url=fake.url)
         with running_bridge(wired, interrupt_response=False) as bridge:
-            report = await place_call(
-                bridge.webhook, packaged_call("books_a_table"), network=net, tail_ms=1000
-            )
+            report = await place_call(bridge.webhook, CALLER, network=net, speed=3.0, tail_ms=1500)
             await wait_until(lambda: fake.active == 0)
         [session] = fake.sessions
         assert_protocol_clean(fake)

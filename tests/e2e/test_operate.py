@@ -31,10 +31,10 @@ async def test_metrics_count_replayed_calls(fake: FakeRealtimeServer, settings: 
     net = Network(down_ms=20, up_ms=20, jitter_ms=5, playout_ms=20, seed=5)
     with running_bridge(settings) as bridge:
         first = await place_call(
-            bridge.webhook, packaged_call("books_a_table"), speed=4.0, tail_ms=1500
+            bridge.webhook, packaged_call("books_a_table"), speed=8.0, tail_ms=1500
         )
-        second = await place_call(
-            bridge.webhook, packaged_call("interrupts"), network=net, hangup_at_ms=6000
+        second = await place_call(  # the caller's second turn (2.6-4 s at 2x) talks over
+            bridge.webhook, packaged_call("interrupts"), network=net, speed=2.0, hangup_at_ms=4000
         )
         # A forged request is counted as rejected.
         with pytest.raises(urllib.error.HTTPError) as info:
