@@ -340,6 +340,7 @@ async def signed_token(port: int, call_sid: str) -> str:
     return answer.twiml.parameters["StreamToken"]
 
 
+@pytest.mark.slow  # runs voicebridge as its own process
 async def test_a_flood_of_unknown_event_names_leaves_no_trace(
     keyed_fake: FakeRealtimeServer, tmp_path: Path
 ) -> None:
@@ -634,6 +635,7 @@ def key_forms() -> list[str]:
     return [KEY, quote(KEY, safe=""), quote(KEY), KEY.replace("/", "\\/")]
 
 
+@pytest.mark.slow  # runs voicebridge as its own process
 async def test_the_api_key_appears_nowhere(keyed_fake: FakeRealtimeServer, tmp_path: Path) -> None:
     """The key, also in REALTIME_URL's query: not in DEBUG (and LOG_WIRE) logs, /metrics,
     error pages or doctor's output; nor when the upstream is unreachable or the URL invalid."""
