@@ -36,7 +36,7 @@ async def test_end_call_without_rest_hangs_up_after_the_goodbye(
             packaged_call("books_a_table"),
             auth_token=AUTH,
             proxy=proxy,
-            speed=2.0,
+            speed=4.0,
             tail_ms=15000,
             timeout=40,
         )
