@@ -71,7 +71,8 @@ class Connect:
         self.events = (
             CallEvents(settings, self.http, registry) if settings.call_events_url else None
         )
-        # An outbound call's request, if its webhook came to this instance (server/outbound.py).
+        # Told of an outbound call's start (server/outbound.py watches for its AMD verdict);
+        # answers its request if its webhook came to this instance.
         self.outbound_request: Callable[[str], OutboundRequest | None] = lambda call_sid: None
 
     def for_number(self, called: str) -> Profile:

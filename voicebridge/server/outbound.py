@@ -33,7 +33,6 @@ from starlette.responses import JSONResponse, Response
 from voicebridge.config import Settings
 from voicebridge.core.outbound import (
     CALL_STATUSES,
-    OUTBOUND_PARAMETER,
     OutboundRequest,
     Pacer,
     RequestError,
@@ -62,7 +61,6 @@ REST_TIMEOUT_S = 10.0
 # the account?) the callee is taken for a person and answered.
 AMD_WAIT_S = 35.0
 VOICEMAIL_TIMEOUT_S = 60.0  # a voicemail message is heard whole (CLOSING_TIMEOUT_S is for a line)
-SETUP_POLL_S = 0.02
 _AMD_LABELS = frozenset(
     {"human", "machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other"}
     | {"fax", "unknown"}
@@ -91,6 +89,8 @@ class Outbound:
         self.pending = PendingCalls(redis)
         self.here: OrderedDict[str, OutboundRequest] = OrderedDict()  # webhooks answered here
         self.live: set[str] = set()  # outbound calls running here, waiting for their verdict
+        self._running: dict[int, tuple[Call, asyncio.TaskGroup]] = {}  # by id(call)
+        self._watchers: dict[int, asyncio.Task[None]] = {}
         self.amd = AmdSignals()
         self.pacer = Pacer(settings.outbound_calls_per_s)
         self.allow = tuple(p.strip() for p in settings.outbound_allow.split(",") if p.strip())
@@ -132,7 +132,7 @@ class Outbound:
             redis=redis,
             events=connect.events,
         )
-        connect.outbound_request = outbound.here.get
+        connect.outbound_request = outbound.started
         return outbound
 
     async def callback(self, path: str, params: dict[str, str]) -> None:
@@ -240,40 +240,47 @@ class Outbound:
     # -- the live call ---------------------------------------------------------------
 
     async def run(self, call: Call) -> CallResult:
-        """``call.run()``; an outbound call's AMD verdict is applied to it as it comes."""
-        watcher = asyncio.create_task(self._watch(call), name="amd-watch")
-        try:
-            return await call.run()
-        finally:
-            watcher.cancel()
-            await asyncio.wait([watcher])
+        """``call.run()``; an outbound call's AMD verdict is applied to it as it comes (by a
+        task :meth:`started` adds to this call's group: an inbound call has none)."""
+        async with asyncio.TaskGroup() as tg:
+            self._running[id(call)] = (call, tg)
+            try:
+                return await call.run()
+            finally:
+                del self._running[id(call)]
+                watcher = self._watchers.pop(id(call), None)
+                if watcher is not None:
+                    watcher.cancel()
 
-    async def _watch(self, call: Call) -> None:
-        # Set once `start` is admitted, before the upstream opens; the call has no event for
-        # it, so it is polled (as the closer polls its line's playback).
-        while call.setup is None:  # noqa: ASYNC110
-            await asyncio.sleep(SETUP_POLL_S)
-        start = call.core.start
-        if start is None or OUTBOUND_PARAMETER not in start.custom_parameters:
-            return
-        call.core.hold_answers = True  # the callee speaks first; nobody is answered yet
-        self.live.add(start.call_sid)
+    def started(self, call_sid: str) -> OutboundRequest | None:
+        """An outbound call's ``start`` was admitted here (``Connect.setup``, before its
+        upstream opens): hold its answers, watch for its verdict; its request, if known."""
+        for key, (call, tg) in self._running.items():
+            start = call.core.start
+            if start is not None and start.call_sid == call_sid and key not in self._watchers:
+                call.core.hold_answers = True  # the callee speaks first; nobody is answered yet
+                self.live.add(call_sid)
+                self._watchers[key] = tg.create_task(self._watch(call, call_sid), name="amd")
+        return self.here.get(call_sid)
+
+    async def _watch(self, call: Call, call_sid: str) -> None:
         try:
             async with asyncio.timeout(AMD_WAIT_S):
-                answered_by = await self.amd.wait(start.call_sid)
+                answered_by = await self.amd.wait(call_sid)
         except TimeoutError:
             call.log.warning("no answering-machine verdict in %g s: answering", AMD_WAIT_S)
             answered_by = "human"
         finally:
-            self.live.discard(start.call_sid)
+            self.live.discard(call_sid)
         verdict = amd_verdict(answered_by)
         if verdict == "human":
             call.apply(call.core.release_answers())
         elif verdict == "machine":
-            request = self.here.get(start.call_sid)
-            message = (
-                request.voicemail if request else ""
-            ) or call.setup.profile.settings.voicemail_message
+            request = self.here.get(call_sid)
+            setup = call.setup  # set by now: this task was started within Connect.setup
+            message = (request.voicemail if request else "") or (
+                setup.profile.settings.voicemail_message if setup else ""
+            )
             if not message:
                 call.request_close("voicemail", None)  # nothing to leave: hang up
                 return
