@@ -10,9 +10,11 @@ kept under the CallSid Twilio answers with (this process's memory, or Redis with
 webhook comes: its profile and context travel to the stream as ``<Parameter>``s.
 
 The AMD result (``/twilio/amd``) is signalled per CallSid within this instance
-(:class:`AmdSignals`); a machine, a fax or an unknown answer ends the call through the REST
-API. Status callbacks (``/twilio/call-status``) are logged, counted and sent as
-``call.status`` events when ``CALL_EVENTS_URL`` is set.
+(:class:`AmdSignals`) to the live call, whose answers wait for it: a person is answered, a
+machine after its beep gets the voicemail message then a deliberate ending, the rest end.
+A verdict for a call not running here ends it through the REST API. Status callbacks
+(``/twilio/call-status``) are logged, counted and sent as ``call.status`` events when
+``CALL_EVENTS_URL`` is set.
 """
 
 from __future__ import annotations
