@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tests.support.call_core import ready_core, upstream
+from voicebridge.core import realtime as rt
 from voicebridge.core.outbound import (
     MAX_CONTEXT_BYTES,
     OUTBOUND_PARAMETER,
@@ -133,3 +135,20 @@ def test_pacing_resumes_after_a_pause() -> None:
     assert pacer.reserve(10.0) == 0.0
     assert pacer.reserve(10.1) == pytest.approx(0.4)
     assert pacer.backlog(20.0) == 0.0
+
+
+def test_an_outbound_call_answers_nothing_until_the_verdict() -> None:
+    """hold_answers: the callee's turn ("Hello?") is held, not answered; release_answers()
+    (a person) answers it once; a call with nothing held asks for nothing."""
+    core = ready_core(create=False)
+    core.hold_answers = True
+    assert core.receive_realtime(rt.Committed("u1"), 0.0) == []
+    assert core.receive_realtime(rt.Committed("u2"), 10.0) == []
+    [answer] = upstream(core.release_answers())
+    assert answer["type"] == "response.create"
+    quiet = ready_core(create=False)
+    quiet.hold_answers = True
+    assert quiet.release_answers() == []
+    assert upstream(quiet.receive_realtime(rt.Committed("u1"), 0.0))[0]["type"] == (
+        "response.create"
+    )
