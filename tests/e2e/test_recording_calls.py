@@ -54,7 +54,7 @@ async def test_recorded_call_replays_to_the_same_media(
     assert abs(model_ms - heard_ms) < 200, (model_ms, heard_ms)
     # Replayed through the bridge and recorded again: the same media.
     with running_bridge(settings, record_dir=str(second_dir)) as bridge:
-        await place_call(bridge.webhook, first, speed=4.0)
+        await place_call(bridge.webhook, first, speed=8.0)
         await wait_until(lambda: bridge.state.active_calls == 0)
     [again] = [p for p in second_dir.glob("*/*.jsonl") if not p.name.endswith("transcript.jsonl")]
     assert load_recording(again).payloads == first.payloads
@@ -69,7 +69,7 @@ async def test_unwritable_record_dir_does_not_stop_the_calls(
     with running_bridge(settings, record_dir=str(blocked / "calls")) as bridge:
         reports = await asyncio.gather(
             *(
-                place_call(bridge.webhook, packaged_call("books_a_table"), speed=4.0, tail_ms=1500)
+                place_call(bridge.webhook, packaged_call("books_a_table"), speed=8.0, tail_ms=1500)
                 for _ in range(2)
             )
         )
