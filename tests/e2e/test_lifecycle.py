@@ -88,13 +88,13 @@ async def test_sigterm_drains_calls_then_exits_zero(
 
 
 def two_turns() -> Recording:
-    """4 s of silence (the greeting), the caller's first utterance of "interrupts", 8 s of
+    """4 s of silence (the greeting), the caller's first utterance of "interrupts", 5 s of
     silence, the same utterance again, silence: each turn answered and heard before the next."""
     base = packaged_call("interrupts")
     t0 = int(base.media[0]["media"]["timestamp"])
     said = [m["media"]["payload"] for m in base.media if int(m["media"]["timestamp"]) - t0 < 3400]
     quiet = SILENCE_B64
-    payloads = [quiet] * 200 + said + [quiet] * 400 + said + [quiet] * 150
+    payloads = [quiet] * 200 + said + [quiet] * 250 + said + [quiet] * 150
     frames = [
         {
             "event": "media",
@@ -123,7 +123,7 @@ async def test_session_limit_renews_the_session_and_keeps_the_conversation(
     Both actions at the real limit (3480 s) are in tests/shell/test_timers.py."""
     with running_bridge(
         settings,
-        session_limit_s=20.0,
+        session_limit_s=15.0,
         session_limit_action="renew",
         upstream_reconnect=False,
         greeting_instructions="Greet the caller.",
