@@ -225,16 +225,18 @@ async def test_workers_share_a_port_and_drain_together(
         assert [r.close_code for r in reports] == [1000] * 4
         status, body = a.get("/readyz")
         assert status == 200 and body["shared_state"] == "memory"
-        metrics = a.get("/metrics")[1]
-        assert "voicebridge_workers_scraped 2.0" in metrics
-        ended = [
-            line for line in metrics.splitlines() if line.startswith("voicebridge_calls_total")
-        ]
-        assert sum(float(line.rsplit(" ", 1)[1]) for line in ended) == 4
+        assert "voicebridge_workers_scraped 2.0" in a.get("/metrics")[1]
+        # A call is counted once its server side has finished, just after the caller saw it end.
+        await eventually(lambda: calls_ended(a.get("/metrics")[1]) == 4, 2.0)
         assert len(children(a.proc.pid)) == 2
     finally:
         assert a.stop() == 0
     assert "received SIGTERM: draining" in a.log.read_text()
+
+
+def calls_ended(metrics: str) -> float:
+    lines = [line for line in metrics.splitlines() if line.startswith("voicebridge_calls_total")]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
 
 
 def children(pid: int) -> list[int]:
