@@ -116,7 +116,7 @@ class SettingsFields:
     media_gap_ms: int = 100  # MEDIA_GAP_MS: feed silence upstream after this media gap
     # LOCAL_BARGE_IN (README "Local barge-in"): the bridge hears the caller itself and pauses
     # the assistant at once; the upstream's speech_started confirms, else it resumes.
-    local_barge_in: bool = False  # LOCAL_BARGE_IN: on or off
+    local_barge_in: bool = True  # LOCAL_BARGE_IN: on or off
     local_barge_in_min_speech_ms: int = 60  # LOCAL_BARGE_IN_MIN_SPEECH_MS: shorter: ignored
     local_barge_in_window_ms: int = 600  # LOCAL_BARGE_IN_WINDOW_MS: for speech_started
     local_barge_in_rewind_ms: int = 200  # LOCAL_BARGE_IN_REWIND_MS: replayed on a resume

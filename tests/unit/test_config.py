@@ -73,7 +73,7 @@ ENV_VARS: dict[str, tuple[str, str, Any]] = {
     "IDLE_GOODBYE_INSTRUCTIONS": ("Bye now.", "idle_goodbye_instructions", "Bye now."),
     "APOLOGY_INSTRUCTIONS": ("Sorry!", "apology_instructions", "Sorry!"),
     "MEDIA_GAP_MS": ("250", "media_gap_ms", 250),
-    "LOCAL_BARGE_IN": ("on", "local_barge_in", True),
+    "LOCAL_BARGE_IN": ("off", "local_barge_in", False),
     "LOCAL_BARGE_IN_MIN_SPEECH_MS": ("80", "local_barge_in_min_speech_ms", 80),
     "LOCAL_BARGE_IN_WINDOW_MS": ("900", "local_barge_in_window_ms", 900),
     "LOCAL_BARGE_IN_REWIND_MS": ("0", "local_barge_in_rewind_ms", 0),

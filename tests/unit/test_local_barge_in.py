@@ -139,9 +139,11 @@ def test_settings_are_validated_at_start_up(env: dict[str, str], name: str) -> N
 
 
 def test_the_core_gets_the_settings_only_when_on() -> None:
-    assert call_policy(Settings.from_env({})).local_barge_in is None
-    on = Settings.from_env({"LOCAL_BARGE_IN": "on", "LOCAL_BARGE_IN_REWIND_MS": "0"})
-    assert call_policy(on).local_barge_in == LocalSettings(60, 600, 0)
+    """On by default; off, the core runs nothing of it."""
+    assert call_policy(Settings.from_env({})).local_barge_in == LocalSettings(60, 600, 200)
+    assert call_policy(Settings.from_env({"LOCAL_BARGE_IN": "off"})).local_barge_in is None
+    rewind = Settings.from_env({"LOCAL_BARGE_IN_REWIND_MS": "0"})
+    assert call_policy(rewind).local_barge_in == LocalSettings(60, 600, 0)
 
 
 def test_the_settings_are_documented() -> None:

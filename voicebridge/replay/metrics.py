@@ -28,6 +28,9 @@ from voicebridge.twilio_sim.player import PlayedChunk
 __all__ = ["NO_ANSWER_GRACE_MS", "CallMetrics", "call_metrics"]
 
 NO_ANSWER_GRACE_MS = 3000.0  # an utterance this close to the call's end is not "unanswered"
+# A bridge that hears the caller itself (LOCAL_BARGE_IN) may clear at the first, quiet sound
+# of an utterance, before the level its start is measured at: a clear this early still counts.
+EARLY_CLEAR_MS = 100.0
 
 
 @dataclass
@@ -98,10 +101,12 @@ def _barge_in(
 
     ``heard``: the chunks with audio heard, in order; ``starts``: their start times.
     """
-    k = bisect.bisect_right(starts, s) - 1
-    if k < 0 or s >= heard[k].start + heard[k].played:
+    c = bisect.bisect_left(clears, s - EARLY_CLEAR_MS)
+    # What played when the caller spoke, or just before a clear that came a little early.
+    at = s if c == len(clears) or clears[c] >= s else clears[c] - 1.0
+    k = bisect.bisect_right(starts, at) - 1
+    if k < 0 or at >= heard[k].start + heard[k].played:
         return  # nothing was playing when the caller started speaking
-    c = bisect.bisect_left(clears, s)
     if c == len(clears) or clears[c] >= following:
         m.barge_ins_uncleared += 1
         return
