@@ -132,7 +132,10 @@ REQUIRES = {
     "IDLE_GOODBYE_INSTRUCTIONS": {"IDLE_TIMEOUT_MS": "8000"},
     "MAX_CALLS_TOTAL": {"REDIS_URL": "redis://cache:6379/0"},
     "TWILIO_API_KEY_SID": {"TWILIO_API_KEY_SECRET": "k", "TWILIO_ACCOUNT_SID": "AC" + "a" * 32},
-    "TWILIO_API_KEY_SECRET": {"TWILIO_API_KEY_SID": "SK" + "b" * 32, "TWILIO_ACCOUNT_SID": "AC" + "a" * 32},
+    "TWILIO_API_KEY_SECRET": {
+        "TWILIO_API_KEY_SID": "SK" + "b" * 32,
+        "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+    },
     "CALL_EVENTS_URL": {"SIGNING_SECRET": "s" * 32},
     "API_TOKEN": {"OUTBOUND_CALLER_ID": "+14155550100", "PUBLIC_URL": "https://x.example"},
 }

@@ -16,7 +16,7 @@ Checks, in order, each printed as one line (``[ ok ]``, ``[FAIL] … — fix: �
    keypad digit, then ``stop``; :mod:`.stream`;
 5. the upstream accepts the key: the handshake, then the bridge's own ``session.update``
    confirmed by ``session.updated`` with the asked audio formats; :mod:`.upstream`;
-6. ``STREAM_TOKEN_SECRET``, ``TWILIO_AUTH_TOKEN`` and ``TWILIO_ACCOUNT_SID`` are set;
+6. ``STREAM_TOKEN_SECRET`` and ``TWILIO_AUTH_TOKEN`` are set, ``TWILIO_ACCOUNT_SID`` valid if set;
    :mod:`.credentials`;
 7. the profiles per number and HTTP tools load, listed with their numbers, voice,
    language and tools; where call events go; :mod:`.business`.
