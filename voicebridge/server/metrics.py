@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import platform
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -135,48 +135,46 @@ def _families(totals: Counter[str], m: Metrics) -> Iterable[Metric]:
             if key.startswith(prefix + "|"):
                 family.add_metric([key.split("|", 1)[1]], value)
         yield family
-    calls = CounterMetricFamily(
+    yield labelled_counter(
         "voicebridge_calls",
         "calls ended, by outcome (failed, deliberate, idle, transfer, caller_hangup, forced)",
-        labels=["outcome"],
+        "outcome",
+        m.outcomes,
     )
-    for outcome, n in sorted(m.outcomes.items()):
-        calls.add_metric([outcome], n)
-    yield calls
-    rejected = CounterMetricFamily(
-        "voicebridge_rejected_requests", "requests refused, by reason", labels=["reason"]
+    yield labelled_counter(
+        "voicebridge_rejected_requests", "requests refused, by reason", "reason", m.rejected()
     )
-    for reason, n in sorted(m.rejected().items()):
-        rejected.add_metric([reason], n)
-    yield rejected
-    streams = CounterMetricFamily(
-        "voicebridge_stream_status", "Twilio stream status callbacks", labels=["event"]
+    yield labelled_counter(
+        "voicebridge_stream_status", "Twilio stream status callbacks", "event", m.stream_events
     )
-    for event, n in sorted(m.stream_events.items()):
-        streams.add_metric([event], n)
-    yield streams
-    after = CounterMetricFamily(
+    yield labelled_counter(
         "voicebridge_after_stream",
         "<Connect action> requests answered, by answer (hangup, transfer, failed, unknown)",
-        labels=["answer"],
+        "answer",
+        m.after_stream,
     )
-    for answer, n in sorted(m.after_stream.items()):
-        after.add_metric([answer], n)
-    yield after
-    webhook = CounterMetricFamily(
+    yield labelled_counter(
         "voicebridge_webhook_errors",
         "webhooks answered with the failure TwiML, by reason",
-        labels=["reason"],
+        "reason",
+        m.webhook_errors,
     )
-    for reason, n in sorted(m.webhook_errors.items()):
-        webhook.add_metric([reason], n)
-    yield webhook
     yield CounterMetricFamily(
         "voicebridge_recording_failures",
         "RECORD_DIR writes that failed (the calls went on unrecorded)",
         value=m.recording_failures(),
     )
     yield GaugeMetricFamily("voicebridge_active_calls", "calls in progress", value=len(m.live()))
+
+
+def labelled_counter(
+    name: str, doc: str, label: str, counts: Mapping[str, float]
+) -> CounterMetricFamily:
+    """A counter family with one sample per label value, in a stable order."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for value, n in sorted(counts.items()):
+        family.add_metric([value], n)
+    return family
 
 
 class Metrics:

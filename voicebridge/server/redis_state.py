@@ -35,6 +35,7 @@ from voicebridge.core.outcomes import MemoryOutcomes, Outcome
 from voicebridge.core.slots import BUSY, CLUSTER_BUSY, Refusal
 from voicebridge.logs import mask_url
 from voicebridge.server import redis_scripts as lua
+from voicebridge.server.metrics import labelled_counter
 
 __all__ = ["RedisCallSids", "RedisCollector", "RedisOutcomes", "RedisSlots", "RedisState"]
 
@@ -358,17 +359,12 @@ class RedisCollector(Collector):
             "times Redis became unreachable",
             value=s.episodes,
         )
-        errors = CounterMetricFamily(
-            "voicebridge_redis_errors", "Redis operations that failed", labels=["operation"]
+        yield labelled_counter(
+            "voicebridge_redis_errors", "Redis operations that failed", "operation", s.errors
         )
-        for op, n in sorted(s.errors.items()):
-            errors.add_metric([op], n)
-        yield errors
-        fail_open = CounterMetricFamily(
+        yield labelled_counter(
             "voicebridge_redis_fail_open",
             "webhooks (reserve) and streams (claim) admitted on local limits: Redis unreachable",
-            labels=["step"],
+            "step",
+            {step: s.fail_open[step] for step in ("reserve", "claim")},
         )
-        for step in ("reserve", "claim"):
-            fail_open.add_metric([step], s.fail_open[step])
-        yield fail_open
