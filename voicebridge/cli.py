@@ -1,4 +1,4 @@
-"""The ``voicebridge`` command: serve, call, demo, fake-realtime."""
+"""The `voicebridge` command: answer Twilio calls with a speech-to-speech model, and its tools."""
 
 from __future__ import annotations
 

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 from voicebridge.errors import TokenError
 
-__all__ = ["Admission", "TokenError", "mint_token", "minted_before", "verify_token"]
+__all__ = [
+    "TOKEN_PARAMETER",
+    "Admission",
+    "TokenError",
+    "mint_token",
+    "minted_before",
+    "verify_token",
+]
 
 TOKEN_PARAMETER = "StreamToken"
 
