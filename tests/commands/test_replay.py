@@ -19,6 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from tests.support.recordings import trimmed
 from tests.support.servers import running_bridge
+from tests.support.waiting import wait_until
 from voicebridge.config import Secret, Settings
 from voicebridge.fake_realtime.server import FakeRealtimeServer
 from voicebridge.replay.runner import ReplayOptions, run_replay
@@ -223,7 +224,8 @@ async def test_wrong_token_secret_fails_with_the_close_code(settings: Settings) 
                 speed=SPEED,
             )
         )
-        assert bridge.state.guard.rejected == {"forged_token": 1}
+        # The refusal is counted as the bridge's handler returns, just after the close.
+        await wait_until(lambda: bridge.state.guard.rejected == {"forged_token": 1})
     assert report.exit_code == 1
     assert report.as_json()["calls"]["failed_reasons"] == {"closed_by_server_1008": 1}
 
