@@ -225,7 +225,9 @@ async def test_workers_share_a_port_and_drain_together(
         assert [r.close_code for r in reports] == [1000] * 4
         status, body = a.get("/readyz")
         assert status == 200 and body["shared_state"] == "memory"
-        assert "voicebridge_workers_scraped 2.0" in a.get("/metrics")[1]
+        # A sibling that misses one peer scrape (1 s) on a loaded host is left out of that
+        # scrape only: the next one counts it again.
+        await eventually(lambda: "voicebridge_workers_scraped 2.0" in a.get("/metrics")[1], 5.0)
         # A call is counted once its server side has finished, just after the caller saw it end.
         await eventually(lambda: calls_ended(a.get("/metrics")[1]) == 4, 2.0)
         assert len(children(a.proc.pid)) == 2
