@@ -157,16 +157,7 @@ async def demo_call(
         down_ms=network_ms, up_ms=network_ms, jitter_ms=network_ms / 4, playout_ms=60.0, seed=1
     )
     async with FakeRealtimeServer(options or FakeRealtimeOptions()) as fake:
-        settings = dataclasses.replace(settings, realtime_url=fake.url, host="127.0.0.1", port=0)
-        server = uvicorn.Server(uvicorn_config(settings))
-        serving = asyncio.create_task(server.serve(), name="demo-bridge")
-        try:
-            async with asyncio.timeout(10):
-                while not server.started:
-                    if serving.done():
-                        serving.result()
-                    await asyncio.sleep(0.01)
-            port = server.servers[0].sockets[0].getsockname()[1]
+        async with _bridge(dataclasses.replace(settings, realtime_url=fake.url)) as port:
             webhook = f"http://127.0.0.1:{port}/twilio/stream"
             print(f"bridge on http://127.0.0.1:{port}, fake model on {fake.url}")
             print(
@@ -180,9 +171,6 @@ async def demo_call(
                 tail_ms=2000,
                 timeout=recording.duration_ms / 1000 + 60,
             )
-        finally:
-            server.should_exit = True
-            await serving
         session = fake.sessions[-1] if fake.sessions else None
     report.write_wav(wav)
     for line in summarize(report, session):
