@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,18 +18,13 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from tests.support.doctor import ACCOUNT, AUTH, KEY, PUBLIC, SECRET, doctor
 from tests.support.servers import Bridge, running_bridge, running_fake
 from voicebridge.config import Secret, Settings
 from voicebridge.doctor.command import doctor as run_checks
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer
 
-KEY = "sk-doctor-test-key-0123456789"
-AUTH = "0123456789abcdef0123456789abcdef"
-ACCOUNT = "AC" + "fedcba9876543210" * 2
-PUBLIC = "https://voice.example.com"
-SECRET = "a-shared-stream-token-secret-0123456789"
 # Only what a process needs to run: none of the developer's own settings leak in.
-KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 STATUS = re.compile(r"^\[( ok |FAIL|warn)\] ", re.M)
 
 
@@ -55,41 +47,6 @@ def bridge(upstream: FakeRealtimeServer) -> Iterator[Bridge]:
     )
     with running_bridge(settings) as b:
         yield b
-
-
-def doctor(
-    bridge: Bridge,
-    upstream: FakeRealtimeServer,
-    tmp_path: Path,
-    *args: str,
-    **changes: str | None,
-) -> subprocess.CompletedProcess[str]:
-    """Run `voicebridge doctor` with the bridge's settings, changed (None: unset)."""
-    env = {k: v for k, v in os.environ.items() if k in KEEP}
-    env.update(
-        OPENAI_API_KEY=KEY,
-        REALTIME_URL=upstream.url,
-        PUBLIC_URL=PUBLIC,
-        TWILIO_AUTH_TOKEN=AUTH,
-        TWILIO_ACCOUNT_SID=ACCOUNT,
-        STREAM_TOKEN_SECRET=SECRET,
-    )
-    for name, value in changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    port = bridge.url.rsplit(":", 1)[1]
-    return subprocess.run(
-        [sys.executable, "-m", "voicebridge", "doctor", "--connect-to", f"127.0.0.1:{port}"]
-        + ["--timeout", "5", *args],
-        env=env,
-        cwd=tmp_path,  # no .env here
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def statuses(out: str) -> list[str]:

@@ -8,14 +8,12 @@ sessions. A set-up whose stream would fail must fail the check naming the settin
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.doctor import AUTH, KEY, PUBLIC, SECRET, doctor
 from tests.support.servers import Bridge, running_bridge, running_fake
 from voicebridge.config import Secret, Settings
 from voicebridge.doctor.command import doctor as run_checks
@@ -25,12 +23,6 @@ from voicebridge.doctor.webhook import check_webhook
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer
 from voicebridge.fake_realtime.session import FakeSession
 from voicebridge.twilio_sim.webhook_client import LocalProxy
-
-KEY = "sk-doctor-test-key-0123456789"
-AUTH = "0123456789abcdef0123456789abcdef"
-PUBLIC = "https://voice.example.com"
-SECRET = "a-shared-stream-token-secret-0123456789"
-KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 
 
 @pytest.fixture(scope="module")
@@ -54,36 +46,6 @@ def bridge(upstream: FakeRealtimeServer) -> Iterator[Bridge]:
         yield b
 
 
-def doctor(
-    bridge: Bridge, upstream: FakeRealtimeServer, tmp_path: Path, **changes: str | None
-) -> subprocess.CompletedProcess[str]:
-    """`voicebridge doctor` with the bridge's settings, changed (None: unset)."""
-    env = {k: v for k, v in os.environ.items() if k in KEEP}
-    env.update(
-        OPENAI_API_KEY=KEY,
-        REALTIME_URL=upstream.url,
-        PUBLIC_URL=PUBLIC,
-        TWILIO_AUTH_TOKEN=AUTH,
-        STREAM_TOKEN_SECRET=SECRET,
-    )
-    for name, value in changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    port = bridge.url.rsplit(":", 1)[1]
-    return subprocess.run(
-        [sys.executable, "-m", "voicebridge", "doctor", "--connect-to", f"127.0.0.1:{port}"]
-        + ["--timeout", "5"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def stream_lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if line[7:].startswith("stream ")]
 
@@ -101,7 +63,7 @@ def test_a_good_setup_streams_one_call_through_the_service(
     keypad digit, `stop` ends the call: ok, and exactly one upstream session was opened for
     it; the call ended as a hang-up, its slot freed."""
     before = len(upstream.sessions)
-    result = doctor(bridge, upstream, tmp_path)
+    result = doctor(bridge, upstream, tmp_path, TWILIO_ACCOUNT_SID=None)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     [line] = stream_lines(out)
@@ -124,7 +86,13 @@ def test_a_stream_token_secret_the_service_does_not_share_fails(
     """The webhook passes, but the service refuses a token minted with another secret: the
     stream check fails naming STREAM_TOKEN_SECRET, before any upstream session."""
     before = len(upstream.sessions)
-    result = doctor(bridge, upstream, tmp_path, STREAM_TOKEN_SECRET="not-the-services-secret-42")
+    result = doctor(
+        bridge,
+        upstream,
+        tmp_path,
+        TWILIO_ACCOUNT_SID=None,
+        STREAM_TOKEN_SECRET="not-the-services-secret-42",
+    )
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     [line] = [ln for ln in out.splitlines() if ln.startswith("[FAIL]")]
