@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import os
-import re
 import resource
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.served import Served
+from tests.support.served import served as shared_served
 from tests.support.servers import running_fake
 from voicebridge.config import Settings
 from voicebridge.fake_realtime.server import FakeRealtimeOptions, FakeRealtimeServer
@@ -36,34 +32,6 @@ PUBLIC = "https://voice.example.com"
 ROOT = Path(__file__).resolve().parents[2]
 # Short deadlines where the claim is about the mechanism; test_defaults_* checks the real ones.
 FAST = {"HTTP_HEADER_TIMEOUT_S": "1", "HTTP_BODY_TIMEOUT_S": "1", "HTTP_KEEP_ALIVE_TIMEOUT_S": "1"}
-
-
-@dataclass
-class Served:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def rss_bytes(self) -> int:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) * 1024  # type: ignore[index]
-
-    def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def cpu_s(self) -> float:
-        # /proc/PID/stat: utime and stime are fields 14 and 15, after the "(comm)" field.
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def healthz_s(port: int, timeout: float = 2.0) -> float | None:
@@ -85,50 +53,16 @@ def served(
     log: Path, fake: FakeRealtimeServer, fds: int | None = None, **env: str
 ) -> Iterator[Served]:
     """`voicebridge serve` in a subprocess, signed like production, on a free port."""
-    port = _free_port()
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HTTP_", "OPENAI_", "REALTIME_", "TWILIO_", "PUBLIC_"))
-    }
-    environ.update(
-        PORT=str(port),
-        HOST="127.0.0.1",
+    with shared_served(
+        log,
+        fds,
         REALTIME_URL=fake.url,
         PUBLIC_URL=PUBLIC,
         TWILIO_AUTH_TOKEN=AUTH,
         STREAM_TOKEN_SECRET="an-edge-test-stream-token-secret-0123",
         **env,
-    )
-
-    def limit_fds() -> None:
-        if fds is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (fds, fds))
-
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "voicebridge", "serve"],
-            env=environ,
-            cwd=log.parent,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=limit_fds,  # only setrlimit, before exec
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while healthz_s(port, 0.5) is None:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "voicebridge serve did not start"
-            time.sleep(0.05)
-        yield Served(proc, port, log)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

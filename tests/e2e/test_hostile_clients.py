@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -31,7 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from tests.support.metrics import scrape
-from tests.support.processes import free_port, healthy
+from tests.support.processes import free_port
+from tests.support.served import served
 from tests.support.servers import Bridge, running_bridge, running_fake
 from tests.support.waiting import wait_until
 from voicebridge.config import Secret, Settings
@@ -195,61 +195,6 @@ async def test_a_socket_that_ends_before_admission_is_no_call(
 # -- 2. a flood of names: no labels, few lines, little memory -------------------------------
 
 
-@dataclass
-class Served:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def rss(self) -> int:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        match = re.search(r"VmRSS:\s+(\d+) kB", status)
-        assert match is not None
-        return int(match[1]) * 1024
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@contextmanager
-def served(log: Path, **env: str) -> Iterator[Served]:
-    """`voicebridge serve` on a free port, its output (stdout and stderr) in ``log``."""
-    port = free_port()
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HTTP_", "OPENAI_", "REALTIME_", "TWILIO_", "PUBLIC_", "LOG_"))
-    }
-    environ.update(PORT=str(port), HOST="127.0.0.1", **env)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "voicebridge", "serve"],
-            env=environ,
-            cwd=log.parent,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while not healthy(f"http://127.0.0.1:{port}/healthz"):
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "voicebridge serve did not start"
-            time.sleep(0.05)
-        yield Served(proc, port, log)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def frame(text: str) -> bytes:
     """A client text frame; the all-zero mask key leaves the payload as it is (RFC 6455 5.3)."""
     data = text.encode()
@@ -366,7 +311,7 @@ async def test_a_flood_of_unknown_event_names_leaves_no_trace(
         )
         assert report.closed_by == "caller"  # warmed up: every code path loaded
         scrape_text(server.url)
-        rss0 = server.rss()
+        rss0 = server.rss_bytes()
 
         async def attacker(n: int) -> int | None:
             """Half the sockets flood before `start`, half after a genuine admission."""
@@ -407,7 +352,7 @@ async def test_a_flood_of_unknown_event_names_leaves_no_trace(
         text, _ = scrape_text(server.url)
         scrapes = sorted(scrape_text(server.url)[1] for _ in range(5))
         scrape_s = scrapes[2]  # the median: one scheduling hiccup of a loaded test machine aside
-        grown = server.rss() - rss0
+        grown = server.rss_bytes() - rss0
         log = server.log_text()
     lines = [line for line in log.splitlines() if re.search(r" (WARNING|ERROR) ", line)]
     print(  # noqa: T201 (the figures for the report, with -s)
