@@ -281,7 +281,7 @@ class FakeTwilioApi:
                 hangup_at_ms=callee.hangup_at_ms,
             )
             async with asyncio.TaskGroup() as tg:
-                amd = tg.create_task(self._amd(call), name="amd")
+                amd = tg.create_task(self._amd(call, stream), name="amd")
                 call.report = await stream.run(self.timeout)
                 amd.cancel()
             if call.report.closed_by == "server" and twiml.connect_action:
@@ -295,9 +295,13 @@ class FakeTwilioApi:
         duration = str(int(time.monotonic() - answered))
         await self._status(call, "completed", "completed", CallDuration=duration)
 
-    async def _amd(self, call: PlacedCall) -> None:
+    async def _amd(self, call: PlacedCall, stream: EmulatedCall) -> None:
         """``AsyncAmdStatusCallback`` at the callee's verdict time (the stream's clock)."""
-        await asyncio.sleep(call.callee.amd_at_ms / 1000.0)
+        # The clock starts when the stream opens; the stream.run beside this bounds the wait.
+        while not stream.report.t0:  # noqa: ASYNC110 (the stream exposes no open event)
+            await asyncio.sleep(0.01)
+        due = stream.report.t0 + call.callee.amd_at_ms / 1000.0
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
         if call.create.get("AsyncAmd") != "true":
             return
         params = self._params(call, "in-progress")
